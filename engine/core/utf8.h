@@ -1,0 +1,25 @@
+// UTF-8 helpers shared by the tokenizer and the text loaders.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace qbench {
+
+// Length in bytes of the UTF-8 sequence starting with byte `lead` (1 for invalid lead bytes,
+// so that a scan always advances).
+inline size_t utf8_len(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if ((lead >> 5) == 0x6) return 2;
+  if ((lead >> 4) == 0xE) return 3;
+  if ((lead >> 3) == 0x1E) return 4;
+  return 1;
+}
+
+// Byte offset of the first invalid UTF-8 sequence in `s`, or nullopt when all of it is valid
+// (overlong forms, surrogates and code points above U+10FFFF count as invalid).
+std::optional<size_t> find_invalid_utf8(std::string_view s);
+
+}  // namespace qbench

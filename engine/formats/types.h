@@ -1,0 +1,80 @@
+// The one table of tensor storage formats (STYLE.md, convention 2).
+//
+// Ids are append-only and never change: they are stored in files. Ids below 1024 are ggml's own
+// `enum ggml_type` values, so a GGUF tensor's type field maps directly; qbench's own formats
+// (documented in docs/formats.md) take ids from 1024 up. A format that is known by name but has
+// no implementation yet has `dequantize_row == nullptr`: loading a tensor of that type reports
+// the type by name instead of crashing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace qbench {
+
+enum class TensorType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  IQ1_M = 29,
+  BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+  MXFP4 = 39,
+};
+
+// Converts `n` consecutive values (a multiple of the block size) from packed bytes to float.
+using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n);
+
+struct TypeTraits {
+  TensorType type;
+  std::string_view name;      // as ggml prints it: "f32", "q4_K", ...
+  int64_t block_size;         // values per block
+  size_t bytes_per_block;     // bytes per block, scales included
+  DequantizeRowFn dequantize_row;  // nullptr: known, not implemented
+  double bits_per_weight() const { return 8.0 * double(bytes_per_block) / double(block_size); }
+  bool supported() const { return dequantize_row != nullptr; }
+};
+
+// Traits of a type id, or nullptr for an id that is in no table (e.g. a corrupt file).
+const TypeTraits* find_type_traits(uint32_t id);
+// Traits of a known type (asserts).
+const TypeTraits& type_traits(TensorType type);
+// Parses a name such as "q4_K", case-insensitively; nullopt when unknown.
+std::optional<TensorType> parse_type_name(std::string_view name);
+// All entries of the table, in id order.
+std::span<const TypeTraits> all_type_traits();
+
+// Bytes taken by a row of `n` values; `n` must be a multiple of the block size.
+inline size_t row_bytes(const TypeTraits& t, int64_t n) {
+  return size_t(n / t.block_size) * t.bytes_per_block;
+}
+
+}  // namespace qbench

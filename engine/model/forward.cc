@@ -1,0 +1,174 @@
+#include "engine/model/forward.h"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/core/error.h"
+#include "engine/kernels/matmul.h"
+
+namespace qbench {
+namespace {
+
+// y = x / sqrt(mean(x^2) + eps) * w, the sum of squares accumulated in double as ggml does.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float scale = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+void add_bias(float* y, const std::vector<float>& b, int64_t n_tokens) {
+  if (b.empty()) return;
+  const int64_t n = int64_t(b.size());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t i = 0; i < n; ++i) y[t * n + i] += b[size_t(i)];
+  }
+}
+
+}  // namespace
+
+Forward::Forward(const Model& model, int64_t n_ctx) : model_(model), n_ctx_(n_ctx) {
+  const ModelConfig& c = model.config;
+  if (n_ctx <= 0) throw Error("context size must be positive, got " + std::to_string(n_ctx));
+  const size_t kv = size_t(c.n_layer) * size_t(n_ctx) * size_t(c.n_embd_kv());
+  k_cache_.assign(kv, 0.0f);
+  v_cache_.assign(kv, 0.0f);
+  const int64_t half = c.n_rot / 2;
+  rope_cos_.resize(size_t(n_ctx * half));
+  rope_sin_.resize(size_t(n_ctx * half));
+  for (int64_t p = 0; p < n_ctx; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double theta = double(p) * std::pow(double(c.rope_freq_base), -2.0 * double(i) / double(c.n_rot));
+      rope_cos_[size_t(p * half + i)] = float(std::cos(theta));
+      rope_sin_[size_t(p * half + i)] = float(std::sin(theta));
+    }
+  }
+}
+
+void Forward::eval(std::span<const int32_t> tokens, std::vector<float>& logits, int64_t logits_from) {
+  const int64_t n = int64_t(tokens.size());
+  const int64_t V = model_.config.n_vocab;
+  QB_ASSERT(n > 0 && logits_from >= 0 && logits_from < n);
+  if (n_past_ + n > n_ctx_) {
+    throw Error("sequence of " + std::to_string(n_past_ + n) + " tokens exceeds the context size " +
+                std::to_string(n_ctx_));
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= V) throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
+  }
+  logits.resize(size_t((n - logits_from) * V));
+  for (int64_t b0 = 0; b0 < n; b0 += kMaxBatch) {
+    const int64_t nb = std::min(kMaxBatch, n - b0);
+    const int64_t from = std::max<int64_t>(logits_from - b0, 0);
+    float* out = from < nb ? logits.data() + (b0 + from - logits_from) * V : nullptr;
+    eval_batch(tokens.subspan(size_t(b0), size_t(nb)), out, from);
+  }
+}
+
+void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t logits_from) {
+  const ModelConfig& c = model_.config;
+  const int64_t n = int64_t(tokens.size());
+  const int64_t d = c.n_embd, dkv = c.n_embd_kv(), hd = c.head_dim(), ff = c.n_ff;
+  const int64_t n_head = c.n_head, group = c.n_head / c.n_head_kv, half = c.n_rot / 2;
+  const int64_t p0 = n_past_;
+  x_.resize(size_t(n * d));
+  xn_.resize(size_t(n * d));
+  q_.resize(size_t(n * d));
+  k_.resize(size_t(n * dkv));
+  v_.resize(size_t(n * dkv));
+  attn_.resize(size_t(n * d));
+  gate_.resize(size_t(n * ff));
+  up_.resize(size_t(n * ff));
+  ffn_.resize(size_t(n * d));
+
+  for (int64_t t = 0; t < n; ++t) matrix_row(model_.tok_embd, tokens[size_t(t)], x_.data() + t * d);
+
+  auto rope = [&](float* vecs, int64_t n_heads_here, int64_t width) {
+    for (int64_t t = 0; t < n; ++t) {
+      const float* cs = rope_cos_.data() + (p0 + t) * half;
+      const float* sn = rope_sin_.data() + (p0 + t) * half;
+      for (int64_t h = 0; h < n_heads_here; ++h) {
+        float* v = vecs + t * width + h * hd;
+        for (int64_t i = 0; i < half; ++i) {
+          const int64_t a = c.rope_type == RopeType::Normal ? 2 * i : i;
+          const int64_t b = c.rope_type == RopeType::Normal ? 2 * i + 1 : i + half;
+          const float x0 = v[a], x1 = v[b];
+          v[a] = x0 * cs[i] - x1 * sn[i];
+          v[b] = x0 * sn[i] + x1 * cs[i];
+        }
+      }
+    }
+  };
+
+  const float kq_scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = model_.layers[size_t(l)];
+    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+    matmul(L.wq, xn_.data(), n, q_.data());
+    matmul(L.wk, xn_.data(), n, k_.data());
+    matmul(L.wv, xn_.data(), n, v_.data());
+    add_bias(q_.data(), L.bq, n);
+    add_bias(k_.data(), L.bk, n);
+    add_bias(v_.data(), L.bv, n);
+    rope(q_.data(), n_head, d);
+    rope(k_.data(), c.n_head_kv, dkv);
+    float* kc = k_cache_.data() + size_t(l) * size_t(n_ctx_ * dkv);
+    float* vc = v_cache_.data() + size_t(l) * size_t(n_ctx_ * dkv);
+    std::copy(k_.begin(), k_.begin() + n * dkv, kc + p0 * dkv);
+    std::copy(v_.begin(), v_.begin() + n * dkv, vc + p0 * dkv);
+
+    // Causal attention, one (token, head) pair per task; each output is computed by one task
+    // in a fixed order, so the result does not depend on the thread count.
+    tbb::parallel_for(int64_t(0), n * n_head, [&](int64_t job) {
+      const int64_t t = job / n_head, h = job % n_head, kvh = h / group;
+      const int64_t n_keys = p0 + t + 1;
+      const float* q = q_.data() + t * d + h * hd;
+      std::vector<float> scores(static_cast<size_t>(n_keys));
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float* k = kc + j * dkv + kvh * hd;
+        float s = 0.0f;
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+        s *= kq_scale;
+        scores[size_t(j)] = s;
+        mx = std::max(mx, s);
+      }
+      double sum = 0.0;
+      for (auto& s : scores) {
+        s = std::exp(s - mx);
+        sum += s;
+      }
+      const float inv = float(1.0 / sum);
+      float* out = attn_.data() + t * d + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float* v = vc + j * dkv + kvh * hd;
+        const float p = scores[size_t(j)] * inv;
+        for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];
+      }
+    });
+    matmul(L.wo, attn_.data(), n, ffn_.data());
+    for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
+
+    for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+    matmul(L.w_gate, xn_.data(), n, gate_.data());
+    matmul(L.w_up, xn_.data(), n, up_.data());
+    for (int64_t i = 0; i < n * ff; ++i) {
+      const float g = gate_[size_t(i)];
+      gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];
+    }
+    matmul(L.w_down, gate_.data(), n, ffn_.data());
+    for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
+  }
+  n_past_ += n;
+  if (logits == nullptr) return;
+  const int64_t m = n - logits_from;
+  for (int64_t t = 0; t < m; ++t) {
+    rms_norm(x_.data() + (logits_from + t) * d, model_.output_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  }
+  matmul(model_.output, xn_.data(), m, logits);
+}
+
+}  // namespace qbench

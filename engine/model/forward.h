@@ -1,0 +1,53 @@
+// Inference state of one sequence: the KV cache and scratch buffers. The Model's weights are
+// read-only and may be shared by any number of Forward objects (one per concurrent sequence).
+//
+// eval() runs a batch of tokens at positions n_past() .. n_past()+n-1 (prefill when n > 1,
+// decode when n == 1) with matrix-matrix products, appends their keys and values to the cache,
+// and returns logits. Prefill of n tokens and n single-token decodes give the same logits up to
+// float rounding (tested to 1e-4 relative).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/model/model.h"
+
+namespace qbench {
+
+class Forward {
+ public:
+  // n_ctx: capacity of the KV cache in tokens.
+  Forward(const Model& model, int64_t n_ctx);
+
+  // Evaluates `tokens` and writes logits for batch positions logits_from .. n-1 into `logits`
+  // (resized to (n - logits_from) x n_vocab, row-major). Throws qbench::Error if the tokens do
+  // not fit in the cache or a token id is out of range.
+  void eval(std::span<const int32_t> tokens, std::vector<float>& logits, int64_t logits_from);
+  // Logits of the last token only.
+  void eval_last(std::span<const int32_t> tokens, std::vector<float>& logits) {
+    eval(tokens, logits, int64_t(tokens.size()) - 1);
+  }
+
+  void reset() { n_past_ = 0; }
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  const Model& model() const { return model_; }
+
+ private:
+  void eval_batch(std::span<const int32_t> tokens, float* logits, int64_t logits_from);
+
+  const Model& model_;
+  int64_t n_ctx_;
+  int64_t n_past_ = 0;
+  std::vector<float> k_cache_, v_cache_;  // [layer][pos][n_embd_kv]
+  std::vector<float> rope_cos_, rope_sin_;  // [pos][n_rot/2]
+  // Scratch, sized for the largest batch seen.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_;
+};
+
+// Largest number of tokens evaluated in one batch; longer inputs are split.
+inline constexpr int64_t kMaxBatch = 512;
+
+}  // namespace qbench

@@ -1,0 +1,333 @@
+#include "engine/model/model.h"
+
+#include <cstring>
+
+#include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
+#include "engine/io/gguf.h"
+
+namespace qbench {
+namespace {
+
+void check_config(const ModelConfig& c, const std::string& path) {
+  auto positive = [&](int64_t v, const char* what) {
+    if (v <= 0 || v > (int64_t(1) << 24)) {
+      throw Error(path + ": " + what + " is " + std::to_string(v) + ", expected a positive size");
+    }
+  };
+  positive(c.n_vocab, "vocabulary size");
+  positive(c.n_embd, "embedding length");
+  positive(c.n_ff, "feed-forward length");
+  positive(c.n_layer, "block count");
+  positive(c.n_head, "head count");
+  positive(c.n_head_kv, "KV head count");
+  positive(c.n_ctx_train, "context length");
+  if (c.n_embd % c.n_head != 0) {
+    throw Error(path + ": embedding length " + std::to_string(c.n_embd) + " is not divisible by " +
+                std::to_string(c.n_head) + " heads");
+  }
+  if (c.n_head % c.n_head_kv != 0) {
+    throw Error(path + ": " + std::to_string(c.n_head) + " heads is not a multiple of " +
+                std::to_string(c.n_head_kv) + " KV heads");
+  }
+  if (c.n_rot <= 0 || c.n_rot > c.head_dim() || c.n_rot % 2 != 0) {
+    throw Error(path + ": rope dimension count " + std::to_string(c.n_rot) +
+                " must be even and at most the head size " + std::to_string(c.head_dim()));
+  }
+  if (!(c.rms_eps > 0.0f) || !(c.rope_freq_base > 0.0f)) {
+    throw Error(path + ": RMS epsilon and rope frequency base must be positive");
+  }
+}
+
+std::vector<float> to_float_vector(const uint8_t* data, TensorType type, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  type_traits(type).dequantize_row(data, v.data(), n);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GGUF
+
+struct GgufLoader {
+  const gguf::File& f;
+  const std::string& arch;
+
+  int64_t key_int(const std::string& suffix) const { return f.require_int(arch + "." + suffix); }
+
+  const gguf::TensorInfo& tensor(const std::string& name, std::vector<int64_t> dims) const {
+    const gguf::TensorInfo* t = f.find_tensor(name);
+    if (t == nullptr) throw Error(f.path() + ": missing tensor '" + name + "'");
+    if (t->dims != dims) {
+      auto str = [](const std::vector<int64_t>& d) {
+        std::string s = "[";
+        for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+        return s + "]";
+      };
+      throw Error(f.path() + ": tensor '" + name + "' has shape " + str(t->dims) + ", expected " + str(dims));
+    }
+    if (!t->traits->supported()) {
+      throw Error(f.path() + ": tensor '" + name + "' has type " + std::string(t->traits->name) +
+                  ", which this qbench cannot compute with");
+    }
+    return *t;
+  }
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    const gguf::TensorInfo& t = tensor(name, {cols, rows});
+    return Matrix{t.type, rows, cols, t.data};
+  }
+  std::vector<float> vec(const std::string& name, int64_t n) const {
+    const gguf::TensorInfo& t = tensor(name, {n});
+    return to_float_vector(t.data, t.type, n);
+  }
+  std::vector<float> optional_vec(const std::string& name, int64_t n) const {
+    return f.find_tensor(name) ? vec(name, n) : std::vector<float>{};
+  }
+};
+
+Model load_gguf(const std::string& path) {
+  const auto file = gguf::File::open(path);
+  const gguf::File& f = *file;
+  const std::string arch = f.require_string("general.architecture");
+  Model m;
+  ModelConfig& c = m.config;
+  c.arch = arch;
+  if (arch == "llama") {
+    c.rope_type = RopeType::Normal;
+  } else if (arch == "qwen2") {
+    c.rope_type = RopeType::Neox;
+  } else {
+    throw Error(path + ": unknown architecture '" + arch + "' (qbench runs llama and qwen2)");
+  }
+  GgufLoader ld{f, arch};
+  c.name = f.get_string("general.name").value_or("");
+  c.n_embd = ld.key_int("embedding_length");
+  c.n_ff = ld.key_int("feed_forward_length");
+  c.n_layer = ld.key_int("block_count");
+  c.n_head = ld.key_int("attention.head_count");
+  c.n_head_kv = f.get_int(arch + ".attention.head_count_kv").value_or(c.n_head);
+  c.n_ctx_train = ld.key_int("context_length");
+  const gguf::TensorInfo* emb = f.find_tensor("token_embd.weight");
+  if (emb == nullptr) throw Error(path + ": missing tensor 'token_embd.weight'");
+  c.n_vocab = f.get_int(arch + ".vocab_size").value_or(emb->dims.size() == 2 ? emb->dims[1] : 0);
+  c.n_rot = f.get_int(arch + ".rope.dimension_count")
+                .value_or(c.n_head > 0 ? c.n_embd / c.n_head : 0);
+  c.rope_freq_base = float(f.get_float(arch + ".rope.freq_base").value_or(10000.0));
+  const auto eps = f.get_float(arch + ".attention.layer_norm_rms_epsilon");
+  if (!eps) throw Error(path + ": missing metadata key '" + arch + ".attention.layer_norm_rms_epsilon'");
+  c.rms_eps = float(*eps);
+  check_config(c, path);
+
+  const int64_t d = c.n_embd, dkv = c.n_embd_kv();
+  m.tok_embd = ld.matrix("token_embd.weight", c.n_vocab, d);
+  m.output_norm = ld.vec("output_norm.weight", d);
+  if (f.find_tensor("output.weight")) {
+    m.output = ld.matrix("output.weight", c.n_vocab, d);
+  } else {
+    m.output = m.tok_embd;
+    m.tied_output = true;
+  }
+  m.layers.resize(size_t(c.n_layer));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& L = m.layers[size_t(i)];
+    L.attn_norm = ld.vec(p + "attn_norm.weight", d);
+    L.wq = ld.matrix(p + "attn_q.weight", d, d);
+    L.wk = ld.matrix(p + "attn_k.weight", dkv, d);
+    L.wv = ld.matrix(p + "attn_v.weight", dkv, d);
+    L.wo = ld.matrix(p + "attn_output.weight", d, d);
+    L.bq = ld.optional_vec(p + "attn_q.bias", d);
+    L.bk = ld.optional_vec(p + "attn_k.bias", dkv);
+    L.bv = ld.optional_vec(p + "attn_v.bias", dkv);
+    L.ffn_norm = ld.vec(p + "ffn_norm.weight", d);
+    L.w_gate = ld.matrix(p + "ffn_gate.weight", c.n_ff, d);
+    L.w_up = ld.matrix(p + "ffn_up.weight", c.n_ff, d);
+    L.w_down = ld.matrix(p + "ffn_down.weight", d, c.n_ff);
+  }
+  if (f.find("tokenizer.ggml.model")) {
+    m.tokenizer = Tokenizer::from_gguf(f);
+    if (m.tokenizer.n_tokens() != c.n_vocab) {
+      throw Error(path + ": tokenizer has " + std::to_string(m.tokenizer.n_tokens()) +
+                  " tokens but the model's vocabulary is " + std::to_string(c.n_vocab));
+    }
+  }
+  m.storage.push_back(f.mapping());
+  m.format = "gguf";
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// llama2.c checkpoints (Karpathy's run.c "legacy" export and the version-1 float export)
+
+Model load_llama2c(const std::string& path) {
+  auto map = std::make_shared<MappedFile>(path);
+  const size_t size = map->size();
+  const uint8_t* base = map->data();
+  size_t header = 28;
+  int32_t h[7];
+  bool shared_classifier;
+  if (size >= 8 && std::memcmp(base, "24ka", 4) == 0) {  // uint32 0x616b3432 "ak42", little-endian
+    int32_t version;
+    std::memcpy(&version, base + 4, 4);
+    if (version != 1) {
+      throw Error(path + ": llama2.c export version " + std::to_string(version) +
+                  " is not supported (qbench reads the legacy and version-1 float exports)");
+    }
+    if (size < 256) throw Error(path + ": truncated llama2.c header");
+    std::memcpy(h, base + 8, sizeof h);
+    shared_classifier = base[36] != 0;
+    header = 256;
+  } else {
+    if (size < 28) {
+      throw Error(path + ": not a model file: " + std::to_string(size) +
+                  " bytes is neither a GGUF nor a llama2.c checkpoint");
+    }
+    std::memcpy(h, base, sizeof h);
+    shared_classifier = h[5] > 0;
+    h[5] = h[5] < 0 ? -h[5] : h[5];
+  }
+  ModelConfig c;
+  c.arch = "llama";
+  c.name = "llama2.c";
+  c.n_embd = h[0];
+  c.n_ff = h[1];
+  c.n_layer = h[2];
+  c.n_head = h[3];
+  c.n_head_kv = h[4];
+  c.n_vocab = h[5];
+  c.n_ctx_train = h[6];
+  for (int i = 0; i < 7; ++i) {
+    if (h[i] <= 0 || h[i] > (1 << 24)) {
+      throw Error(path + ": not a GGUF file and not a llama2.c checkpoint (header field " +
+                  std::to_string(i) + " is " + std::to_string(h[i]) + ")");
+    }
+  }
+  if (c.n_head > 0 && c.n_embd % c.n_head == 0) c.n_rot = c.n_embd / c.n_head;
+  check_config(c, path);
+
+  const int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, L = c.n_layer, V = c.n_vocab;
+  const int64_t hs = d / c.n_head;
+  const int64_t floats_legacy = V * d + L * d + L * d * d + 2 * L * d * dkv + L * d * d + L * d +
+                                3 * L * d * ff + d + c.n_ctx_train * hs + (shared_classifier ? 0 : V * d);
+  const int64_t floats_v1 = V * d + 2 * L * d + d + 2 * L * d * d + 2 * L * d * dkv + 3 * L * d * ff +
+                            (shared_classifier ? 0 : V * d);
+  const int64_t expected = int64_t(header) + 4 * (header == 28 ? floats_legacy : floats_v1);
+  if (int64_t(size) != expected) {
+    throw Error(path + ": llama2.c checkpoint is " + std::to_string(size) + " bytes, but its header (dim " +
+                std::to_string(d) + ", " + std::to_string(L) + " layers, vocab " + std::to_string(V) +
+                ") implies " + std::to_string(expected) + (int64_t(size) < expected ? "; the file is truncated" : ""));
+  }
+
+  const float* p = reinterpret_cast<const float*>(base + header);
+  auto take = [&](int64_t n) {
+    const float* q = p;
+    p += n;
+    return q;
+  };
+  auto mat = [](const float* q, int64_t rows, int64_t cols) {
+    return Matrix{TensorType::F32, rows, cols, reinterpret_cast<const uint8_t*>(q)};
+  };
+  auto vec = [](const float* q, int64_t n) { return std::vector<float>(q, q + n); };
+
+  Model m;
+  m.config = c;
+  m.layers.resize(size_t(L));
+  if (header == 28) {
+    m.tok_embd = mat(take(V * d), V, d);
+    for (auto& l : m.layers) l.attn_norm = vec(take(d), d);
+    for (auto& l : m.layers) l.wq = mat(take(d * d), d, d);
+    for (auto& l : m.layers) l.wk = mat(take(dkv * d), dkv, d);
+    for (auto& l : m.layers) l.wv = mat(take(dkv * d), dkv, d);
+    for (auto& l : m.layers) l.wo = mat(take(d * d), d, d);
+    for (auto& l : m.layers) l.ffn_norm = vec(take(d), d);
+    for (auto& l : m.layers) l.w_gate = mat(take(ff * d), ff, d);  // w1
+    for (auto& l : m.layers) l.w_down = mat(take(d * ff), d, ff);  // w2
+    for (auto& l : m.layers) l.w_up = mat(take(ff * d), ff, d);    // w3
+    m.output_norm = vec(take(d), d);
+    take(c.n_ctx_train * hs);  // precomputed RoPE tables (freq_cis_real, freq_cis_imag), unused
+  } else {
+    for (auto& l : m.layers) l.attn_norm = vec(take(d), d);
+    for (auto& l : m.layers) l.ffn_norm = vec(take(d), d);
+    m.output_norm = vec(take(d), d);
+    m.tok_embd = mat(take(V * d), V, d);
+    for (auto& l : m.layers) l.wq = mat(take(d * d), d, d);
+    for (auto& l : m.layers) l.wk = mat(take(dkv * d), dkv, d);
+    for (auto& l : m.layers) l.wv = mat(take(dkv * d), dkv, d);
+    for (auto& l : m.layers) l.wo = mat(take(d * d), d, d);
+    for (auto& l : m.layers) l.w_gate = mat(take(ff * d), ff, d);
+    for (auto& l : m.layers) l.w_down = mat(take(d * ff), d, ff);
+    for (auto& l : m.layers) l.w_up = mat(take(ff * d), ff, d);
+  }
+  if (shared_classifier) {
+    m.output = m.tok_embd;
+    m.tied_output = true;
+  } else {
+    m.output = mat(take(V * d), V, d);
+  }
+  m.storage.push_back(map);
+  m.format = "llama2c";
+  return m;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, const Matrix*>> Model::linear_weights() const {
+  std::vector<std::pair<std::string, const Matrix*>> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    const LayerWeights& L = layers[i];
+    out.emplace_back(p + "attn_q.weight", &L.wq);
+    out.emplace_back(p + "attn_k.weight", &L.wk);
+    out.emplace_back(p + "attn_v.weight", &L.wv);
+    out.emplace_back(p + "attn_output.weight", &L.wo);
+    out.emplace_back(p + "ffn_gate.weight", &L.w_gate);
+    out.emplace_back(p + "ffn_up.weight", &L.w_up);
+    out.emplace_back(p + "ffn_down.weight", &L.w_down);
+  }
+  if (!tied_output) out.emplace_back("output.weight", &output);
+  return out;
+}
+
+int64_t Model::n_params() const {
+  int64_t n = tok_embd.rows * tok_embd.cols + int64_t(output_norm.size());
+  for (const auto& [name, w] : linear_weights()) n += w->rows * w->cols;
+  for (const auto& L : layers) {
+    n += int64_t(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size());
+  }
+  return n;
+}
+
+size_t Model::weight_bytes() const {
+  size_t n = tok_embd.bytes() + output_norm.size() * sizeof(float);
+  for (const auto& [name, w] : linear_weights()) n += w->bytes();
+  for (const auto& L : layers) {
+    n += (L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size()) * sizeof(float);
+  }
+  return n;
+}
+
+const Tokenizer& Model::require_tokenizer() const {
+  if (tokenizer.empty()) {
+    throw Error(path + ": this model has no tokenizer; give the llama2.c tokenizer.bin with --tokenizer FILE");
+  }
+  return tokenizer;
+}
+
+Model load_model(const std::string& path, const std::string& tokenizer_path) {
+  bool is_gguf = false;
+  {
+    const MappedFile probe(path);
+    is_gguf = probe.size() >= 4 && std::memcmp(probe.data(), "GGUF", 4) == 0;
+  }
+  Model m = is_gguf ? load_gguf(path) : load_llama2c(path);
+  m.path = path;
+  if (!tokenizer_path.empty()) {
+    m.tokenizer = Tokenizer::from_llama2c(tokenizer_path);
+    if (m.tokenizer.n_tokens() != m.config.n_vocab) {
+      throw Error(tokenizer_path + ": tokenizer has " + std::to_string(m.tokenizer.n_tokens()) +
+                  " tokens but the model " + path + " has a vocabulary of " + std::to_string(m.config.n_vocab));
+    }
+  }
+  return m;
+}
+
+}  // namespace qbench

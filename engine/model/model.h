@@ -1,0 +1,68 @@
+// A loaded Llama-family model: configuration, weights (read-only, shared between the model and
+// its quantized variants), and tokenizer.
+//
+// Every 2-D weight is a `Matrix` in one storage format: `rows` output features, each a row of
+// `cols` input features packed in `type` (ggml's layout: ne[0] = cols). The bytes live in
+// `Model::storage` — the file mapping for a GGUF, owned buffers for a llama2.c checkpoint or a
+// quantized variant — so copying a Model copies views, not weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/formats/types.h"
+#include "engine/model/config.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace qbench {
+
+struct Matrix {
+  TensorType type = TensorType::F32;
+  int64_t rows = 0;  // output features
+  int64_t cols = 0;  // input features (row length)
+  const uint8_t* data = nullptr;
+
+  const TypeTraits& traits() const { return type_traits(type); }
+  size_t row_bytes() const { return qbench::row_bytes(traits(), cols); }
+  size_t bytes() const { return size_t(rows) * row_bytes(); }
+  const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes(); }
+  bool empty() const { return data == nullptr; }
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // n_embd
+  Matrix wq, wk, wv, wo;         // [n_embd x n_embd], [n_embd_kv x n_embd] x2, [n_embd x n_embd]
+  std::vector<float> bq, bk, bv; // optional attention biases (empty when absent)
+  std::vector<float> ffn_norm;   // n_embd
+  Matrix w_gate, w_up, w_down;   // [n_ff x n_embd] x2, [n_embd x n_ff]
+};
+
+struct Model {
+  ModelConfig config;
+  Matrix tok_embd;  // [n_vocab x n_embd]; rows are looked up, not multiplied
+  std::vector<LayerWeights> layers;
+  std::vector<float> output_norm;
+  Matrix output;  // [n_vocab x n_embd]; same bytes as tok_embd when tied
+  bool tied_output = false;
+  Tokenizer tokenizer;  // empty for a llama2.c checkpoint loaded without --tokenizer
+  std::string path;     // the file it came from
+  std::string format;   // "gguf" or "llama2c"
+  std::vector<std::shared_ptr<const void>> storage;  // keeps the weight bytes alive
+
+  // Every linear weight of the model with its GGUF tensor name, in file order (layers first).
+  std::vector<std::pair<std::string, const Matrix*>> linear_weights() const;
+  int64_t n_params() const;
+  size_t weight_bytes() const;  // bytes of all matrices and norms as stored (tied output counted once)
+  // Throws qbench::Error when the model has no tokenizer (llama2.c without --tokenizer).
+  const Tokenizer& require_tokenizer() const;
+};
+
+// Loads a model file: GGUF (by its magic) or a llama2.c checkpoint (anything else).
+// `tokenizer_path` (llama2.c's tokenizer.bin) is required for tokenization of a llama2.c model
+// and, if given for a GGUF, replaces the GGUF's own vocabulary. Throws qbench::Error naming the
+// file and the problem on any bad input.
+Model load_model(const std::string& path, const std::string& tokenizer_path = {});
+
+}  // namespace qbench

@@ -1,0 +1,109 @@
+#include "harness/cli.h"
+
+#include <tbb/global_control.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "engine/core/error.h"
+
+namespace qbench::cli {
+
+void add_model_options(po::options_description& desc, ModelOptions& o) {
+  desc.add_options()
+      ("model,m", po::value(&o.model)->value_name("FILE"),
+       "model file: GGUF, or a llama2.c checkpoint (.bin) with --tokenizer (default: the built-in model)")
+      ("tokenizer", po::value(&o.tokenizer)->value_name("FILE"),
+       "llama2.c tokenizer.bin; for a GGUF it replaces the file's own vocabulary");
+  add_output_options(desc, o.json, o.threads);
+}
+
+void add_output_options(po::options_description& desc, bool& json, int& threads) {
+  desc.add_options()
+      ("threads,t", po::value(&threads)->default_value(0)->value_name("N"),
+       "worker threads (0: one per core); results do not depend on it")
+      ("json", po::bool_switch(&json), "print exactly one JSON document on stdout (logs go to stderr)")
+      ("help,h", "show this help");
+}
+
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const char* usage, po::variables_map& vm, const po::positional_options_description* positional) {
+  try {
+    auto parser = po::command_line_parser(args).options(desc);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) {
+      std::cout << usage << "\n\n" << desc << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(std::string(e.what()) + " (see --help)");
+  }
+  return true;
+}
+
+namespace {
+std::unique_ptr<tbb::global_control> g_thread_limit;
+int g_threads = 0;
+}  // namespace
+
+void set_threads(int threads) {
+  if (threads < 0) throw Error("--threads must be >= 0, got " + std::to_string(threads));
+  g_threads = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  g_thread_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                         size_t(g_threads));
+}
+
+int thread_count() { return g_threads; }
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("QBENCH_DEFAULT_MODEL"); env && *env) return env;
+  return QBENCH_SOURCE_DIR "/models/default.gguf";
+}
+
+Model load_model_from(const ModelOptions& o) {
+  std::string path = o.model;
+  if (path.empty()) {
+    path = default_model_path();
+    if (!std::filesystem::exists(path)) {
+      throw Error("no --model given and the built-in default model " + path +
+                  " does not exist (train it with 'qbench train', or pass --model FILE)");
+    }
+  }
+  return load_model(path, o.tokenizer);
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+nlohmann::json model_json(const Model& m) {
+  const ModelConfig& c = m.config;
+  return {
+      {"path", m.path},
+      {"format", m.format},
+      {"architecture", c.arch},
+      {"name", c.name},
+      {"parameters", m.n_params()},
+      {"weight_bytes", m.weight_bytes()},
+      {"n_vocab", c.n_vocab},
+      {"n_embd", c.n_embd},
+      {"n_ff", c.n_ff},
+      {"n_layer", c.n_layer},
+      {"n_head", c.n_head},
+      {"n_head_kv", c.n_head_kv},
+      {"n_ctx_train", c.n_ctx_train},
+      {"n_rot", c.n_rot},
+      {"rope_freq_base", c.rope_freq_base},
+      {"rope_type", c.rope_type == RopeType::Normal ? "normal" : "neox"},
+      {"rms_eps", c.rms_eps},
+      {"tied_output", m.tied_output},
+  };
+}
+
+bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
+
+}  // namespace qbench::cli

@@ -1,0 +1,54 @@
+// Shared pieces of the qbench command line: the command table, common options, model loading,
+// output helpers. Each command lives in its own cmd_*.cc and is listed in commands().
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/model/model.h"
+
+namespace qbench::cli {
+
+namespace po = boost::program_options;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const std::vector<std::string>& args);  // args after the command name
+};
+const std::vector<Command>& commands();
+
+// Options every model-taking command shares.
+struct ModelOptions {
+  std::string model;
+  std::string tokenizer;
+  int threads = 0;
+  bool json = false;
+};
+void add_model_options(po::options_description& desc, ModelOptions& o);
+void add_output_options(po::options_description& desc, bool& json, int& threads);
+
+// Parses `args` against `desc`; returns false after printing help when --help was given.
+// Throws qbench::Error for unknown or malformed options.
+bool parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const char* usage, po::variables_map& vm,
+           const po::positional_options_description* positional = nullptr);
+
+// Limits TBB to `threads` worker threads (0: all cores) for the lifetime of the process.
+void set_threads(int threads);
+int thread_count();
+
+// The model given with --model, or the built-in default model.
+Model load_model_from(const ModelOptions& o);
+std::string default_model_path();
+
+// Prints exactly one JSON document on stdout.
+void print_json(const nlohmann::json& j);
+// Model description used in every JSON result.
+nlohmann::json model_json(const Model& m);
+// True when stderr is a terminal (progress lines are shown only then).
+bool stderr_is_tty();
+
+}  // namespace qbench::cli

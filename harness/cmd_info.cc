@@ -1,0 +1,53 @@
+// qbench info: what a model file holds.
+#include <iostream>
+
+#include "engine/core/error.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+
+namespace qbench::cli {
+
+int cmd_info(const std::vector<std::string>& args) {
+  ModelOptions o;
+  po::options_description desc("qbench info options");
+  add_model_options(desc, o);
+  po::variables_map vm;
+  if (!parse(args, desc, "usage: qbench info [--model FILE] [--json]\n\nShows a model's architecture, sizes and weight types.", vm)) return 0;
+  set_threads(o.threads);
+  const Model m = load_model_from(o);
+  nlohmann::json tensors = nlohmann::json::array();
+  tensors.push_back({{"name", "token_embd.weight"}, {"type", m.tok_embd.traits().name},
+                     {"shape", {m.tok_embd.cols, m.tok_embd.rows}}, {"bytes", m.tok_embd.bytes()}});
+  for (const auto& [name, w] : m.linear_weights()) {
+    tensors.push_back({{"name", name}, {"type", w->traits().name}, {"shape", {w->cols, w->rows}},
+                       {"bytes", w->bytes()}});
+  }
+  nlohmann::json j = model_json(m);
+  j["tensors"] = tensors;
+  if (!m.tokenizer.empty()) {
+    j["tokenizer"] = {{"tokens", m.tokenizer.n_tokens()}, {"bos", m.tokenizer.bos()},
+                      {"eos", m.tokenizer.eos()}, {"add_bos", m.tokenizer.add_bos()}};
+  }
+  if (o.json) {
+    print_json(j);
+    return 0;
+  }
+  const ModelConfig& c = m.config;
+  std::cout << m.path << " (" << m.format << ")\n"
+            << "  architecture   " << c.arch << (c.name.empty() ? "" : "  name " + c.name) << "\n"
+            << "  parameters     " << m.n_params() << "  (" << m.weight_bytes() << " bytes of weights)\n"
+            << "  layers         " << c.n_layer << ", n_embd " << c.n_embd << ", n_ff " << c.n_ff << "\n"
+            << "  heads          " << c.n_head << " (KV " << c.n_head_kv << "), head size " << c.head_dim()
+            << ", rope " << (c.rope_type == RopeType::Normal ? "normal" : "neox") << " dim " << c.n_rot
+            << " base " << c.rope_freq_base << "\n"
+            << "  vocabulary     " << c.n_vocab << (m.tokenizer.empty() ? " (no tokenizer loaded)" : "") << "\n"
+            << "  context        " << c.n_ctx_train << "\n"
+            << "  output         " << (m.tied_output ? "tied to the token embedding" : "separate") << "\n";
+  for (const auto& t : tensors) {
+    std::cout << "    " << t["name"].get<std::string>() << "  " << t["type"].get<std::string>() << "  ["
+              << t["shape"][0] << ", " << t["shape"][1] << "]\n";
+  }
+  return 0;
+}
+
+}  // namespace qbench::cli

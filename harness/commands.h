@@ -1,0 +1,14 @@
+// Entry points of the qbench commands (one cmd_*.cc each).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace qbench::cli {
+
+int cmd_info(const std::vector<std::string>& args);
+int cmd_tokenize(const std::vector<std::string>& args);
+int cmd_perplexity(const std::vector<std::string>& args);
+int cmd_generate(const std::vector<std::string>& args);
+
+}  // namespace qbench::cli

@@ -1,0 +1,125 @@
+#include "tasks/perplexity.h"
+
+#include <tbb/parallel_for.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <mutex>
+
+#include "engine/core/error.h"
+#include "engine/model/forward.h"
+
+namespace qbench {
+
+double NllStats::ppl() const { return std::exp(mean()); }
+
+double NllStats::ppl_stderr() const {
+  if (count < 2) return 0.0;
+  const double m = mean();
+  const double var = sum2 / double(count) - m * m;
+  return var > 0.0 ? ppl() * std::sqrt(var / double(count - 1)) : 0.0;
+}
+
+namespace {
+
+// A small pool of inference states, so that a thread that steals another chunk while waiting
+// inside a nested parallel matmul never shares a KV cache with the chunk it interrupted.
+class ForwardPool {
+ public:
+  ForwardPool(const Model& m, int64_t n_ctx) : model_(m), n_ctx_(n_ctx) {}
+  std::unique_ptr<Forward> acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        auto f = std::move(free_.back());
+        free_.pop_back();
+        f->reset();
+        return f;
+      }
+    }
+    return std::make_unique<Forward>(model_, n_ctx_);
+  }
+  void release(std::unique_ptr<Forward> f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(f));
+  }
+
+ private:
+  const Model& model_;
+  int64_t n_ctx_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Forward>> free_;
+};
+
+// -log softmax(logits)[target], as llama.cpp's log_softmax: float max, double sum of expf.
+double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
+  float mx = logits[0];
+  for (int64_t i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n_vocab; ++i) sum += std::exp(logits[i] - mx);
+  return -(double(logits[target] - mx) - std::log(sum));
+}
+
+}  // namespace
+
+PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>& tokens,
+                                  const PerplexityOptions& opt, const ProgressFn& progress) {
+  const Tokenizer& tok = model.require_tokenizer();
+  const int64_t n_ctx = opt.n_ctx;
+  if (n_ctx < 4) throw Error("--ctx must be at least 4, got " + std::to_string(n_ctx));
+  const int64_t n_tokens = int64_t(tokens.size());
+  if (n_tokens < 2 * n_ctx) {
+    throw Error("the text has " + std::to_string(n_tokens) + " tokens; perplexity with a context of " +
+                std::to_string(n_ctx) + " needs at least " + std::to_string(2 * n_ctx));
+  }
+  int64_t n_chunks = n_tokens / n_ctx;
+  if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
+  const int64_t first = n_ctx / 2;
+  const int64_t per_chunk = n_ctx - 1 - first;
+  const int64_t V = model.config.n_vocab;
+  const bool add_bos = tok.add_bos();
+
+  std::vector<NllStats> chunk_stats(static_cast<size_t>(n_chunks));
+  std::vector<float> token_nll_all(opt.keep_token_nll ? size_t(n_chunks * per_chunk) : 0);
+  ForwardPool pool(model, n_ctx);
+  std::atomic<int64_t> done{0};
+  std::mutex progress_mu;
+  const auto t0 = std::chrono::steady_clock::now();
+
+  tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+    if (add_bos) chunk[0] = tok.bos();
+    auto fwd = pool.acquire();
+    std::vector<float> logits;
+    fwd->eval(chunk, logits, first);
+    pool.release(std::move(fwd));
+    NllStats s;
+    for (int64_t i = 0; i < per_chunk; ++i) {
+      const double nll = token_nll(logits.data() + i * V, V, chunk[size_t(first + i + 1)]);
+      s.add(nll);
+      if (opt.keep_token_nll) token_nll_all[size_t(c * per_chunk + i)] = float(nll);
+    }
+    chunk_stats[size_t(c)] = s;
+    const int64_t d = ++done;
+    if (progress) {
+      std::lock_guard<std::mutex> lock(progress_mu);
+      progress(d, n_chunks);
+    }
+  });
+
+  PerplexityResult r;
+  r.n_ctx = n_ctx;
+  r.n_text_tokens = n_tokens;
+  r.n_chunks = n_chunks;
+  for (const NllStats& s : chunk_stats) r.stats.merge(s);
+  r.ppl = r.stats.ppl();
+  r.ppl_stderr = r.stats.ppl_stderr();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_second = r.seconds > 0 ? double(n_chunks * n_ctx) / r.seconds : 0.0;
+  r.token_nll = std::move(token_nll_all);
+  return r;
+}
+
+}  // namespace qbench

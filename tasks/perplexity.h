@@ -1,0 +1,66 @@
+// Token-level perplexity following llama.cpp's llama-perplexity exactly (PROTOCOLS.md):
+//  - the whole text is tokenized once, with BOS prepended when the vocabulary says add_bos;
+//  - n_chunk = n_tokens / n_ctx (the tail is dropped), optionally limited by max_chunks;
+//  - chunk i is tokens [i*n_ctx, (i+1)*n_ctx) with its first token replaced by BOS (add_bos);
+//  - the logits at positions n_ctx/2 .. n_ctx-2 score the next token (n_ctx/2 - 1 per chunk);
+//  - nll = max + log(sum exp(logit - max)) - logit[target], summed in double;
+//  - PPL = exp(sum/count), error = PPL * sqrt((sum2/count - mean^2) / (count - 1)).
+// Chunks are independent (the KV cache starts empty for each) and run in parallel; per-chunk
+// sums are combined in chunk order, so the result is identical for any thread count.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "engine/model/model.h"
+
+namespace qbench {
+
+// Mergeable accumulator of per-token negative log-likelihoods (STYLE.md, convention 10).
+struct NllStats {
+  double sum = 0.0;
+  double sum2 = 0.0;
+  int64_t count = 0;
+
+  void add(double nll) {
+    sum += nll;
+    sum2 += nll * nll;
+    ++count;
+  }
+  void merge(const NllStats& o) {
+    sum += o.sum;
+    sum2 += o.sum2;
+    count += o.count;
+  }
+  double mean() const { return count ? sum / double(count) : 0.0; }
+  double ppl() const;
+  double ppl_stderr() const;  // llama.cpp's formula
+};
+
+struct PerplexityOptions {
+  int64_t n_ctx = 512;
+  int64_t max_chunks = -1;  // < 0: all
+  bool keep_token_nll = false;
+};
+
+struct PerplexityResult {
+  int64_t n_ctx = 0;
+  int64_t n_text_tokens = 0;  // including the leading BOS when added
+  int64_t n_chunks = 0;
+  NllStats stats;
+  double ppl = 0.0, ppl_stderr = 0.0;
+  double seconds = 0.0;
+  double tokens_per_second = 0.0;  // evaluated tokens (n_chunks * n_ctx) per second
+  std::vector<float> token_nll;    // per scored token, chunk order (when keep_token_nll)
+};
+
+// Progress callback: chunks done, chunks total.
+using ProgressFn = std::function<void(int64_t, int64_t)>;
+
+// Throws qbench::Error when the text is shorter than 2 * n_ctx tokens (llama.cpp's requirement)
+// or n_ctx is not in [8, the model's context length * 4].
+PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>& tokens,
+                                  const PerplexityOptions& opt, const ProgressFn& progress = {});
+
+}  // namespace qbench

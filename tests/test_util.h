@@ -1,0 +1,45 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace qbench::test {
+
+inline bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+// Absolute path of a file under $QBENCH_SHARED, or "" when it is not there.
+inline std::string shared_file(const std::string& rel) {
+  const char* root = std::getenv("QBENCH_SHARED");
+  if (root == nullptr || *root == '\0') return {};
+  const std::filesystem::path p = std::filesystem::path(root) / rel;
+  return std::filesystem::exists(p) ? p.string() : std::string();
+}
+
+// Scratch folder for a test's files, emptied first.
+inline std::string temp_dir(const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() / ("qbench-test-" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+}  // namespace qbench::test
+
+// Declares `var` as the path of a shared file; when it is missing the test fails under CI=true
+// and is skipped elsewhere, with a message naming the file.
+#define QBENCH_SHARED_FILE(var, rel)                                                        \
+  const std::string var = ::qbench::test::shared_file(rel);                                 \
+  if (var.empty()) {                                                                        \
+    if (::qbench::test::in_ci()) {                                                          \
+      FAIL() << "missing shared file $QBENCH_SHARED/" << (rel) << " (CI=true)";             \
+    } else {                                                                                \
+      GTEST_SKIP() << "shared file $QBENCH_SHARED/" << (rel) << " not found; set QBENCH_SHARED"; \
+    }                                                                                       \
+  }
