@@ -26,7 +26,10 @@ std::string cpu_name() {
 
 std::string compiled_simd() {
   std::string s;
-  auto add = [&](const char* name) { s += (s.empty() ? "" : " ") + std::string(name); };
+  auto add = [&](const char* name) {
+    if (!s.empty()) s += ' ';
+    s += name;
+  };
 #ifdef __AVX512F__
   add("avx512f");
 #endif

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include <unistd.h>
+
 namespace qbench::test {
 
 inline bool in_ci() {
@@ -22,9 +24,11 @@ inline std::string shared_file(const std::string& rel) {
   return std::filesystem::exists(p) ? p.string() : std::string();
 }
 
-// Scratch folder for a test's files, emptied first.
+// Scratch folder for a test's files, emptied first; unique per process, since ctest runs
+// tests in parallel.
 inline std::string temp_dir(const std::string& name) {
-  const auto p = std::filesystem::temp_directory_path() / ("qbench-test-" + name);
+  const auto p = std::filesystem::temp_directory_path() /
+                 ("qbench-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();

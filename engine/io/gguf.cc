@@ -99,8 +99,8 @@ Value read_value(Cursor& c, ValueType type, int depth) {
       const uint64_t n = c.read<uint64_t>("array length");
       const ValueType elem = ValueType(et);
       if (n > c.remaining() / min_encoded_size(elem)) {
-        c.fail("array of " + std::to_string(n) + " " + value_type_name(elem) +
-               " values does not fit in the file");
+        c.fail("file is truncated or corrupt: an array of " + std::to_string(n) + " " +
+               value_type_name(elem) + " values does not fit");
       }
       Array arr;
       arr.elem_type = elem;
@@ -184,8 +184,8 @@ std::unique_ptr<File> File::open(const std::string& path) {
   const uint64_t n_tensors = c.read<uint64_t>("tensor count");
   const uint64_t n_kv = c.read<uint64_t>("metadata count");
   // Each key/value takes at least 13 bytes and each tensor info at least 28.
-  if (n_kv > c.remaining() / 13) c.fail("metadata count " + std::to_string(n_kv) + " does not fit in the file");
-  if (n_tensors > c.remaining() / 28) c.fail("tensor count " + std::to_string(n_tensors) + " does not fit in the file");
+  if (n_kv > c.remaining() / 13) c.fail("file is truncated or corrupt: metadata count " + std::to_string(n_kv) + " does not fit");
+  if (n_tensors > c.remaining() / 28) c.fail("file is truncated or corrupt: tensor count " + std::to_string(n_tensors) + " does not fit");
 
   f->kv_.reserve(size_t(n_kv));
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -355,6 +355,14 @@ void Writer::set(const std::string& key, Value value) {
     }
   }
   kv_.emplace_back(key, std::move(value));
+}
+
+void Writer::remove(const std::string& key) {
+  std::erase_if(kv_, [&](const auto& kv) { return kv.first == key; });
+}
+
+void Writer::remove_tensor(const std::string& name) {
+  std::erase_if(tensors_, [&](const PendingTensor& t) { return t.name == name; });
 }
 
 void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, TensorType type,

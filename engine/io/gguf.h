@@ -130,6 +130,8 @@ class File {
 class Writer {
  public:
   void set(const std::string& key, Value value);  // replaces an existing key in place
+  void remove(const std::string& key);
+  void remove_tensor(const std::string& name);
   // `data` must hold exactly the bytes the type and dims imply; it is copied.
   void add_tensor(const std::string& name, std::vector<int64_t> dims, TensorType type,
                   std::span<const uint8_t> data);

@@ -313,8 +313,9 @@ const Tokenizer& Model::require_tokenizer() const {
 }
 
 Model load_model(const std::string& path, const std::string& tokenizer_path) {
-  bool is_gguf = false;
-  {
+  // A file named *.gguf is always read as GGUF, so a wrong magic is reported as such.
+  bool is_gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+  if (!is_gguf) {
     const MappedFile probe(path);
     is_gguf = probe.size() >= 4 && std::memcmp(probe.data(), "GGUF", 4) == 0;
   }

@@ -58,6 +58,7 @@ class Tokenizer {
   bool add_bos() const { return add_bos_; }
   const std::string& piece(int32_t id) const { return pieces_.at(size_t(id)); }
   TokenType type(int32_t id) const { return types_.at(size_t(id)); }
+  float score(int32_t id) const { return scores_.at(size_t(id)); }
 
   // Tokenizes `text`; prepends BOS when `add_bos` and the vocabulary asks for it.
   std::vector<int32_t> encode(std::string_view text, bool add_bos) const;

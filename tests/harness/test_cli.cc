@@ -1,0 +1,93 @@
+// The qbench binary as a user meets it: help, exit codes, one-line errors, JSON on stdout.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "tests/test_util.h"
+#include "tests/tiny_model.h"
+
+namespace qbench {
+namespace {
+
+struct RunResult {
+  int exit_code;
+  std::string out, err;
+};
+
+RunResult run(const std::string& args) {
+  const std::string dir = test::temp_dir("cli-run");
+  const std::string cmd = std::string(QBENCH_BINARY) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir + "/out"), slurp(dir + "/err")};
+}
+
+int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
+
+TEST(Cli, HelpVersionAndUnknownCommand) {
+  auto r = run("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("perplexity"), std::string::npos);
+  EXPECT_NE(r.out.find("generate"), std::string::npos);
+  r = run("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("qbench ", 0), 0u);
+  r = run("perplexity --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--ctx"), std::string::npos);
+  r = run("frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  r = run("perplexity --no-such-option 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(Cli, BadModelFilesExitWithCode2AndOneLine) {
+  const std::string dir = test::temp_dir("cli-bad");
+  std::ofstream(dir + "/text.txt") << "hello there";
+  std::ofstream(dir + "/junk.gguf") << "GGUF\x03";
+  for (const std::string& model : {dir + "/junk.gguf", dir + "/absent.gguf"}) {
+    const auto r = run("perplexity --model " + model + " --text " + dir + "/text.txt");
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(model), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(Cli, PerplexityJsonIsOneDocumentOnStdout) {
+  const std::string dir = test::temp_dir("cli-json");
+  const std::string model = test::write_tiny_model(dir + "/m.gguf");
+  std::ofstream text(dir + "/text.txt");
+  for (int i = 0; i < 40; ++i) text << "the ant and the hen eat at ten in the sun. ";
+  text.close();
+  const auto r = run("perplexity --model " + model + " --text " + dir + "/text.txt --ctx 32 --chunks 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);  // throws (fails) if stdout is not exactly JSON
+  EXPECT_EQ(j["n_chunks"], 3);
+  EXPECT_EQ(j["n_scored"], 3 * 15);
+  EXPECT_GT(j["ppl"].get<double>(), 1.0);
+  EXPECT_EQ(j["model"]["n_layer"], 2);
+}
+
+TEST(Cli, GenerateIsGreedyAndDeterministic) {
+  QBENCH_SHARED_FILE(model, "models/stories260K.gguf");
+  const auto a = run("generate --model " + model + " -n 20 --json");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const auto ja = nlohmann::json::parse(a.out);
+  EXPECT_EQ(ja["text"].get<std::string>().rfind(" Once upon a time", 0), 0u) << ja["text"];
+  const auto s1 = run("generate --model " + model + " -n 20 --temperature 1 --top-k 40 --seed 5 --json");
+  const auto s2 = run("generate --model " + model + " -n 20 --temperature 1 --top-k 40 --seed 5 --json");
+  EXPECT_EQ(nlohmann::json::parse(s1.out)["tokens"], nlohmann::json::parse(s2.out)["tokens"]);
+}
+
+}  // namespace
+}  // namespace qbench

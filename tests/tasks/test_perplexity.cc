@@ -1,0 +1,111 @@
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <cmath>
+
+#include "datasets/text.h"
+#include "engine/core/error.h"
+#include "tasks/perplexity.h"
+#include "tests/test_util.h"
+#include "tests/tiny_model.h"
+
+namespace qbench {
+namespace {
+
+TEST(NllStats, LlamaCppFormulas) {
+  NllStats s;
+  for (double v : {1.0, 2.0, 3.0, 4.0}) s.add(v);
+  EXPECT_DOUBLE_EQ(s.mean(), 2.5);
+  EXPECT_DOUBLE_EQ(s.ppl(), std::exp(2.5));
+  // population variance 1.25, divided by count - 1 = 3
+  EXPECT_DOUBLE_EQ(s.ppl_stderr(), std::exp(2.5) * std::sqrt(1.25 / 3.0));
+  NllStats a, b;
+  a.add(1.0);
+  a.add(2.0);
+  b.add(3.0);
+  b.add(4.0);
+  a.merge(b);
+  EXPECT_DOUBLE_EQ(a.sum, s.sum);
+  EXPECT_DOUBLE_EQ(a.sum2, s.sum2);
+  EXPECT_EQ(a.count, s.count);
+}
+
+// The value qbench measures for stories260K on the TinyStories head at --ctx 256, pinned.
+// Chunk and token counts are llama.cpp's (PROTOCOLS.md): 393,019 tokens, 1535 chunks, 194,945
+// scored. The PPL must agree with llama-perplexity to within 0.1%.
+constexpr double kStories260KPpl = 4.875172765512153;
+
+TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256BothFileForms) {
+  QBENCH_SHARED_FILE(gguf, "models/stories260K.gguf");
+  QBENCH_SHARED_FILE(bin, "models/stories260K.bin");
+  QBENCH_SHARED_FILE(tok, "models/tok512.bin");
+  QBENCH_SHARED_FILE(text_path, "datasets/tinystories/tinystories_validation_head.txt");
+  const std::string text = read_text_file(text_path);
+  PerplexityOptions opt;
+  opt.n_ctx = 256;
+  for (const Model& m : {load_model(gguf), load_model(bin, tok)}) {
+    const auto tokens = m.tokenizer.encode(text, true);
+    const PerplexityResult r = llama_perplexity(m, tokens, opt);
+    EXPECT_EQ(r.n_text_tokens, 393019);
+    EXPECT_EQ(r.n_chunks, 1535);
+    EXPECT_EQ(r.stats.count, 194945);
+    EXPECT_NEAR(r.ppl, kStories260KPpl, 1e-9 * kStories260KPpl) << m.path;
+    EXPECT_NEAR(r.ppl_stderr, 0.023462363, 1e-6);
+  }
+}
+
+TEST(Perplexity, SameBitsForAnyThreadCountAndChunkLimit) {
+  QBENCH_SHARED_FILE(gguf, "models/stories260K.gguf");
+  QBENCH_SHARED_FILE(text_path, "datasets/tinystories/tinystories_validation_head.txt");
+  const Model m = load_model(gguf);
+  const auto tokens = m.tokenizer.encode(read_text_file(text_path), true);
+  PerplexityOptions opt;
+  opt.n_ctx = 128;
+  opt.max_chunks = 12;
+  PerplexityResult one, two;
+  {
+    tbb::global_control c(tbb::global_control::max_allowed_parallelism, 1);
+    one = llama_perplexity(m, tokens, opt);
+  }
+  {
+    tbb::global_control c(tbb::global_control::max_allowed_parallelism, 2);
+    two = llama_perplexity(m, tokens, opt);
+  }
+  EXPECT_EQ(one.n_chunks, 12);
+  EXPECT_EQ(one.stats.count, 12 * 63);
+  EXPECT_EQ(one.stats.sum, two.stats.sum);
+  EXPECT_EQ(one.stats.sum2, two.stats.sum2);
+}
+
+TEST(Perplexity, ScoresOnlyTheSecondHalfWithBosAtEachChunkStart) {
+  // A hand-checkable property: with every chunk starting at BOS, two token streams that differ
+  // only in the first token of chunk 2 have identical perplexity (that token is replaced).
+  const std::string dir = test::temp_dir("ppl-bos");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));
+  std::vector<int32_t> a(64);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = int32_t(3 + (i * 7) % 250);
+  a[0] = 1;
+  std::vector<int32_t> b = a;
+  b[32] = 77;  // first token of the second chunk at n_ctx 32
+  PerplexityOptions opt;
+  opt.n_ctx = 32;
+  const auto ra = llama_perplexity(m, a, opt), rb = llama_perplexity(m, b, opt);
+  EXPECT_EQ(ra.stats.count, 2 * 15);
+  EXPECT_EQ(ra.stats.sum, rb.stats.sum);
+  // A token inside chunk 1 (not its first) is context or target of scored positions: it counts.
+  std::vector<int32_t> c = a;
+  c[20] = 99;
+  EXPECT_NE(llama_perplexity(m, c, opt).stats.sum, ra.stats.sum);
+}
+
+TEST(Perplexity, RejectsTextsShorterThanTwoChunks) {
+  const std::string dir = test::temp_dir("ppl-short");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));
+  PerplexityOptions opt;
+  opt.n_ctx = 32;
+  EXPECT_THROW(llama_perplexity(m, std::vector<int32_t>(63, 5), opt), Error);
+  EXPECT_NO_THROW(llama_perplexity(m, std::vector<int32_t>(64, 5), opt));
+}
+
+}  // namespace
+}  // namespace qbench
