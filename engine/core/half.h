@@ -6,6 +6,10 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstring>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace qbench {
 
@@ -54,6 +58,22 @@ inline uint16_t fp32_to_fp16(float f) {
   const uint32_t rem = absx & 0x1FFFu;
   if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
   return uint16_t(sign | r);
+}
+
+// Widens n fp16 values (unaligned bytes) to fp32; F16C's vcvtph2ps where compiled in.
+inline void fp16_to_fp32_row(const uint8_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = fp16_to_fp32(h);
+  }
 }
 
 inline float bf16_to_fp32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }

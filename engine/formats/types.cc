@@ -15,13 +15,7 @@ void dequantize_row_f32(const uint8_t* src, float* dst, int64_t n) {
   std::memcpy(dst, src, size_t(n) * sizeof(float));
 }
 
-void dequantize_row_f16(const uint8_t* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = fp16_to_fp32(h);
-  }
-}
+void dequantize_row_f16(const uint8_t* src, float* dst, int64_t n) { fp16_to_fp32_row(src, dst, n); }
 
 void dequantize_row_bf16(const uint8_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
