@@ -64,8 +64,8 @@ double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
 
 }  // namespace
 
-PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>& tokens,
-                                  const PerplexityOptions& opt, const ProgressFn& progress) {
+int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& tokens,
+                              const PerplexityOptions& opt, const ChunkFn& fn, const ProgressFn& progress) {
   const Tokenizer& tok = model.require_tokenizer();
   const int64_t n_ctx = opt.n_ctx;
   if (n_ctx < 4) throw Error("--ctx must be at least 4, got " + std::to_string(n_ctx));
@@ -77,47 +77,59 @@ PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>
   int64_t n_chunks = n_tokens / n_ctx;
   if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
   const int64_t first = n_ctx / 2;
-  const int64_t per_chunk = n_ctx - 1 - first;
-  const int64_t V = model.config.n_vocab;
   const bool add_bos = tok.add_bos();
-
-  std::vector<NllStats> chunk_stats(static_cast<size_t>(n_chunks));
-  std::vector<float> token_nll_all(opt.keep_token_nll ? size_t(n_chunks * per_chunk) : 0);
   ForwardPool pool(model, n_ctx);
   std::atomic<int64_t> done{0};
   std::mutex progress_mu;
-  const auto t0 = std::chrono::steady_clock::now();
-
   tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t c) {
     std::vector<int32_t> chunk(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
     if (add_bos) chunk[0] = tok.bos();
     auto fwd = pool.acquire();
     std::vector<float> logits;
-    fwd->eval(chunk, logits, first);
+    // Positions first .. n_ctx-2 are scored; the last token's logits are never needed.
+    fwd->eval(std::span<const int32_t>(chunk.data(), size_t(n_ctx - 1)), logits, first);
     pool.release(std::move(fwd));
-    NllStats s;
-    for (int64_t i = 0; i < per_chunk; ++i) {
-      const double nll = token_nll(logits.data() + i * V, V, chunk[size_t(first + i + 1)]);
-      s.add(nll);
-      if (opt.keep_token_nll) token_nll_all[size_t(c * per_chunk + i)] = float(nll);
-    }
-    chunk_stats[size_t(c)] = s;
+    fn(c, logits.data(), chunk);
     const int64_t d = ++done;
     if (progress) {
       std::lock_guard<std::mutex> lock(progress_mu);
       progress(d, n_chunks);
     }
   });
+  return n_chunks;
+}
+
+PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>& tokens,
+                                  const PerplexityOptions& opt, const ProgressFn& progress) {
+  const int64_t n_ctx = opt.n_ctx, first = n_ctx / 2, per_chunk = scored_per_chunk(n_ctx);
+  const int64_t V = model.config.n_vocab;
+  const int64_t max_chunks = std::max<int64_t>(0, int64_t(tokens.size()) / std::max<int64_t>(n_ctx, 1));
+  std::vector<NllStats> chunk_stats(static_cast<size_t>(max_chunks));
+  std::vector<float> token_nll_all(opt.keep_token_nll ? size_t(max_chunks * per_chunk) : 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n_chunks = for_each_scored_chunk(
+      model, tokens, opt,
+      [&](int64_t c, const float* logits, const std::vector<int32_t>& chunk) {
+        NllStats s;
+        for (int64_t i = 0; i < per_chunk; ++i) {
+          const double nll = token_nll(logits + i * V, V, chunk[size_t(first + i + 1)]);
+          s.add(nll);
+          if (opt.keep_token_nll) token_nll_all[size_t(c * per_chunk + i)] = float(nll);
+        }
+        chunk_stats[size_t(c)] = s;
+      },
+      progress);
 
   PerplexityResult r;
   r.n_ctx = n_ctx;
-  r.n_text_tokens = n_tokens;
+  r.n_text_tokens = int64_t(tokens.size());
   r.n_chunks = n_chunks;
-  for (const NllStats& s : chunk_stats) r.stats.merge(s);
+  for (int64_t c = 0; c < n_chunks; ++c) r.stats.merge(chunk_stats[size_t(c)]);
   r.ppl = r.stats.ppl();
   r.ppl_stderr = r.stats.ppl_stderr();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_second = r.seconds > 0 ? double(n_chunks * n_ctx) / r.seconds : 0.0;
+  token_nll_all.resize(size_t(n_chunks * per_chunk));
   r.token_nll = std::move(token_nll_all);
   return r;
 }

@@ -58,6 +58,16 @@ struct PerplexityResult {
 // Progress callback: chunks done, chunks total.
 using ProgressFn = std::function<void(int64_t, int64_t)>;
 
+// Evaluates the chunks of the protocol above in parallel and calls
+// fn(chunk, logits, chunk_tokens) for each, possibly concurrently: `logits` holds the rows of
+// positions n_ctx/2 .. n_ctx-2 (each predicting chunk_tokens[pos + 1]), `chunk_tokens` the chunk
+// with BOS first. Returns the number of chunks. The checks of llama_perplexity apply.
+using ChunkFn = std::function<void(int64_t, const float*, const std::vector<int32_t>&)>;
+int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& tokens,
+                              const PerplexityOptions& opt, const ChunkFn& fn, const ProgressFn& progress = {});
+// Scored positions per chunk: n_ctx - 1 - n_ctx/2.
+inline int64_t scored_per_chunk(int64_t n_ctx) { return n_ctx - 1 - n_ctx / 2; }
+
 // Throws qbench::Error when the text is shorter than 2 * n_ctx tokens (llama.cpp's requirement)
 // or n_ctx is not in [8, the model's context length * 4].
 PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>& tokens,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -108,6 +109,51 @@ inline gguf::Writer tiny_model_writer(const TinySpec& s = {}) {
 
 inline std::string write_tiny_model(const std::string& path, const TinySpec& s = {}) {
   tiny_model_writer(s).write(path);
+  return path;
+}
+
+}  // namespace qbench::test
+
+namespace qbench::test {
+
+// A model whose logits at a position depend only on the token there: logits = table[token]
+// (a bigram model). All attention and MLP weights are zero, the embedding of token t is
+// 100 * e_t (one-hot; large so that RMSNorm's epsilon is negligible), so RMSNorm gives
+// sqrt(n_embd) * e_t, and output row v holds table[t][v] / sqrt(n_embd) at column t.
+// Log-likelihoods are then hand-computable.
+inline std::string write_bigram_model(const std::string& path, const std::vector<std::vector<float>>& table) {
+  const int64_t V = int64_t(table.size());
+  TinySpec s;
+  s.n_vocab = V;
+  s.n_embd = 320;  // >= V, divisible by 4 heads
+  s.n_ff = 64;
+  s.n_layer = 1;
+  s.n_head = 4;
+  s.n_head_kv = 4;
+  gguf::Writer w = tiny_model_writer(s);
+  const int64_t d = s.n_embd;
+  auto put = [&](const std::string& name, int64_t rows, int64_t cols, const std::vector<float>& v) {
+    w.remove_tensor(name);
+    std::vector<uint8_t> b(v.size() * 4);
+    std::memcpy(b.data(), v.data(), b.size());
+    w.add_tensor(name, {cols, rows}, TensorType::F32, b);
+  };
+  std::vector<float> emb(size_t(V * d), 0.0f), out(size_t(V * d), 0.0f);
+  for (int64_t t = 0; t < V; ++t) emb[size_t(t * d + t)] = 100.0f;
+  const float inv = 1.0f / std::sqrt(float(d));
+  for (int64_t v = 0; v < V; ++v) {
+    for (int64_t t = 0; t < V; ++t) out[size_t(v * d + t)] = table[size_t(t)][size_t(v)] * inv;
+  }
+  put("token_embd.weight", V, d, emb);
+  put("output.weight", V, d, out);
+  const std::string p = "blk.0.";
+  for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output"}) {
+    put(p + n + ".weight", d, d, std::vector<float>(size_t(d * d), 0.0f));
+  }
+  put(p + "ffn_gate.weight", s.n_ff, d, std::vector<float>(size_t(s.n_ff * d), 0.0f));
+  put(p + "ffn_up.weight", s.n_ff, d, std::vector<float>(size_t(s.n_ff * d), 0.0f));
+  put(p + "ffn_down.weight", d, s.n_ff, std::vector<float>(size_t(s.n_ff * d), 0.0f));
+  w.write(path);
   return path;
 }
 

@@ -1,0 +1,63 @@
+// The three requests a model answers, as lm-evaluation-harness names them:
+//   loglikelihood(context, continuation)  -> log P(continuation | context), and whether the
+//                                            continuation is the greedy one;
+//   loglikelihood_rolling(text)           -> log P(text), every token scored once;
+//   generate_until(context, stops, n)     -> greedy text until a stop string or n tokens.
+// Task kinds (tasks/task.h) are built only on these, so any model or quantized variant that
+// answers them can be evaluated.
+//
+// Tokenization follows lm-eval's _encode_pair: trailing spaces of the context move to the
+// continuation, the whole string is tokenized once, and the continuation tokens are the ones
+// after the context's own tokens. Inputs longer than the context window keep their last
+// n_ctx tokens (left truncation), as lm-eval does.
+//
+// Every request builds its own Forward, so one LanguageModel may serve many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model/model.h"
+
+namespace qbench {
+
+struct Loglikelihood {
+  double logprob = 0.0;    // sum over continuation tokens of log p (natural log)
+  bool greedy = true;      // every continuation token was the argmax
+  int64_t n_tokens = 0;    // continuation tokens scored
+};
+
+struct RollingLoglikelihood {
+  double logprob = 0.0;
+  int64_t n_tokens = 0;
+};
+
+struct Generation {
+  std::string text;  // cut before the first stop string
+  int64_t n_tokens = 0;
+};
+
+class LanguageModel {
+ public:
+  // n_ctx: window in tokens (0: the model's training context).
+  explicit LanguageModel(const Model& model, int64_t n_ctx = 0);
+
+  Loglikelihood loglikelihood(const std::string& context, const std::string& continuation) const;
+  // Log-likelihoods of several continuations of one context (multiple choice).
+  std::vector<Loglikelihood> loglikelihoods(const std::string& context,
+                                            const std::vector<std::string>& continuations) const;
+  RollingLoglikelihood loglikelihood_rolling(const std::string& text) const;
+  Generation generate_until(const std::string& context, const std::vector<std::string>& stops,
+                            int64_t max_tokens) const;
+
+  const Model& model() const { return model_; }
+  int64_t n_ctx() const { return n_ctx_; }
+
+ private:
+  const Model& model_;
+  const Tokenizer& tok_;
+  int64_t n_ctx_;
+};
+
+}  // namespace qbench
