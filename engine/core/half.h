@@ -1,6 +1,7 @@
 // IEEE binary16 and bfloat16 <-> binary32 conversions, bit-exact and branch-light.
 // fp16: round-to-nearest-even on narrowing, as F16C's _cvtss_sh(x, 0) and ggml's
-// GGML_FP32_TO_FP16 do; subnormals, infinities and NaN are preserved.
+// GGML_FP32_TO_FP16 do; subnormals and infinities are preserved, NaNs come out quiet.
+// Both directions are checked bit for bit against F16C in tests/engine/test_formats.cc.
 // bf16: round-to-nearest-even on narrowing, NaN kept quiet (ggml's ggml_compute_fp32_to_bf16).
 #pragma once
 
@@ -18,8 +19,8 @@ inline float fp16_to_fp32(uint16_t h) {
   const uint32_t exp = (h >> 10) & 0x1Fu;
   uint32_t mant = h & 0x3FFu;
   uint32_t bits;
-  if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | (mant << 13);
+  if (exp == 0x1F) {  // Inf, or NaN made quiet (as F16C's vcvtph2ps and ggml do)
+    bits = sign | 0x7F800000u | (mant != 0 ? 0x400000u : 0u) | (mant << 13);
   } else if (exp != 0) {
     bits = sign | ((exp + 112u) << 23) | (mant << 13);
   } else if (mant == 0) {

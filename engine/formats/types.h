@@ -52,6 +52,11 @@ enum class TensorType : uint32_t {
 
 // Converts `n` consecutive values (a multiple of the block size) from packed bytes to float.
 using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n);
+// Packs `n` consecutive floats (a multiple of the block size) into row_bytes(n) bytes. For the
+// ggml block types this is the scalar reference quantizer, byte for byte what llama.cpp's
+// quantize_row_*_ref writes (and what llama-quantize writes without an importance matrix).
+// Defined for every finite input; see TypeTraits::max_abs_input for the range it represents.
+using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 
 struct TypeTraits {
   TensorType type;
@@ -59,8 +64,19 @@ struct TypeTraits {
   int64_t block_size;         // values per block
   size_t bytes_per_block;     // bytes per block, scales included
   DequantizeRowFn dequantize_row;  // nullptr: known, not implemented
+  QuantizeRowFn quantize_row;      // nullptr: can be read but not written (or neither)
+  // Bound on the relative RMS error ||dequant(quant(x)) - x|| / ||x|| of one row of 4096
+  // standard Gaussian values, checked by tests/engine/test_formats.cc (which also requires the
+  // measured error to be at least half the bound). About 1.3x what the reference quantizer
+  // measures, so a regression in scale or rounding choice shows. 0 for a lossless format.
+  double test_tolerance;
+  // Largest |x| a row may hold and still quantize to finite values. For ggml's block types the
+  // scales are fp16, so a block whose scale would exceed 65504 stores Inf (as llama.cpp does);
+  // 65504 keeps every scale (always <= the block's largest magnitude) in range.
+  float max_abs_input;
   double bits_per_weight() const { return 8.0 * double(bytes_per_block) / double(block_size); }
   bool supported() const { return dequantize_row != nullptr; }
+  bool can_quantize() const { return quantize_row != nullptr; }
 };
 
 // Traits of a type id, or nullptr for an id that is in no table (e.g. a corrupt file).
@@ -76,5 +92,13 @@ std::span<const TypeTraits> all_type_traits();
 inline size_t row_bytes(const TypeTraits& t, int64_t n) {
   return size_t(n / t.block_size) * t.bytes_per_block;
 }
+
+// Quantizes `n_rows` rows of `n_cols` floats (row-major) into `dst` (n_rows * row_bytes bytes)
+// with the type's reference quantizer, after checking the input: throws qbench::Error naming
+// `what` (e.g. a tensor name), the row and the value when a value is NaN, infinite or larger
+// in magnitude than `max_abs_input`, when the type cannot be written, or when `n_cols` is not
+// a multiple of the block size.
+void quantize_rows(const TypeTraits& t, const float* src, int64_t n_rows, int64_t n_cols,
+                   uint8_t* dst, std::string_view what);
 
 }  // namespace qbench
