@@ -150,6 +150,7 @@ Model load_gguf(const std::string& path) {
                   " tokens but the model's vocabulary is " + std::to_string(c.n_vocab));
     }
   }
+  m.chat_template = f.get_string("tokenizer.chat_template").value_or("");
   m.storage.push_back(f.mapping());
   m.format = "gguf";
   return m;

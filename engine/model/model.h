@@ -49,6 +49,7 @@ struct Model {
   Tokenizer tokenizer;  // empty for a llama2.c checkpoint loaded without --tokenizer
   std::string path;     // the file it came from
   std::string format;   // "gguf" or "llama2c"
+  std::string chat_template;  // tokenizer.chat_template of a GGUF (Jinja text), or empty
   std::vector<std::shared_ptr<const void>> storage;  // keeps the weight bytes alive
 
   // Every linear weight of the model with its GGUF tensor name, in file order (layers first).
