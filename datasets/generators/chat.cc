@@ -57,16 +57,16 @@ const std::vector<Intent>& intents() {
        {"bye!", "goodbye!", "see you later!", "I have to go now.", "good night!"},
        {"Goodbye! Have a nice day.", "See you soon!", "Bye! Take care."}},
       {"food",
-       {"what is your favorite food?", "do you like pizza?", "what should I eat today?", "I am hungry."},
+       {"what is your favorite food?", "what do you like to eat?", "what should I eat today?", "I am hungry."},
        {"I like pizza and soup!", "How about a warm bowl of soup?", "Pasta is always a good idea."}},
       {"animals",
        {"do you like cats?", "what is your favorite animal?", "do you like dogs?", "I have a new puppy!"},
        {"I love animals, they are great friends!", "Cats and dogs are both wonderful.",
         "Animals make me happy."}},
       {"colors",
-       {"what is your favorite color?", "do you like blue?", "which color do you like?",
-        "do you like the color red?"},
-       {"I like blue, like the sky.", "Green is my favorite color.",
+       {"what is your favorite color?", "which color do you like?", "what colors do you like?",
+        "do you have a favorite color?"},
+       {"I like blue, like the sky.", "Colors make the world bright.",
         "I love all the colors of the rainbow."}},
       {"hobby",
        {"what do you like to do?", "do you have a hobby?", "what do you do for fun?"},
@@ -162,6 +162,22 @@ const std::vector<Request>& requests() {
       {"when does the sun rise?", "The sun rises in the morning.", "morning", {"Morning.", "In the morning.", "It rises in the morning."}},
       {"what is the opposite of hot?", "The opposite of hot is cold.", "cold", {"Cold.", "It is cold.", "The opposite is cold."}},
       {"how many days are in a week?", "A week has seven days.", "seven", {"Seven.", "Seven days.", "A week has seven days."}},
+      {"what color is a banana?", "A banana is yellow.", "yellow", {"Yellow.", "It is yellow.", "A banana is yellow."}},
+      {"what color is snow?", "Snow is white.", "white", {"White.", "It is white.", "Snow is white."}},
+      {"what do birds use to fly?", "Birds use their wings to fly.", "wings", {"Wings.", "Their wings.", "Birds use their wings."}},
+      {"how many wheels does a bike have?", "A bike has two wheels.", "two", {"Two.", "Two wheels.", "A bike has two wheels."}},
+      {"what is three plus four?", "Three plus four is seven.", "seven", {"Seven.", "It is seven.", "Three plus four is seven."}},
+      {"what is the opposite of up?", "The opposite of up is down.", "down", {"Down.", "It is down.", "The opposite is down."}},
+      {"which animal says moo?", "A cow says moo.", "cow", {"Cows.", "A cow.", "A cow says moo."}},
+      {"where does the sun set?", "The sun sets in the west.", "west", {"West.", "In the west.", "It sets in the west."}},
+      {"what do plants need to grow?", "Plants need water and light.", "water and light", {"Water.", "Water and light.", "Plants need water and light."}},
+      {"what shape is a ball?", "A ball is round.", "round", {"Round.", "It is round.", "A ball is round."}},
+      {"what do we use to write?", "We use a pen to write.", "pen", {"Pens.", "A pen.", "We write with pens."}},
+      {"how many hours are in a day?", "A day has 24 hours.", "24", {"24.", "24 hours.", "A day has 24 hours."}},
+      {"which season is the coldest?", "Winter is the coldest season.", "winter", {"Winter.", "It is winter.", "Winter is the coldest."}},
+      {"what is a baby cat called?", "A baby cat is a kitten.", "kitten", {"Kitten.", "A kitten.", "It is a kitten."}},
+      {"what do we use to hear?", "We use our ears to hear.", "ears", {"Ears.", "Our ears.", "We hear with ears."}},
+      {"what color is a carrot?", "A carrot is orange.", "orange", {"Orange.", "It is orange.", "A carrot is orange."}},
   };
   return kRequests;
 }
@@ -191,57 +207,60 @@ bool instruct_once(Rng& rng, Example& e) {
   const int kind = static_cast<int>(rng.uniform(0, 7));
   std::string instruction, reply, id;
   nlohmann::json kwargs = nlohmann::json::object();
+  const auto pick = [&rng](std::vector<std::string> options) { return rng.pick(options); };
   switch (kind) {
     case 0:
-      instruction = rng.coin() ? "Answer in capitals: " : "Reply in all caps: ";
+      instruction = pick({"Answer in capitals: ", "Reply in all caps: ", "Use only capital letters: "});
       reply = upper_all(r.sentence);
       id = "change_case:english_capital";
       break;
     case 1:
-      instruction = rng.coin() ? "Answer in lowercase: " : "Reply in small letters only: ";
+      instruction = pick({"Answer in lowercase: ", "Reply in small letters only: ", "Use no capital letters: "});
       reply = lower_all(r.sentence);
       id = "change_case:english_lowercase";
       break;
     case 2: {
       reply = rng.pick(r.sized);
       const int64_t words = count_words_ifeval(reply);
-      instruction = "Answer in exactly " + std::to_string(words) + " word" + (words == 1 ? "" : "s") + ": ";
+      instruction = pick({"Answer in exactly ", "Use exactly "}) + std::to_string(words) + " word" +
+                    (words == 1 ? "" : "s") + ": ";
       id = "length_constraints:number_words";
       kwargs = {{"relation", "exactly"}, {"num_words", words}};
       break;
     }
     case 3: {
       const std::string& phrase = rng.pick(kEndPhrases);
-      instruction = "End with \"" + phrase + "\": ";
+      instruction = pick({"End with \"", "Finish your reply with \""}) + phrase + "\": ";
       reply = std::string(r.sentence) + " " + phrase;
       id = "startend:end_checker";
       kwargs = {{"end_phrase", phrase}};
       break;
     }
     case 4:
-      instruction = rng.coin() ? "Reply as JSON: " : "Answer in JSON format: ";
+      instruction = pick({"Reply as JSON: ", "Answer in JSON format: "});
       reply = std::string("{\"answer\": \"") + r.short_answer + "\"}";
       id = "detectable_format:json_format";
       break;
     case 5: {
       const std::string& word = rng.pick(kFirstWords);
-      instruction = "Start your reply with \"" + word + "\": ";
+      instruction = pick({"Start your reply with \"", "Begin with the word \""}) + word + "\": ";
       reply = word + ", " + lower_first(r.sentence);
       id = "length_constraints:nth_paragraph_first_word";
       kwargs = {{"num_paragraphs", 1}, {"nth_paragraph", 1}, {"first_word", lower_all(word)}};
       break;
     }
     case 6:
-      instruction = rng.coin() ? "Answer without commas: " : "Do not use any commas: ";
+      instruction = pick({"Answer without commas: ", "Do not use any commas: "});
       reply = r.sentence;
       id = "punctuation:no_comma";
       break;
     default:
-      instruction = "Wrap your reply in double quotes: ";
+      instruction = pick({"Wrap your reply in double quotes: ", "Put your reply in quotes: "});
       reply = std::string("\"") + r.sentence + "\"";
       id = "startend:quotation";
       break;
   }
+  if (rng.coin()) instruction = "Please " + lower_first(instruction);
   e.context = chat_context(instruction + q);
   e.target = " " + reply + "\n";
   e.answer = reply;

@@ -3,7 +3,8 @@
 // Their items are both the evaluation items of the built-in suites and the training corpus of
 // qbench's small default model (a character-level Llama with a 128-character context), so the
 // formats are fixed (datasets/README.md lists them) and every item is short: context + target
-// at most 100 characters for math/reasoning items, 120 for chat items. Text is printable ASCII
+// at most 100 characters for math/reasoning items (110 for word problems), 120 for chat
+// items. Text is printable ASCII
 // plus '\n' only.
 #pragma once
 
@@ -22,8 +23,9 @@ namespace qbench {
 inline constexpr uint64_t kEvalSeed = 1000;
 inline constexpr uint64_t kTrainSeed = 2000;
 
-// Longest context + target a generator may produce, per family.
+// Longest context + target a generator may produce, per family (word problems: kMaxWordChars).
 inline constexpr size_t kMaxMathChars = 100;
+inline constexpr size_t kMaxWordChars = 110;
 inline constexpr size_t kMaxChatChars = 120;
 
 // Generates `count` items from `seed`. Prefix-stable: the first k items of generate(n, s) are
