@@ -255,21 +255,54 @@ void attention_backward(const S* q, const S* k, const S* v, const S* probs, cons
   });
 }
 
+// Element-wise on fixed blocks of 16 held in aligned local Eigen arrays, so exp is vectorised
+// and every element goes through the same packet code whatever the buffers' addresses (a Map
+// over the raw buffer would peel a misaligned head into scalar code, whose exp rounds
+// differently, and break run-to-run determinism). The tail block is zero-padded.
+namespace {
+template <class S>
+using Block16 = Eigen::Array<S, 16, 1>;
+
+template <class S>
+Block16<S> load16(const S* p, int64_t m) {
+  Block16<S> b;
+  if (m == 16) {
+    b = Eigen::Map<const Block16<S>>(p);
+  } else {
+    b.setZero();
+    for (int64_t i = 0; i < m; ++i) b[i] = p[i];
+  }
+  return b;
+}
+template <class S>
+void store16(const Block16<S>& b, S* p, int64_t m) {
+  for (int64_t i = 0; i < m; ++i) p[i] = b[i];
+}
+}  // namespace
+
 template <class S>
 void swiglu_forward(const S* g, const S* u, S* h, int64_t n) {
   parallel_chunks(n, kElemChunk, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) h[i] = g[i] / (S(1) + std::exp(-g[i])) * u[i];
+    for (int64_t i = i0; i < i1; i += 16) {
+      const int64_t m = std::min<int64_t>(16, i1 - i);
+      const Block16<S> G = load16(g + i, m), U = load16(u + i, m);
+      const Block16<S> Hb = G / (S(1) + (-G).exp()) * U;
+      store16(Hb, h + i, m);
+    }
   });
 }
 
 template <class S>
 void swiglu_backward(const S* g, const S* u, const S* dh, S* dg, S* du, int64_t n) {
   parallel_chunks(n, kElemChunk, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const S sig = S(1) / (S(1) + std::exp(-g[i]));
-      const S silu = g[i] * sig;
-      du[i] = dh[i] * silu;
-      dg[i] = dh[i] * u[i] * sig * (S(1) + g[i] * (S(1) - sig));
+    for (int64_t i = i0; i < i1; i += 16) {
+      const int64_t m = std::min<int64_t>(16, i1 - i);
+      const Block16<S> G = load16(g + i, m), U = load16(u + i, m), DH = load16(dh + i, m);
+      const Block16<S> sig = S(1) / (S(1) + (-G).exp());
+      const Block16<S> DU = DH * G * sig;
+      const Block16<S> DG = DH * U * sig * (S(1) + G * (S(1) - sig));
+      store16(DU, du + i, m);
+      store16(DG, dg + i, m);
     }
   });
 }
