@@ -26,8 +26,8 @@ MMap<S> mmap(S* p, int64_t rows, int64_t cols, int64_t ld) {
 
 // Rows of activations per GEMM task (tokens), and output features per weight-gradient task.
 // Fixed, so chunk results never depend on the thread count.
-constexpr int64_t kTokenChunk = 128;
-constexpr int64_t kFeatureChunk = 64;
+constexpr int64_t kTokenChunk = 256;
+constexpr int64_t kFeatureChunk = 128;
 // Elements per task of element-wise loops.
 constexpr int64_t kElemChunk = 1 << 15;
 

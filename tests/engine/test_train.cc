@@ -65,7 +65,7 @@ void expect_gradient(std::vector<double>& x, const std::vector<double>& analytic
 
 TEST(TrainOps, GemmMatchesNaive) {
   Rng rng(1);
-  const int64_t m = 300, n = 70, k = 33;  // m spans several 128-row and 64-row chunks
+  const int64_t m = 300, n = 70, k = 33;  // m spans two 256-row and three 128-row chunks
   auto a = randn(rng, size_t(m * k)), b = randn(rng, size_t(n * k)), bt = randn(rng, size_t(k * n));
   auto at = randn(rng, size_t(k * m));
   std::vector<double> c(size_t(m * n), 1.0), c2(size_t(m * n), 1.0), c3(size_t(m * n), 1.0);
@@ -552,7 +552,7 @@ TEST(TrainerTest, LossFallsOnRepetitiveCorpus) {
 TEST(TrainerTest, ThreadCountDoesNotChangeResults) {
   TrainerConfig cfg = tiny_trainer_config();
   cfg.total_steps = 5;
-  cfg.batch_size = 20;  // several 128-row chunks, so work really is split
+  cfg.batch_size = 40;  // 640 tokens: three 256-row chunks, so work really is split
   std::vector<float> one, two;
   {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
