@@ -492,6 +492,21 @@ TEST(TrainAdamW, ClippingAndDecay) {
     const float f = t.kind == ParamKind::Linear ? 0.95f : 1.0f;
     for (size_t i = 0; i < t.size(); ++i) ASSERT_FLOAT_EQ(params.values[t.offset + i], before[t.offset + i] * f) << t.name;
   }
+
+  // Bias correction: the first step moves every parameter by lr * g / (|g| + eps') = lr * sign(g)
+  // (no decay here), and the second with the same gradient again by lr.
+  TrainParams q(tiny_config(), true);
+  init_params(q, 2);
+  const std::vector<float> q0 = q.values;
+  AdamW opt2(q, AdamWConfig{.weight_decay = 0.0});
+  std::vector<float> grad(q.size());
+  for (size_t i = 0; i < grad.size(); ++i) grad[i] = (i % 3 == 0 ? -0.25f : 0.5f) * float(1 + i % 7);
+  opt2.step(q, grad, 0.01);
+  opt2.step(q, grad, 0.01);
+  EXPECT_EQ(opt2.steps_taken(), 2);
+  for (size_t i = 0; i < q.size(); ++i) {
+    ASSERT_NEAR(q.values[i], q0[i] - 0.02f * (grad[i] > 0 ? 1.0f : -1.0f), 1e-6) << i;
+  }
 }
 
 TrainerConfig tiny_trainer_config() {
