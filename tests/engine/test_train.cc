@@ -415,7 +415,8 @@ Tokenizer tiny_tokenizer(int32_t n) {
 }
 
 // The exported model's inference logits equal the training forward's: both compute in float
-// with different summation orders, so |difference| <= 1e-4 on logits of magnitude ~1-5.
+// with different summation orders (and vectorised vs libm exp in SwiGLU), so |difference| <=
+// 2e-5 on logits of magnitude ~1-5 (observed: <= 1.7e-6).
 TEST(TrainExport, InferenceMatchesTrainingForward) {
   const std::string dir = test::temp_dir("train-export");
   for (bool tied : {true, false}) {
@@ -451,7 +452,7 @@ TEST(TrainExport, InferenceMatchesTrainingForward) {
       double max_abs = 0.0;
       for (size_t i = 0; i < logits.size(); ++i) {
         const float ref = train_logits[size_t(s * 9 * 11) + i];
-        EXPECT_NEAR(logits[i], ref, 1e-4) << "tied " << tied << " seq " << s << " index " << i;
+        EXPECT_NEAR(logits[i], ref, 2e-5) << "tied " << tied << " seq " << s << " index " << i;
         max_abs = std::max(max_abs, double(std::abs(ref)));
       }
       EXPECT_GT(max_abs, 0.5);  // non-trivial logits
