@@ -1,0 +1,92 @@
+#include "engine/train/params.h"
+
+#include <cmath>
+
+#include "engine/core/error.h"
+#include "engine/train/rng.h"
+
+namespace qbench::train {
+
+void check_train_config(const ModelConfig& c) {
+  auto positive = [](int64_t v, const char* what) {
+    if (v <= 0 || v > (int64_t(1) << 24)) {
+      throw Error(std::string("training config: ") + what + " is " + std::to_string(v) +
+                  ", expected a positive size");
+    }
+  };
+  positive(c.n_vocab, "vocabulary size");
+  positive(c.n_embd, "embedding length");
+  positive(c.n_ff, "feed-forward length");
+  positive(c.n_layer, "block count");
+  positive(c.n_head, "head count");
+  positive(c.n_head_kv, "KV head count");
+  positive(c.n_ctx_train, "context length");
+  if (c.arch != "llama" || c.rope_type != RopeType::Normal) {
+    throw Error("training config: only arch 'llama' with normal RoPE pairing is trainable, got '" +
+                c.arch + "'");
+  }
+  if (c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0) {
+    throw Error("training config: " + std::to_string(c.n_head) + " heads and " +
+                std::to_string(c.n_head_kv) + " KV heads do not divide embedding length " +
+                std::to_string(c.n_embd));
+  }
+  if (c.n_rot <= 0 || c.n_rot > c.head_dim() || c.n_rot % 2 != 0) {
+    throw Error("training config: rope dimension count " + std::to_string(c.n_rot) +
+                " must be even and at most the head size " + std::to_string(c.head_dim()));
+  }
+  if (!(c.rms_eps > 0.0f) || !(c.rope_freq_base > 0.0f)) {
+    throw Error("training config: RMS epsilon and rope frequency base must be positive");
+  }
+}
+
+int TrainParams::add(std::string name, ParamKind kind, int64_t rows, int64_t cols) {
+  const size_t offset = tensors_.empty() ? 0 : tensors_.back().offset + tensors_.back().size();
+  tensors_.push_back(ParamTensor{std::move(name), kind, rows, cols, offset});
+  return int(tensors_.size()) - 1;
+}
+
+TrainParams::TrainParams(const ModelConfig& config, bool tied_output) : config_(config), tied_(tied_output) {
+  check_train_config(config);
+  const int64_t d = config.n_embd, dkv = config.n_embd_kv(), ff = config.n_ff;
+  tok_embd_ = add("token_embd.weight", ParamKind::Embedding, config.n_vocab, d);
+  for (int64_t l = 0; l < config.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerSlots s;
+    s.attn_norm = add(p + "attn_norm.weight", ParamKind::Norm, 1, d);
+    s.wq = add(p + "attn_q.weight", ParamKind::Linear, d, d);
+    s.wk = add(p + "attn_k.weight", ParamKind::Linear, dkv, d);
+    s.wv = add(p + "attn_v.weight", ParamKind::Linear, dkv, d);
+    s.wo = add(p + "attn_output.weight", ParamKind::Linear, d, d);
+    s.ffn_norm = add(p + "ffn_norm.weight", ParamKind::Norm, 1, d);
+    s.w_gate = add(p + "ffn_gate.weight", ParamKind::Linear, ff, d);
+    s.w_up = add(p + "ffn_up.weight", ParamKind::Linear, ff, d);
+    s.w_down = add(p + "ffn_down.weight", ParamKind::Linear, d, ff);
+    layers_.push_back(s);
+  }
+  output_norm_ = add("output_norm.weight", ParamKind::Norm, 1, d);
+  if (!tied_) output_ = add("output.weight", ParamKind::Linear, config.n_vocab, d);
+  values.assign(tensors_.back().offset + tensors_.back().size(), 0.0f);
+}
+
+void init_params(TrainParams& params, uint64_t seed, double std) {
+  const ModelConfig& c = params.config();
+  const double residual_std = std / std::sqrt(2.0 * double(c.n_layer));
+  std::vector<bool> is_residual_out(params.tensors().size(), false);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    is_residual_out[size_t(params.layer(l).wo)] = true;
+    is_residual_out[size_t(params.layer(l).w_down)] = true;
+  }
+  for (size_t i = 0; i < params.tensors().size(); ++i) {
+    const ParamTensor& t = params.tensors()[i];
+    float* p = params.values.data() + t.offset;
+    if (t.kind == ParamKind::Norm) {
+      std::fill(p, p + t.size(), 1.0f);
+      continue;
+    }
+    Rng rng = Rng::derived(seed, i);
+    const double s = is_residual_out[i] ? residual_std : std;
+    for (size_t j = 0; j < t.size(); ++j) p[j] = float(s * rng.normal());
+  }
+}
+
+}  // namespace qbench::train
