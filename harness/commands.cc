@@ -10,6 +10,9 @@ const std::vector<Command>& commands() {
       {"tokenize", "print the tokens of a text", cmd_tokenize},
       {"generate", "continue a prompt (greedy, or sampled with --temperature)", cmd_generate},
       {"perplexity", "token-level perplexity with llama.cpp's protocol", cmd_perplexity},
+      {"eval", "score a model on task suites (math_reasoning, chat, ...) with standard errors", cmd_eval},
+      {"tasks", "list the task suites and tasks", cmd_tasks},
+      {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
   };
   return table;
 }

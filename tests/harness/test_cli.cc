@@ -91,3 +91,33 @@ TEST(Cli, GenerateIsGreedyAndDeterministic) {
 
 }  // namespace
 }  // namespace qbench
+
+namespace qbench {
+namespace {
+
+TEST(Cli, EvalRunsTasksAndReportsStderr) {
+  const std::string dir = test::temp_dir("cli-eval");
+  const std::string model = test::write_tiny_model(dir + "/m.gguf");
+  const auto r = run("eval --model " + model + " --tasks add2,reply_select --limit 6 --items-out " + dir +
+                     "/items.jsonl --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["tasks"].size(), 2u);
+  EXPECT_EQ(j["tasks"][0]["task"], "add2");
+  EXPECT_EQ(j["tasks"][0]["n_items"], 6);
+  EXPECT_TRUE(j["tasks"][1]["metrics"].contains("acc_norm"));
+  EXPECT_TRUE(j["tasks"][1]["metrics"]["acc"].contains("stderr"));
+  std::ifstream items(dir + "/items.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(items, line); ++lines) EXPECT_NO_THROW(nlohmann::json::parse(line));
+  EXPECT_EQ(lines, 12);
+  const auto bad = run("eval --model " + model + " --tasks no_such_task");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(count_lines(bad.err), 1) << bad.err;
+  const auto tasks = run("tasks --json");
+  ASSERT_EQ(tasks.exit_code, 0) << tasks.err;
+  EXPECT_TRUE(nlohmann::json::parse(tasks.out)["suites"].contains("math_reasoning"));
+}
+
+}  // namespace
+}  // namespace qbench
