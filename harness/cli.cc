@@ -78,7 +78,11 @@ Model load_model_from(const ModelOptions& o) {
   return load_model(path, o.tokenizer);
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+std::string json_text(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void print_json(const nlohmann::json& j) { std::cout << json_text(j, 2) << std::endl; }
 
 nlohmann::json model_json(const Model& m) {
   const ModelConfig& c = m.config;

@@ -44,6 +44,9 @@ int thread_count();
 Model load_model_from(const ModelOptions& o);
 std::string default_model_path();
 
+// Serialises JSON; text that is not valid UTF-8 (a model's raw byte tokens) is written with
+// U+FFFD replacement characters instead of failing.
+std::string json_text(const nlohmann::json& j, int indent = -1);
 // Prints exactly one JSON document on stdout.
 void print_json(const nlohmann::json& j);
 // Model description used in every JSON result.

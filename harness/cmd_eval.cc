@@ -122,7 +122,7 @@ int cmd_eval(const std::vector<std::string>& args) {
       for (const auto& it : r.items) {
         nlohmann::json rec = it;
         rec["task"] = r.task;
-        lines += rec.dump() + "\n";
+        lines += json_text(rec) + "\n";
       }
     }
     write_file_atomic(items_out, lines);
