@@ -121,3 +121,22 @@ TEST(Cli, EvalRunsTasksAndReportsStderr) {
 
 }  // namespace
 }  // namespace qbench
+
+namespace qbench {
+namespace {
+
+// A multi-megabyte text (WikiText-2 test, 1.3 MB, ~810k tokens) is tokenized and scored with a
+// bounded footprint: only the tokens and one chunk's activations per thread are held.
+TEST(Cli, PerplexityOnWikiText2KeepsMemoryBounded) {
+  QBENCH_SHARED_FILE(model, "models/stories260K.gguf");
+  QBENCH_SHARED_FILE(text, "datasets/wikitext2/wiki.test.raw");
+  const auto r = run("perplexity --model " + model + " --text " + text + " --ctx 256 --chunks 40 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["n_text_tokens"], 809290);
+  EXPECT_EQ(j["n_chunks"], 40);
+  EXPECT_LT(j["peak_rss_bytes"].get<double>(), 128.0 * 1024 * 1024);
+}
+
+}  // namespace
+}  // namespace qbench
