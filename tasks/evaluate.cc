@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "datasets/generators/rng.h"
+#include "engine/core/rng.h"
 #include "datasets/instructions.h"
 #include "engine/core/error.h"
 

@@ -9,19 +9,7 @@
 #include "engine/model/forward.h"
 
 namespace qbench {
-namespace {
-
-// splitmix64: a small, portable generator, so sampled outputs are the same on every platform.
-uint64_t next_random(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
-int32_t sample_token(const float* logits, int64_t n_vocab, const GenerateOptions& opt, uint64_t& rng) {
+int32_t sample_token(const float* logits, int64_t n_vocab, const GenerateOptions& opt, Rng& rng) {
   if (opt.temperature <= 0.0f) {
     return int32_t(std::max_element(logits, logits + n_vocab) - logits);
   }
@@ -42,7 +30,7 @@ int32_t sample_token(const float* logits, int64_t n_vocab, const GenerateOptions
     p[i] = std::exp((double(logits[idx[i]]) - mx) / double(opt.temperature));
     sum += p[i];
   }
-  const double u = double(next_random(rng) >> 11) * 0x1.0p-53 * sum;
+  const double u = rng.uniform() * sum;
   double acc = 0.0;
   for (size_t i = 0; i < idx.size(); ++i) {
     acc += p[i];
@@ -65,7 +53,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt,
   Forward fwd(model, n_ctx);
   GenerateResult r;
   std::vector<float> logits;
-  uint64_t rng = opt.seed;
+  Rng rng(opt.seed);
   auto t0 = std::chrono::steady_clock::now();
   fwd.eval_last(prompt, logits);
   auto t1 = std::chrono::steady_clock::now();

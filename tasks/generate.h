@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/rng.h"
 #include "engine/model/model.h"
 
 namespace qbench {
@@ -35,7 +36,7 @@ using TokenFn = std::function<void(int32_t, const std::string&)>;
 GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt,
                         const GenerateOptions& opt, const TokenFn& on_token = {});
 
-// Index of the chosen token given the options (greedy or sampled with `rng_state`).
-int32_t sample_token(const float* logits, int64_t n_vocab, const GenerateOptions& opt, uint64_t& rng_state);
+// Index of the chosen token given the options (greedy, or sampled with `rng`).
+int32_t sample_token(const float* logits, int64_t n_vocab, const GenerateOptions& opt, Rng& rng);
 
 }  // namespace qbench

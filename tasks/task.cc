@@ -7,7 +7,7 @@
 #include <set>
 
 #include "datasets/generators/generators.h"
-#include "datasets/generators/rng.h"
+#include "engine/core/rng.h"
 #include "datasets/loaders/loaders.h"
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"

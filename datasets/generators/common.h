@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "datasets/example.h"
-#include "datasets/generators/rng.h"
+#include "engine/core/rng.h"
 
 namespace qbench::gen {
 

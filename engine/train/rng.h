@@ -1,76 +1,9 @@
-// A small, portable random number generator for training: xoshiro256** seeded by splitmix64
-// (both by Blackman and Vigna), with uniform and normal draws written out here so results do
-// not depend on the standard library's distributions. The whole state is four 64-bit words,
-// saved in checkpoints so a resumed run draws the same numbers.
+// Training draws from the project's one generator (engine/core/rng.h).
 #pragma once
 
-#include <array>
-#include <cmath>
-#include <cstdint>
+#include "engine/core/rng.h"
 
 namespace qbench::train {
-
-inline uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-class Rng {
- public:
-  using State = std::array<uint64_t, 4>;
-
-  explicit Rng(uint64_t seed = 0) { reseed(seed); }
-
-  void reseed(uint64_t seed) {
-    uint64_t sm = seed;
-    for (auto& w : s_) w = splitmix64(sm);
-  }
-  // A generator for a sub-stream (e.g. one tensor's initialisation), independent of how many
-  // numbers this one has drawn.
-  static Rng derived(uint64_t seed, uint64_t stream) {
-    uint64_t sm = seed ^ (0xD1B54A32D192ED03ull * (stream + 1));
-    return Rng(splitmix64(sm));
-  }
-
-  uint64_t next() {
-    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
-
-  // Uniform in [0, 1) with 53 random bits.
-  double uniform() { return double(next() >> 11) * 0x1.0p-53; }
-  // Uniform integer in [0, n) (n > 0), by rejection so every value is equally likely.
-  uint64_t below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do {
-      x = next();
-    } while (x >= limit);
-    return x % n;
-  }
-  // Standard normal by Box-Muller (one draw per call; the second value is discarded so the
-  // state stays four words).
-  double normal() {
-    const double u1 = 1.0 - uniform();  // (0, 1]
-    const double u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * 3.14159265358979323846 * u2);
-  }
-
-  const State& state() const { return s_; }
-  void set_state(const State& s) { s_ = s; }
-
- private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  State s_{};
-};
-
+using qbench::Rng;
+using qbench::splitmix64;
 }  // namespace qbench::train

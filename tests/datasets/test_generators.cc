@@ -8,7 +8,7 @@
 
 #include "datasets/corpus.h"
 #include "datasets/generators/generators.h"
-#include "datasets/generators/rng.h"
+#include "engine/core/rng.h"
 #include "datasets/instructions.h"
 #include "engine/core/error.h"
 
