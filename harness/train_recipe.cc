@@ -145,22 +145,9 @@ TrainRecipe load_recipe(const std::string& path) {
 }
 
 Tokenizer char_tokenizer() {
-  std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
-  std::vector<TokenType> types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
-  char buf[8];
-  for (int b = 0; b < 256; ++b) {
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    pieces.push_back(buf);
-    types.push_back(TokenType::Byte);
-  }
-  pieces.push_back("\xE2\x96\x81");  // the SentencePiece space
-  types.push_back(TokenType::Normal);
-  for (int c = 33; c < 127; ++c) {
-    pieces.push_back(std::string(1, char(c)));
-    types.push_back(TokenType::Normal);
-  }
-  std::vector<float> scores(pieces.size(), 0.0f);
-  return Tokenizer::from_pieces(std::move(pieces), std::move(scores), std::move(types), 1, 2, 0);
+  std::vector<std::string> pieces = {"\xE2\x96\x81"};  // the SentencePiece space
+  for (int c = 33; c < 127; ++c) pieces.push_back(std::string(1, char(c)));
+  return Tokenizer::byte_fallback(pieces);
 }
 
 TrainingData::TrainingData(const TrainRecipe& r, const Tokenizer& tok,

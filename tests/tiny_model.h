@@ -28,29 +28,16 @@ struct TinySpec {
 // A byte-fallback vocabulary: <unk>, <s>, </s>, <0x00>..<0xFF>, then single letters and a few
 // merges with descending scores, padded to n_vocab.
 inline Tokenizer tiny_tokenizer(int64_t n_vocab) {
-  std::vector<std::string> p = {"<unk>", "<s>", "</s>"};
-  std::vector<TokenType> ty = {TokenType::Unknown, TokenType::Control, TokenType::Control};
-  char buf[8];
-  for (int b = 0; b < 256; ++b) {
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    p.push_back(buf);
-    ty.push_back(TokenType::Byte);
-  }
+  std::vector<std::string> p;
   const char* extra[] = {"\xE2\x96\x81", "e", "t", "a", "o", "n", "h", "s", "\xE2\x96\x81" "t", "he",
                          "\xE2\x96\x81" "the", "\xE2\x96\x81" "a", "in", "an", "\xE2\x96\x81" "an", "\xE2\x96\x81" "and"};
   for (const char* e : extra) {
-    if (int64_t(p.size()) < n_vocab) {
-      p.push_back(e);
-      ty.push_back(TokenType::Normal);
-    }
+    if (int64_t(p.size()) + 259 < n_vocab) p.push_back(e);
   }
-  while (int64_t(p.size()) < n_vocab) {
-    p.push_back("<pad" + std::to_string(p.size()) + ">");
-    ty.push_back(TokenType::Unused);
-  }
-  std::vector<float> sc(p.size(), 0.0f);
-  for (size_t i = 259; i < p.size(); ++i) sc[i] = -float(i - 259);
-  return Tokenizer::from_pieces(std::move(p), std::move(sc), std::move(ty), 1, 2, 0);
+  while (int64_t(p.size()) + 259 < n_vocab) p.push_back("<pad" + std::to_string(p.size() + 259) + ">");
+  std::vector<float> sc(p.size());
+  for (size_t i = 0; i < p.size(); ++i) sc[i] = -float(i);
+  return Tokenizer::byte_fallback(p, sc);
 }
 
 inline std::vector<uint8_t> random_f32_bytes(int64_t n, std::mt19937& rng, float scale) {

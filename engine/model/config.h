@@ -31,4 +31,8 @@ struct ModelConfig {
   int64_t n_embd_kv() const { return head_dim() * n_head_kv; }
 };
 
+// Throws qbench::Error ("<where>: <problem>") unless every size is positive and plausible and
+// the heads, KV heads and rotary dimensions fit together.
+void validate_config(const ModelConfig& c, const std::string& where);
+
 }  // namespace qbench

@@ -7,9 +7,7 @@
 #include "engine/io/gguf.h"
 
 namespace qbench {
-namespace {
-
-void check_config(const ModelConfig& c, const std::string& path) {
+void validate_config(const ModelConfig& c, const std::string& path) {
   auto positive = [&](int64_t v, const char* what) {
     if (v <= 0 || v > (int64_t(1) << 24)) {
       throw Error(path + ": " + what + " is " + std::to_string(v) + ", expected a positive size");
@@ -38,6 +36,8 @@ void check_config(const ModelConfig& c, const std::string& path) {
     throw Error(path + ": RMS epsilon and rope frequency base must be positive");
   }
 }
+
+namespace {
 
 std::vector<float> to_float_vector(const uint8_t* data, TensorType type, int64_t n) {
   std::vector<float> v(static_cast<size_t>(n));
@@ -115,7 +115,7 @@ Model load_gguf(const std::string& path) {
   const auto eps = f.get_float(arch + ".attention.layer_norm_rms_epsilon");
   if (!eps) throw Error(path + ": missing metadata key '" + arch + ".attention.layer_norm_rms_epsilon'");
   c.rms_eps = float(*eps);
-  check_config(c, path);
+  validate_config(c, path);
 
   const int64_t d = c.n_embd, dkv = c.n_embd_kv();
   m.tok_embd = ld.matrix("token_embd.weight", c.n_vocab, d);
@@ -203,7 +203,7 @@ Model load_llama2c(const std::string& path) {
     }
   }
   if (c.n_head > 0 && c.n_embd % c.n_head == 0) c.n_rot = c.n_embd / c.n_head;
-  check_config(c, path);
+  validate_config(c, path);
 
   const int64_t d = c.n_embd, dkv = c.n_embd_kv(), ff = c.n_ff, L = c.n_layer, V = c.n_vocab;
   const int64_t hs = d / c.n_head;

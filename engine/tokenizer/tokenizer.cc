@@ -79,6 +79,25 @@ Tokenizer Tokenizer::from_pieces(std::vector<std::string> pieces, std::vector<fl
   return t;
 }
 
+Tokenizer Tokenizer::byte_fallback(const std::vector<std::string>& extra, std::vector<float> extra_scores) {
+  QB_ASSERT(extra_scores.empty() || extra_scores.size() == extra.size());
+  std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
+  std::vector<TokenType> types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
+  char buf[8];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    pieces.push_back(buf);
+    types.push_back(TokenType::Byte);
+  }
+  std::vector<float> scores(pieces.size(), 0.0f);
+  for (size_t i = 0; i < extra.size(); ++i) {
+    pieces.push_back(extra[i]);
+    types.push_back(TokenType::Normal);
+    scores.push_back(extra_scores.empty() ? 0.0f : extra_scores[i]);
+  }
+  return from_pieces(std::move(pieces), std::move(scores), std::move(types), 1, 2, 0);
+}
+
 Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
   const auto model = f.get_string("tokenizer.ggml.model");
   if (!model) throw Error(f.path() + ": no tokenizer (metadata key 'tokenizer.ggml.model' is missing)");

@@ -47,6 +47,10 @@ class Tokenizer {
   static Tokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores,
                                std::vector<TokenType> types, int32_t bos, int32_t eos, int32_t unk);
 
+  // A SentencePiece-style vocabulary with byte fallback: <unk>, <s>, </s>, the 256 tokens
+  // "<0x00>".."<0xFF>", then `pieces` (normal tokens) with `scores` (empty: all 0).
+  static Tokenizer byte_fallback(const std::vector<std::string>& pieces, std::vector<float> scores = {});
+
   // Writes the tokenizer.ggml.* keys that llama.cpp reads.
   void write_gguf(gguf::Writer& w) const;
 

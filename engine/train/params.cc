@@ -8,34 +8,10 @@
 namespace qbench::train {
 
 void check_train_config(const ModelConfig& c) {
-  auto positive = [](int64_t v, const char* what) {
-    if (v <= 0 || v > (int64_t(1) << 24)) {
-      throw Error(std::string("training config: ") + what + " is " + std::to_string(v) +
-                  ", expected a positive size");
-    }
-  };
-  positive(c.n_vocab, "vocabulary size");
-  positive(c.n_embd, "embedding length");
-  positive(c.n_ff, "feed-forward length");
-  positive(c.n_layer, "block count");
-  positive(c.n_head, "head count");
-  positive(c.n_head_kv, "KV head count");
-  positive(c.n_ctx_train, "context length");
+  validate_config(c, "training config");
   if (c.arch != "llama" || c.rope_type != RopeType::Normal) {
     throw Error("training config: only arch 'llama' with normal RoPE pairing is trainable, got '" +
                 c.arch + "'");
-  }
-  if (c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0) {
-    throw Error("training config: " + std::to_string(c.n_head) + " heads and " +
-                std::to_string(c.n_head_kv) + " KV heads do not divide embedding length " +
-                std::to_string(c.n_embd));
-  }
-  if (c.n_rot <= 0 || c.n_rot > c.head_dim() || c.n_rot % 2 != 0) {
-    throw Error("training config: rope dimension count " + std::to_string(c.n_rot) +
-                " must be even and at most the head size " + std::to_string(c.head_dim()));
-  }
-  if (!(c.rms_eps > 0.0f) || !(c.rope_freq_base > 0.0f)) {
-    throw Error("training config: RMS epsilon and rope frequency base must be positive");
   }
 }
 
