@@ -10,5 +10,7 @@ int cmd_info(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_perplexity(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
+int cmd_schemes(const std::vector<std::string>& args);
+int cmd_quantize(const std::vector<std::string>& args);
 
 }  // namespace qbench::cli
