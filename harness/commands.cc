@@ -13,6 +13,8 @@ const std::vector<Command>& commands() {
       {"eval", "score a model on task suites (math_reasoning, chat, ...) with standard errors", cmd_eval},
       {"tasks", "list the task suites and tasks", cmd_tasks},
       {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
+      {"schemes", "list quantization schemes, their options and llama.cpp mixes", cmd_schemes},
+      {"quantize", "quantize a model with a scheme and write a GGUF", cmd_quantize},
   };
   return table;
 }

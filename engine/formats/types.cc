@@ -11,6 +11,8 @@
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/float_codes.h"
+#include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 
@@ -67,7 +69,7 @@ constexpr TypeTraits unimplemented(TensorType type, std::string_view name, int64
 // Gaussian values: about 1.3x the largest of three measured rows (measured, in the order of the
 // table: f16 2.1e-4, q4_0 0.0875, q4_1 0.0789, q5_0 0.0432, q5_1 0.0382, q8_0 0.0054,
 // q2_K 0.300, q3_K 0.153, q4_K 0.0727, q5_K 0.0361, q6_K 0.0179, q8_K 0.0069, bf16 1.7e-3).
-constexpr std::array kTypes = {
+constexpr std::array kGgmlTypes = {
     TypeTraits{TensorType::F32, "f32", 1, 4, dequantize_row_f32, quantize_row_f32, 0.0, kNoLimit},
     TypeTraits{TensorType::F16, "f16", 1, 2, dequantize_row_f16, quantize_row_f16, 2.8e-4, kFp16Max},
     TypeTraits{TensorType::Q4_0, "q4_0", 32, 18, dequantize_row_q4_0, quantize_row_q4_0_ref, 0.115, kFp16Max},
@@ -101,6 +103,103 @@ constexpr std::array kTypes = {
     unimplemented(TensorType::TQ2_0, "tq2_0", 256, 66),
     unimplemented(TensorType::MXFP4, "mxfp4", 32, 17),
 };
+
+// ---- qbench's integer formats (engine/formats/int_quants.h): one entry per (bits, sym/asym,
+// granularity), generated here so that this table stays the one place a format is registered.
+// Names: "int<N>_<sym|asym>_g<G>" and "int<N>_<sym|asym>_row".
+struct FixedName {
+  char s[24] = {};
+  size_t len = 0;
+  constexpr std::string_view view() const { return {s, len}; }
+  constexpr void add(const char* t) {
+    while (*t) s[len++] = *t++;
+  }
+  constexpr void add_int(int v) {
+    char buf[8] = {};
+    int k = 0;
+    do {
+      buf[k++] = char('0' + v % 10);
+      v /= 10;
+    } while (v > 0);
+    while (k > 0) s[len++] = buf[--k];
+  }
+};
+
+constexpr std::array<FixedName, kIntFormatCount> make_int_names() {
+  std::array<FixedName, kIntFormatCount> names{};
+  for (uint32_t i = 0; i < uint32_t(kIntFormatCount); ++i) {
+    const IntFormat f = int_format_at(i);
+    FixedName& n = names[i];
+    n.add("int");
+    n.add_int(f.bits);
+    n.add(f.sym ? "_sym" : "_asym");
+    if (f.per_row()) {
+      n.add("_row");
+    } else {
+      n.add("_g");
+      n.add_int(f.group);
+    }
+  }
+  return names;
+}
+constexpr std::array<FixedName, kIntFormatCount> kIntNames = make_int_names();
+
+// Relative RMS round-trip error of a 4096-value Gaussian row (see TypeTraits::test_tolerance),
+// 1.3x the largest of the three rows tests/engine/test_formats.cc measures (seeds 1-2-3),
+// indexed like the ids (e.g. measured int4_sym_g128 0.117, int4_asym_g128 0.101, int8_sym_row
+// 0.0095, int3_sym_g128 0.274):
+// [bits 2..8][sym, asym][g32, g64, g128, row].
+constexpr double kIntTolerance[kIntFormatCount] = {
+    0.87, 0.936, 0.998, 1.23, 0.532, 0.607, 0.66, 0.912,  // int2: sym g32 g64 g128 row, asym ...
+    0.301, 0.33, 0.357, 0.53, 0.229, 0.259, 0.283, 0.403,  // int3: sym g32 g64 g128 row, asym ...
+    0.128, 0.141, 0.152, 0.225, 0.105, 0.12, 0.131, 0.191,  // int4: sym g32 g64 g128 row, asym ...
+    0.0596, 0.0655, 0.071, 0.105, 0.0515, 0.0581, 0.0634, 0.0926,  // int5: sym g32 g64 g128 row, asym ...
+    0.0288, 0.032, 0.0344, 0.0503, 0.0252, 0.0282, 0.0313, 0.0452,  // int6: sym g32 g64 g128 row, asym ...
+    0.0141, 0.0157, 0.017, 0.025, 0.0125, 0.0141, 0.0155, 0.0224,  // int7: sym g32 g64 g128 row, asym ...
+    0.00702, 0.00774, 0.00844, 0.0124, 0.00626, 0.00702, 0.00774, 0.0112,  // int8: sym g32 g64 g128 row, asym ...
+};
+
+template <uint32_t I>
+constexpr TypeTraits int_entry() {
+  constexpr IntFormat f = int_format_at(I);
+  // Group formats: one block per group. Row formats: the header is per row, and a block is the
+  // smallest run of values filling whole bytes.
+  constexpr int64_t unit = f.bits % 2 != 0 ? 8 : f.bits % 4 != 0 ? 4 : f.bits == 8 ? 1 : 8 / f.bits;
+  constexpr int64_t block = f.per_row() ? unit : f.group;
+  constexpr size_t bytes = size_t(block * f.bits / 8) + (f.per_row() ? 0 : size_t(f.header_bytes()));
+  static_assert(block * f.bits % 8 == 0, "a block must fill whole bytes");
+  return TypeTraits{TensorType(uint32_t(TensorType::INT_FIRST) + I), kIntNames[I].view(), block, bytes,
+                    dequantize_row_int_t<I>, quantize_row_int_t<I>, kIntTolerance[I], kFp16Max,
+                    f.per_row() ? size_t(f.header_bytes()) : 0};
+}
+
+template <uint32_t... I>
+constexpr std::array<TypeTraits, sizeof...(I)> int_entries(std::integer_sequence<uint32_t, I...>) {
+  return {int_entry<I>()...};
+}
+
+// ---- code-book formats (engine/formats/float_codes.h). Tolerances measured as above.
+constexpr std::array kCodeBookTypes = {
+    TypeTraits{TensorType::NF4, "nf4", kQKNf4, sizeof(BlockNf4), dequantize_row_nf4, quantize_row_nf4,
+               0.121, kFp16Max, 0},
+    // 1e38: the fp32 row scale (max/448) and 448 * scale stay finite.
+    TypeTraits{TensorType::FP8_E4M3, "fp8_e4m3", 1, 1, dequantize_row_fp8_e4m3, quantize_row_fp8_e4m3,
+               0.0351, 1e38f, kFp8RowHeaderBytes},
+};
+
+template <typename T, size_t A, size_t B, size_t C>
+constexpr std::array<T, A + B + C> concat(const std::array<T, A>& a, const std::array<T, B>& b,
+                                          const std::array<T, C>& c) {
+  std::array<T, A + B + C> out{};
+  size_t k = 0;
+  for (const T& x : a) out[k++] = x;
+  for (const T& x : b) out[k++] = x;
+  for (const T& x : c) out[k++] = x;
+  return out;
+}
+
+constexpr auto kTypes = concat(kGgmlTypes, int_entries(std::make_integer_sequence<uint32_t, kIntFormatCount>{}),
+                               kCodeBookTypes);
 
 constexpr bool table_sorted_and_unique() {
   for (size_t i = 1; i < kTypes.size(); ++i) {

@@ -48,6 +48,14 @@ enum class TensorType : uint32_t {
   TQ1_0 = 34,
   TQ2_0 = 35,
   MXFP4 = 39,
+  // qbench's own formats (docs/formats.md), ids from 1024 up, append-only.
+  // 1024..1079: integer RTN formats, id = 1024 + ((bits - 2) * 2 + asym) * 4 + granularity
+  // (granularity 0/1/2 = groups of 32/64/128 along the row, 3 = one scale per row); see
+  // engine/formats/int_quants.h.
+  INT_FIRST = 1024,
+  INT_LAST = 1079,
+  NF4 = 1080,       // bitsandbytes NormalFloat-4, blocks of 64, fp16 absmax
+  FP8_E4M3 = 1081,  // OCP FP8 E4M3 values with one fp32 scale per row
 };
 
 // Converts `n` consecutive values (a multiple of the block size) from packed bytes to float.
@@ -74,7 +82,15 @@ struct TypeTraits {
   // scales are fp16, so a block whose scale would exceed 65504 stores Inf (as llama.cpp does);
   // 65504 keeps every scale (always <= the block's largest magnitude) in range.
   float max_abs_input;
+  // Bytes at the start of every row, before its blocks (a per-row scale, zero point). 0 for all
+  // ggml types; qbench's per-row formats keep their scale here (docs/formats.md).
+  size_t row_header_bytes = 0;
+  // Bits per weight of the blocks alone (the limit for long rows).
   double bits_per_weight() const { return 8.0 * double(bytes_per_block) / double(block_size); }
+  // Bits per weight of a row of `n` values, header included.
+  double bits_per_weight(int64_t n) const {
+    return 8.0 * double(row_header_bytes + size_t(n / block_size) * bytes_per_block) / double(n);
+  }
   bool supported() const { return dequantize_row != nullptr; }
   bool can_quantize() const { return quantize_row != nullptr; }
 };
@@ -88,9 +104,10 @@ std::optional<TensorType> parse_type_name(std::string_view name);
 // All entries of the table, in id order.
 std::span<const TypeTraits> all_type_traits();
 
-// Bytes taken by a row of `n` values; `n` must be a multiple of the block size.
+// Bytes taken by a row of `n` values, row header included; `n` must be a multiple of the block
+// size.
 inline size_t row_bytes(const TypeTraits& t, int64_t n) {
-  return size_t(n / t.block_size) * t.bytes_per_block;
+  return t.row_header_bytes + size_t(n / t.block_size) * t.bytes_per_block;
 }
 
 // Quantizes `n_rows` rows of `n_cols` floats (row-major) into `dst` (n_rows * row_bytes bytes)

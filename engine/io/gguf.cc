@@ -233,8 +233,10 @@ std::unique_ptr<File> File::open(const std::string& path) {
              " is not a multiple of the " + std::string(t.traits->name) + " block size " +
              std::to_string(t.traits->block_size));
     }
-    int64_t n_blocks = n_el / t.traits->block_size, nbytes = 0;
-    if (mul_overflows(n_blocks, int64_t(t.traits->bytes_per_block), &nbytes)) {
+    // row_bytes() includes the per-row header of qbench's per-row formats.
+    int64_t nbytes = 0;
+    if (t.dims[0] > (int64_t(1) << 40) ||
+        mul_overflows(n_el / t.dims[0], int64_t(row_bytes(*t.traits, t.dims[0])), &nbytes)) {
       c.fail("tensor '" + t.name + "' is too large");
     }
     t.nbytes = size_t(nbytes);
@@ -371,7 +373,7 @@ void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, Tens
   QB_ASSERT(!dims.empty() && dims.size() <= kMaxDims && dims[0] % tr.block_size == 0);
   int64_t n = 1;
   for (int64_t d : dims) n *= d;
-  QB_ASSERT(data.size() == size_t(n / tr.block_size) * tr.bytes_per_block);
+  QB_ASSERT(data.size() == size_t(n / dims[0]) * row_bytes(tr, dims[0]));
   for (const auto& t : tensors_) QB_ASSERT(t.name != name);
   tensors_.push_back({name, std::move(dims), type, std::vector<uint8_t>(data.begin(), data.end())});
 }

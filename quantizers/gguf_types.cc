@@ -1,0 +1,81 @@
+// GGUF (ggml) storage types as schemes: the block types q4_0 ... q6_K with ggml's reference
+// quantizers (bit-exact with llama-quantize without an importance matrix), and the plain casts
+// f32 / fp16 / bf16.
+//
+// Fallbacks are llama-quantize's (llama-quant.cpp, tensor_type_fallback): when the row length is
+// not a multiple of 256, q6_K -> q8_0, q5_K -> q5_1, q4_K -> q5_0, q3_K / q2_K -> q4_0, and
+// f16 when even that block does not divide the row. The legacy types have no fallback there
+// (llama-quantize stops), so here they are an error that suggests an f16 override.
+#include <optional>
+#include <string>
+
+#include "engine/core/error.h"
+#include "quantizers/packing.h"
+#include "quantizers/registry.h"
+
+namespace qbench::quant {
+namespace {
+
+std::optional<TensorType> llama_fallback(TensorType t) {
+  switch (t) {
+    case TensorType::Q2_K:
+    case TensorType::Q3_K: return TensorType::Q4_0;
+    case TensorType::Q4_K: return TensorType::Q5_0;
+    case TensorType::Q5_K: return TensorType::Q5_1;
+    case TensorType::Q6_K: return TensorType::Q8_0;
+    default: return std::nullopt;
+  }
+}
+
+PackedTensor quantize_ggml(const WeightView& w, const SchemeSpec& spec) {
+  const TypeTraits* t = &type_traits(*registry().method(spec).ggml_type);
+  std::string note;
+  if (w.cols % t->block_size != 0) {
+    const auto fb = llama_fallback(t->type);
+    if (!fb) {
+      throw Error(std::string(w.name) + ": row length " + std::to_string(w.cols) + " is not a multiple of the " +
+                  std::string(t->name) + " block size " + std::to_string(t->block_size) +
+                  " and llama-quantize has no fallback for it; keep the tensor in f16 (e.g. --tensor-type '" +
+                  std::string(w.name) + "=f16')");
+    }
+    note = std::string(t->name) + " -> ";
+    t = &type_traits(*fb);
+    if (w.cols % t->block_size != 0) {
+      note += std::string(t->name) + " -> ";
+      t = &type_traits(TensorType::F16);
+    }
+    note += std::string(t->name) + " (" + std::to_string(w.cols) + " columns)";
+  }
+  PackedTensor p = pack_with_reference(w, *t);
+  p.note = note;
+  return p;
+}
+
+}  // namespace
+
+void register_gguf_types(Registry& r) {
+  struct Entry {
+    TensorType type;
+    const char* name;
+    const char* summary;
+  };
+  const Entry entries[] = {
+      {TensorType::F32, "f32", "copy as 32-bit float (no quantization)"},
+      {TensorType::F16, "fp16", "IEEE half precision, round to nearest even (ggml f16)"},
+      {TensorType::BF16, "bf16", "bfloat16, round to nearest even (ggml bf16)"},
+      {TensorType::Q8_0, "q8_0", "ggml q8_0: blocks of 32, fp16 scale, 8.5 bits/weight"},
+      {TensorType::Q5_1, "q5_1", "ggml q5_1: blocks of 32, fp16 scale and min, 6 bits/weight"},
+      {TensorType::Q5_0, "q5_0", "ggml q5_0: blocks of 32, fp16 scale, 5.5 bits/weight"},
+      {TensorType::Q4_1, "q4_1", "ggml q4_1: blocks of 32, fp16 scale and min, 5 bits/weight"},
+      {TensorType::Q4_0, "q4_0", "ggml q4_0: blocks of 32, fp16 scale, 4.5 bits/weight"},
+      {TensorType::Q6_K, "q6_K", "ggml k-quant q6_K: 256-value super-blocks, 6.5625 bits/weight (fallback q8_0)"},
+      {TensorType::Q5_K, "q5_K", "ggml k-quant q5_K: 5.5 bits/weight (fallback q5_1)"},
+      {TensorType::Q4_K, "q4_K", "ggml k-quant q4_K: 4.5 bits/weight (fallback q5_0)"},
+      {TensorType::Q3_K, "q3_K", "ggml k-quant q3_K: 3.4375 bits/weight (fallback q4_0)"},
+      {TensorType::Q2_K, "q2_K", "ggml k-quant q2_K: 2.625 bits/weight (fallback q4_0)"},
+  };
+  for (const Entry& e : entries) r.add(Method{e.name, e.summary, {}, "", "", quantize_ggml, e.type});
+  r.add(Alias{"f16", "fp16", "ggml's name for fp16"});
+}
+
+}  // namespace qbench::quant

@@ -1,0 +1,250 @@
+#include "quantizers/quantize_model.h"
+
+#include <tbb/parallel_for.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <regex>
+
+#include "engine/core/error.h"
+#include "quantizers/registry.h"
+
+namespace qbench::quant {
+namespace {
+
+bool is_ggml(const SchemeSpec& s) { return registry().method(s).ggml_type.has_value(); }
+
+// F32 copy of a matrix (or a view of it when it is F32 already).
+struct F32Matrix {
+  std::vector<float> owned;
+  const float* data = nullptr;
+};
+F32Matrix to_f32(const Matrix& w) {
+  F32Matrix out;
+  if (w.type == TensorType::F32) {
+    out.data = reinterpret_cast<const float*>(w.data);
+    return out;
+  }
+  out.owned.resize(size_t(w.rows * w.cols));
+  const auto deq = w.traits().dequantize_row;
+  tbb::parallel_for(int64_t(0), w.rows, [&](int64_t r) { deq(w.row(r), out.owned.data() + r * w.cols, w.cols); });
+  out.data = out.owned.data();
+  return out;
+}
+
+}  // namespace
+
+SchemeSpec spec_for_type(TensorType t) {
+  for (const Method& m : registry().methods()) {
+    if (m.ggml_type == t) return parse_scheme(m.name);
+  }
+  QB_ASSERT(false && "no scheme writes this type");
+  return {};
+}
+
+Recipe make_recipe(std::string_view text) {
+  Recipe r;
+  r.name = std::string(text);
+  const bool plain = text.find_first_of(",:{") == std::string_view::npos;
+  if (plain) {
+    if (const auto f = find_ftype(text)) {
+      r.ftype = f;
+      r.scheme = spec_for_type(ftype_info(*f).base);
+      return r;
+    }
+  }
+  if (!text.empty() && text.front() == '{') {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("scheme JSON does not parse: " + std::string(e.what()));
+    }
+    r.scheme = parse_scheme_json(j);
+  } else {
+    r.scheme = parse_scheme(text);
+  }
+  return r;
+}
+
+TensorRule parse_rule(std::string_view text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0 || eq + 1 == text.size()) {
+    throw Error("--tensor-type expects PATTERN=SCHEME, got '" + std::string(text) + "'");
+  }
+  TensorRule rule{std::string(text.substr(0, eq)), parse_scheme(text.substr(eq + 1))};
+  try {
+    std::regex re(rule.pattern);
+  } catch (const std::regex_error& e) {
+    throw Error("--tensor-type pattern '" + rule.pattern + "' is not a valid regular expression: " + e.what());
+  }
+  return rule;
+}
+
+uint32_t gguf_file_type(const Recipe& r, bool all_ggml) {
+  if (!all_ggml) return 1024;  // LLAMA_FTYPE_GUESSED
+  if (r.ftype) return ftype_info(*r.ftype).file_type;
+  if (r.scheme.method == "f32") return 0;
+  if (r.scheme.method == "fp16") return 1;
+  if (r.scheme.method == "bf16") return 32;
+  return 1024;
+}
+
+std::vector<TensorPlan> plan_model(const Model& m, const Recipe& r) {
+  std::vector<std::pair<std::string, const Matrix*>> tensors;
+  tensors.emplace_back("token_embd.weight", &m.tok_embd);
+  for (const auto& t : m.linear_weights()) tensors.push_back(t);
+  // llama.cpp's file order puts output.weight right after token_embd; the mix counters only
+  // depend on the order of attn_v and ffn_down tensors among themselves.
+  std::stable_partition(tensors.begin(), tensors.end(), [](const auto& t) {
+    return t.first == "token_embd.weight" || t.first == "output.weight";
+  });
+  std::vector<std::pair<std::regex, const TensorRule*>> rules;
+  for (const auto& rule : r.rules) rules.emplace_back(std::regex(rule.pattern), &rule);
+  MixState st;
+  st.n_attention_wv = st.n_ffn_down = int(m.config.n_layer);
+  st.n_gqa = m.config.n_head / std::max<int64_t>(1, m.config.n_head_kv);
+  st.tied_embeddings = m.tied_output;
+  std::vector<TensorPlan> plan;
+  for (const auto& [name, w] : tensors) {
+    TensorPlan p{name, w, std::nullopt, ""};
+    const TensorCategory cat = tensor_category(name);
+    const TensorRule* manual = nullptr;
+    for (const auto& [re, rule] : rules) {
+      if (std::regex_search(name, re)) {
+        manual = rule;
+        break;
+      }
+    }
+    if (cat == TensorCategory::TokenEmbd && r.token_embd) {
+      p.spec = r.token_embd;
+      p.reason = "--token-embedding-type";
+    } else if (cat == TensorCategory::Output && r.output) {
+      p.spec = r.output;
+      p.reason = "--output-tensor-type";
+    } else if (manual) {
+      p.spec = manual->spec;
+      p.reason = "--tensor-type " + manual->pattern;
+    } else if (r.ftype && !r.pure) {
+      p.spec = spec_for_type(llama_mix_type(*r.ftype, name, w->cols, st));
+      p.reason = "mix " + std::string(ftype_info(*r.ftype).name);
+    } else if (cat == TensorCategory::TokenEmbd && !r.ftype && !is_ggml(r.scheme)) {
+      p.reason = "token embedding kept (use --token-embedding-type)";
+    } else {
+      p.spec = r.scheme;
+      p.reason = r.pure ? "pure" : "default";
+    }
+    plan.push_back(std::move(p));
+  }
+  return plan;
+}
+
+double ErrorStats::sqnr_db() const {
+  if (sum_sq_err == 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(sum_sq / sum_sq_err);
+}
+
+ErrorStats weight_error(const float* w, int64_t rows, int64_t cols, TensorType t, const uint8_t* packed) {
+  const TypeTraits& tr = type_traits(t);
+  const size_t rb = row_bytes(tr, cols);
+  std::vector<double> err(static_cast<size_t>(rows)), sq(static_cast<size_t>(rows));
+  tbb::parallel_for(int64_t(0), rows, [&](int64_t r) {
+    std::vector<float> y(static_cast<size_t>(cols));
+    tr.dequantize_row(packed + size_t(r) * rb, y.data(), cols);
+    double e = 0, s = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double x = w[r * cols + c], d = x - double(y[size_t(c)]);
+      e += d * d;
+      s += x * x;
+    }
+    err[size_t(r)] = e;
+    sq[size_t(r)] = s;
+  });
+  ErrorStats st;
+  for (int64_t r = 0; r < rows; ++r) {  // fixed order: the same sums for any thread count
+    st.sum_sq_err += err[size_t(r)];
+    st.sum_sq += sq[size_t(r)];
+  }
+  st.n = rows * cols;
+  return st;
+}
+
+Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report) {
+  Model out = m;
+  QuantizeReport rep;
+  const auto t_all = std::chrono::steady_clock::now();
+  for (const TensorPlan& p : plan_model(m, r)) {
+    const Matrix& src = *p.source;
+    TensorReport tr;
+    tr.name = p.name;
+    tr.rows = src.rows;
+    tr.cols = src.cols;
+    tr.note = p.reason;
+    Matrix* dst = &out.tok_embd;
+    if (p.name == "output.weight") {
+      dst = &out.output;
+    } else if (p.name != "token_embd.weight") {
+      // Map the source matrix to the same field of the copy.
+      for (size_t i = 0; i < m.layers.size(); ++i) {
+        const LayerWeights& a = m.layers[i];
+        LayerWeights& b = out.layers[i];
+        const std::pair<const Matrix*, Matrix*> fields[] = {{&a.wq, &b.wq},         {&a.wk, &b.wk},
+                                                            {&a.wv, &b.wv},         {&a.wo, &b.wo},
+                                                            {&a.w_gate, &b.w_gate}, {&a.w_up, &b.w_up},
+                                                            {&a.w_down, &b.w_down}};
+        for (const auto& [from, to] : fields) dst = from == &src ? to : dst;
+      }
+    }
+    if (!p.spec) {
+      tr.scheme = "keep";
+      tr.format = std::string(src.traits().name);
+      tr.bytes = src.bytes();
+      tr.sqnr_db = std::numeric_limits<double>::infinity();
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      const F32Matrix f = to_f32(src);
+      const WeightView view{p.name, src.rows, src.cols, f.data};
+      auto packed = std::make_shared<PackedTensor>(quantize_tensor(view, *p.spec));
+      tr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const ErrorStats es = weight_error(f.data, src.rows, src.cols, packed->type, packed->bytes.data());
+      tr.scheme = p.spec->to_string();
+      tr.format = std::string(type_traits(packed->type).name);
+      tr.bytes = packed->bytes.size();
+      tr.mse = es.mse();
+      tr.sqnr_db = es.sqnr_db();
+      if (!packed->note.empty()) tr.note += "; fallback " + packed->note;
+      *dst = Matrix{packed->type, src.rows, src.cols, packed->bytes.data()};
+      out.storage.push_back(std::shared_ptr<const void>(packed, packed->bytes.data()));
+    }
+    if (m.tied_output && dst == &out.tok_embd) out.output = out.tok_embd;
+    tr.bits_per_weight = 8.0 * double(tr.bytes) / double(tr.rows * tr.cols);
+    rep.all_ggml = rep.all_ggml && uint32_t(dst->type) < uint32_t(TensorType::INT_FIRST);
+    rep.n_weights += tr.rows * tr.cols;
+    rep.bytes += tr.bytes;
+    rep.tensors.push_back(std::move(tr));
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
+  rep.bits_per_weight = rep.n_weights ? 8.0 * double(rep.bytes) / double(rep.n_weights) : 0.0;
+  if (report) *report = std::move(rep);
+  return out;
+}
+
+nlohmann::json QuantizeReport::to_json() const {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json ts = nlohmann::json::array();
+  for (const auto& t : tensors) {
+    ts.push_back({{"name", t.name}, {"scheme", t.scheme}, {"format", t.format}, {"shape", {t.cols, t.rows}},
+                  {"bytes", t.bytes}, {"bits_per_weight", t.bits_per_weight}, {"mse", t.mse},
+                  {"sqnr_db", num(t.sqnr_db)}, {"seconds", t.seconds}, {"note", t.note}});
+  }
+  return {{"tensors", ts},
+          {"n_weights", n_weights},
+          {"bytes", bytes},
+          {"bits_per_weight", bits_per_weight},
+          {"seconds", seconds},
+          {"llama_cpp_loadable", all_ggml}};
+}
+
+}  // namespace qbench::quant

@@ -1,0 +1,90 @@
+// Quantizing a whole model: a recipe (default scheme, llama.cpp mix, per-tensor rules) decides a
+// scheme for every 2-D weight, the registry's methods pack them, and the result is a Model
+// variant whose matrices point at the packed bytes (held in Model::storage). Norms and biases
+// stay F32; weights kept as they are share the source's bytes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/model/model.h"
+#include "quantizers/llama_mix.h"
+#include "quantizers/spec.h"
+
+namespace qbench::quant {
+
+struct TensorRule {
+  std::string pattern;  // ECMAScript regex, searched in the tensor name (llama-quantize's --tensor-type)
+  SchemeSpec spec;
+};
+
+struct Recipe {
+  std::string name;                   // as given ("Q4_K_M", "rtn:int4,group=32")
+  SchemeSpec scheme;                  // default scheme of quantized tensors
+  std::optional<LlamaFtype> ftype;    // llama.cpp mix, for GGUF type names and presets
+  bool pure = false;                  // ftype recipes: no mix, every tensor in the base type
+  std::vector<TensorRule> rules;      // first match wins
+  std::optional<SchemeSpec> output;       // --output-tensor-type
+  std::optional<SchemeSpec> token_embd;   // --token-embedding-type
+};
+
+// "Q4_K_M", "q4_0" (llama.cpp file types, with their mixes), any scheme spec ("rtn:int4,...",
+// "nf4"), or a JSON object spec. Throws qbench::Error on an unknown or malformed scheme.
+Recipe make_recipe(std::string_view text);
+// "PATTERN=SCHEME" (e.g. "ffn_down=f16", "attn_v=rtn:int6"); throws on a bad regex or scheme.
+TensorRule parse_rule(std::string_view text);
+// The scheme that writes ggml type `t` (asserts that one exists).
+SchemeSpec spec_for_type(TensorType t);
+// GGUF general.file_type for a quantized file: the llama.cpp ftype for mixes and ggml casts,
+// 1024 (LLAMA_FTYPE_GUESSED) when qbench's own formats are used.
+uint32_t gguf_file_type(const Recipe& r, bool all_ggml);
+
+struct TensorPlan {
+  std::string name;
+  const Matrix* source = nullptr;
+  std::optional<SchemeSpec> spec;  // nullopt: kept as it is
+  std::string reason;              // "default", "mix Q4_K_M", "--tensor-type ffn_down", ...
+};
+// One entry per 2-D weight in file order (token_embd, output unless tied, then the layers).
+std::vector<TensorPlan> plan_model(const Model& m, const Recipe& r);
+
+struct TensorReport {
+  std::string name;
+  std::string scheme;  // canonical spec, or "keep"
+  std::string format;  // format name of the stored bytes
+  int64_t rows = 0, cols = 0;
+  size_t bytes = 0;
+  double bits_per_weight = 0;
+  double mse = 0;      // mean squared weight error
+  double sqnr_db = 0;  // 10 log10(sum w^2 / sum err^2); +inf when exact
+  double seconds = 0;
+  std::string note;    // fallback taken, reason
+};
+
+struct QuantizeReport {
+  std::vector<TensorReport> tensors;
+  int64_t n_weights = 0;  // elements of all 2-D weights
+  size_t bytes = 0;       // their stored bytes
+  double bits_per_weight = 0;
+  double seconds = 0;
+  bool all_ggml = true;   // every tensor in a ggml type (llama.cpp can load the file)
+  nlohmann::json to_json() const;
+};
+
+// Throws qbench::Error naming the tensor on NaN/Inf weights, shapes a scheme cannot take, etc.
+Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report = nullptr);
+
+// Error of `packed` (type `t`) against the F32 `w` (rows x cols): sums of squares.
+struct ErrorStats {
+  double sum_sq_err = 0, sum_sq = 0;
+  int64_t n = 0;
+  double mse() const { return n ? sum_sq_err / double(n) : 0.0; }
+  double sqnr_db() const;
+};
+ErrorStats weight_error(const float* w, int64_t rows, int64_t cols, TensorType t, const uint8_t* packed);
+
+}  // namespace qbench::quant

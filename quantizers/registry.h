@@ -1,0 +1,88 @@
+// The name-keyed registry of quantization methods (STYLE.md, convention 4): filled once by
+// register_builtins() (quantizers/builtins.cc); duplicate names are an error.
+//
+// A method is an algorithm that turns one F32 weight matrix into packed bytes of some format in
+// engine/formats (the format owns layout and dequantization; the method chooses scales and
+// rounding). Aliases are short names that expand to a spec ("int8" -> "rtn:int8,group=channel").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/formats/types.h"
+#include "quantizers/spec.h"
+
+namespace qbench::quant {
+
+// A row-major F32 matrix: `rows` output features of `cols` input features.
+struct WeightView {
+  std::string_view name;  // tensor name, for error messages
+  int64_t rows = 0, cols = 0;
+  const float* data = nullptr;
+};
+
+struct PackedTensor {
+  TensorType type = TensorType::F32;
+  std::vector<uint8_t> bytes;  // rows * row_bytes(type, cols)
+  std::string note;            // e.g. a llama-quantize fallback: "q6_K -> q8_0 (64 columns ...)"
+};
+
+// Quantizes a checked matrix (finite values; shape already validated against nothing else).
+// Throws qbench::Error naming the tensor when the method cannot handle its shape or range.
+using QuantizeFn = PackedTensor (*)(const WeightView& w, const SchemeSpec& spec);
+
+struct Method {
+  std::string name;
+  std::string summary;  // one line
+  std::vector<OptionDecl> options;
+  std::string positional;         // option set by the token after ':' (e.g. "bits")
+  std::string positional_prefix;  // stripped from that token (e.g. "int" in "rtn:int4")
+  QuantizeFn quantize = nullptr;
+  std::optional<TensorType> ggml_type;  // the ggml type it always writes (GGUF block types, casts)
+};
+
+struct Alias {
+  std::string name;
+  std::string expansion;  // a spec string
+  std::string summary;
+};
+
+class Registry {
+ public:
+  void add(Method m);     // throws qbench::Error on a duplicate name (methods and aliases share names)
+  void add(Alias a);
+  // Case-insensitive look-ups; nullptr when unknown.
+  const Method* find(std::string_view name) const;
+  const Alias* find_alias(std::string_view name) const;
+  const Method& method(const SchemeSpec& spec) const;  // asserts
+  const std::vector<Method>& methods() const { return methods_; }
+  const std::vector<Alias>& aliases() const { return aliases_; }
+
+ private:
+  bool taken(std::string_view name) const;
+  std::vector<Method> methods_;
+  std::vector<Alias> aliases_;
+};
+
+// The built-in registry, filled on first use under std::call_once by register_builtins().
+const Registry& registry();
+void register_builtins(Registry& r);
+
+// Checks the input (every value finite: qbench::Error naming the tensor, row and column otherwise)
+// and runs the spec's method.
+PackedTensor quantize_tensor(const WeightView& w, const SchemeSpec& spec);
+
+// Shared by the methods: throws qbench::Error naming the tensor when a value exceeds `limit` in
+// magnitude (what the target format can scale), and when `cols` is not a multiple of `multiple`.
+void check_range(const WeightView& w, float limit, std::string_view format);
+void check_row_multiple(const WeightView& w, int64_t multiple, std::string_view what);
+
+// Methods of each file, called by register_builtins().
+void register_rtn(Registry& r);
+void register_gguf_types(Registry& r);
+void register_codebooks(Registry& r);
+
+}  // namespace qbench::quant
