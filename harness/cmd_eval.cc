@@ -10,6 +10,7 @@
 #include "engine/core/mapped_file.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
+#include "quantizers/quantize_model.h"
 #include "tasks/evaluate.h"
 
 namespace qbench::cli {
@@ -71,13 +72,14 @@ int cmd_tasks(const std::vector<std::string>& args) {
 
 int cmd_eval(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string suites = "math_reasoning,chat", task_list, items_out;
+  std::string suites = "math_reasoning,chat", task_list, items_out, scheme;
   int64_t limit = 0, n_ctx = 0;
   bool serial = false;
   po::options_description desc("qbench eval options");
   desc.add_options()
       ("suite,s", po::value(&suites)->value_name("A,B"), "comma-separated suites (default: math_reasoning,chat)")
       ("tasks", po::value(&task_list)->value_name("X,Y"), "comma-separated tasks instead of suites")
+      ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
       ("limit", po::value(&limit)->value_name("N"), "at most N items per task (0: all)")
       ("ctx", po::value(&n_ctx)->value_name("N"), "context window in tokens (0: the model's)")
       ("items-out", po::value(&items_out)->value_name("F.jsonl"), "write per-item results (one JSON object per line)")
@@ -85,7 +87,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench eval [--model FILE] [--suite math_reasoning,chat | --tasks X,Y] [--limit N] [--json]\n\n"
+             "usage: qbench eval [--model FILE] [--scheme S] [--suite math_reasoning,chat | --tasks X,Y] [--limit N] [--json]\n\n"
              "Scores the model on task suites the way lm-evaluation-harness scores: multiple choice by\n"
              "log-likelihood (acc, acc_norm), greedy generation with answer extraction (exact_match),\n"
              "instruction checks, likelihood and perplexity; every metric with its standard error.",
@@ -103,7 +105,9 @@ int cmd_eval(const std::vector<std::string>& args) {
     }
   }
   for (const auto& n : names) chosen.push_back(find_task(all, n));
-  const Model m = load_model_from(o);
+  const Model source = load_model_from(o);
+  quant::QuantizeReport qreport;
+  const Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
   const LanguageModel lm(m, n_ctx);
   std::vector<std::vector<Example>> items(chosen.size());
   for (size_t i = 0; i < chosen.size(); ++i) items[i] = task_items(chosen[i], limit);
@@ -130,10 +134,16 @@ int cmd_eval(const std::vector<std::string>& args) {
   if (o.json) {
     nlohmann::json tr = nlohmann::json::array();
     for (const auto& r : results) tr.push_back(r.to_json());
-    print_json({{"command", "eval"}, {"model", model_json(m)}, {"limit", limit}, {"threads", thread_count()},
+    nlohmann::json q = nullptr;
+    if (!scheme.empty()) {
+      q = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes},
+           {"seconds", qreport.seconds}};
+    }
+    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"limit", limit}, {"threads", thread_count()},
                 {"seconds", seconds}, {"tasks", tr}, {"items_file", items_out}});
     return 0;
   }
+  if (!scheme.empty()) std::printf("scheme %s: %.3f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   std::printf("%-16s %-18s %10s %10s %7s\n", "task", "metric", "value", "stderr", "items");
   for (const auto& r : results) {
     for (const auto& mv : r.metrics) {
