@@ -1,5 +1,6 @@
 // qbench perplexity: llama.cpp's llama-perplexity protocol (see tasks/perplexity.h).
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <iostream>
 
@@ -8,19 +9,28 @@
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "harness/sysinfo.h"
+#include "quantizers/quantize_model.h"
+#include "tasks/kl.h"
 #include "tasks/perplexity.h"
 
 namespace qbench::cli {
 
 int cmd_perplexity(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string text_path;
+  std::string text_path, scheme;
   PerplexityOptions popt;
+  bool kl = false;
+  int64_t kl_top_k = 64;
   po::options_description desc("qbench perplexity options");
   desc.add_options()
       ("text,f", po::value(&text_path)->required()->value_name("FILE"), "UTF-8 text file to score")
       ("ctx,c", po::value(&popt.n_ctx)->default_value(512)->value_name("N"), "chunk size in tokens (llama.cpp's -c)")
-      ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)");
+      ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)")
+      ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
+      ("kl", po::bool_switch(&kl), "with --scheme: KL divergence of the quantized model against the unquantized one "
+                                   "on the same positions (llama.cpp --kl-divergence statistics)")
+      ("kl-top-k", po::value(&kl_top_k)->default_value(64)->value_name("K"), "reference log-probabilities kept per position")
+      ("rolling", po::bool_switch(&popt.rolling), "also report word/byte perplexity and bits per byte over every position");
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
@@ -32,7 +42,10 @@ int cmd_perplexity(const std::vector<std::string>& args) {
     return 0;
   }
   set_threads(o.threads);
-  const Model m = load_model_from(o);
+  if (kl && scheme.empty()) throw Error("--kl needs --scheme (the reference is the unquantized model)");
+  const Model source = load_model_from(o);
+  quant::QuantizeReport qreport;
+  const Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();
@@ -50,8 +63,35 @@ int cmd_perplexity(const std::vector<std::string>& args) {
                  el / double(done) * double(total - done));
     if (done == total) std::fprintf(stderr, "\n");
   });
+  std::optional<KlResult> klr;
+  if (kl) {
+    const ReferenceLogits ref = compute_reference_logits(source, tokens, popt, kl_top_k);
+    klr = kl_divergence(m, ref, tokens, popt);
+  }
+  nlohmann::json jkl = nullptr;
+  if (klr) {
+    jkl = {{"positions", klr->n_positions}, {"top_k", kl_top_k}, {"mean", klr->kld_mean}, {"stderr", klr->kld_stderr},
+           {"max", klr->kld_max}, {"p99_9", klr->kld_p99_9}, {"p99", klr->kld_p99}, {"p95", klr->kld_p95},
+           {"p90", klr->kld_p90}, {"median", klr->kld_median}, {"p10", klr->kld_p10}, {"p5", klr->kld_p5},
+           {"p1", klr->kld_p1}, {"p0_1", klr->kld_p0_1}, {"same_top", klr->same_top},
+           {"same_top_stderr", klr->same_top_stderr}, {"ppl_ref", klr->ppl_ref},
+           {"ln_ppl_ratio", klr->ln_ppl_ratio}, {"ln_ppl_ratio_stderr", klr->ln_ppl_ratio_stderr},
+           {"delta_p_mean", klr->delta_p_mean}, {"delta_p_stderr", klr->delta_p_stderr}, {"delta_p_rms", klr->delta_p_rms}};
+  }
+  nlohmann::json jroll = nullptr;
+  if (popt.rolling) {
+    jroll = {{"tokens", r.rolling.count}, {"bytes", r.rolling_bytes}, {"words", r.rolling_words},
+             {"word_perplexity", r.word_perplexity}, {"byte_perplexity", r.byte_perplexity}, {"bits_per_byte", r.bits_per_byte}};
+  }
+  nlohmann::json jq = nullptr;
+  if (!scheme.empty()) {
+    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds}};
+  }
   if (o.json) {
     print_json({
+        {"quantization", jq},
+        {"kl_divergence", jkl},
+        {"rolling", jroll},
         {"command", "perplexity"},
         {"model", model_json(m)},
         {"text", text_path},
@@ -73,7 +113,23 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   }
   std::printf("%s on %s: %lld tokens, %lld chunks of %lld, %lld scored\n", m.path.c_str(), text_path.c_str(),
               (long long)r.n_text_tokens, (long long)r.n_chunks, (long long)r.n_ctx, (long long)r.stats.count);
+  if (!scheme.empty()) std::printf("scheme %s: %.4f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
+  if (popt.rolling) {
+    std::printf("word perplexity %.4f, byte perplexity %.5f, bits per byte %.5f (%lld tokens, %lld bytes, %lld words)\n",
+                r.word_perplexity, r.byte_perplexity, r.bits_per_byte, (long long)r.rolling.count,
+                (long long)r.rolling_bytes, (long long)r.rolling_words);
+  }
+  if (klr) {
+    std::printf("KL divergence vs the unquantized model over %lld positions (top-%lld reference):\n",
+                (long long)klr->n_positions, (long long)kl_top_k);
+    std::printf("  Mean KLD %.6f +/- %.6f   max %.6f   99.9%% %.6f   99%% %.6f   95%% %.6f   90%% %.6f\n", klr->kld_mean,
+                klr->kld_stderr, klr->kld_max, klr->kld_p99_9, klr->kld_p99, klr->kld_p95, klr->kld_p90);
+    std::printf("  median %.6f   10%% %.6f   5%% %.6f   1%% %.6f   0.1%% %.6f\n", klr->kld_median, klr->kld_p10, klr->kld_p5,
+                klr->kld_p1, klr->kld_p0_1);
+    std::printf("  ln(PPL(Q)/PPL(base)) %.6f +/- %.6f   same top %.3f%% +/- %.3f%%   RMS dp %.4f%%\n", klr->ln_ppl_ratio,
+                klr->ln_ppl_ratio_stderr, 100 * klr->same_top, 100 * klr->same_top_stderr, 100 * klr->delta_p_rms);
+  }
   std::printf("%.1f tokens/s (%.2f s, %d threads), peak RSS %.1f MiB\n", r.tokens_per_second, r.seconds,
               thread_count(), double(peak_rss_bytes()) / (1024.0 * 1024.0));
   return 0;

@@ -63,7 +63,7 @@ ReferenceLogits compute_reference_logits(const Model& reference, const std::vect
                                                                   const std::vector<int32_t>& chunk) {
     std::vector<int32_t> idx(static_cast<size_t>(V));
     for (int64_t i = 0; i < per_chunk; ++i) {
-      const float* l = logits + i * V;
+      const float* l = logits + (first - first_logit_position(opt) + i) * V;
       const RowSummary s = summarize(l, V);
       std::iota(idx.begin(), idx.end(), 0);
       std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(),
@@ -107,7 +107,7 @@ KlResult kl_divergence(const Model& q, const ReferenceLogits& ref, const std::ve
   const int64_t n_chunks = for_each_scored_chunk(q, tokens, o, [&](int64_t c, const float* logits,
                                                                     const std::vector<int32_t>& chunk) {
     for (int64_t i = 0; i < per_chunk; ++i) {
-      const float* l = logits + i * V;
+      const float* l = logits + (first - first_logit_position(o) + i) * V;
       const RowSummary s = summarize(l, V);
       const size_t pos = size_t(c * per_chunk + i);
       const int32_t* ids = ref.top_ids.data() + pos * size_t(K);

@@ -76,7 +76,6 @@ int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& to
   }
   int64_t n_chunks = n_tokens / n_ctx;
   if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
-  const int64_t first = n_ctx / 2;
   const bool add_bos = tok.add_bos();
   ForwardPool pool(model, n_ctx);
   std::atomic<int64_t> done{0};
@@ -87,7 +86,7 @@ int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& to
     auto fwd = pool.acquire();
     std::vector<float> logits;
     // Positions first .. n_ctx-2 are scored; the last token's logits are never needed.
-    fwd->eval(std::span<const int32_t>(chunk.data(), size_t(n_ctx - 1)), logits, first);
+    fwd->eval(std::span<const int32_t>(chunk.data(), size_t(n_ctx - 1)), logits, first_logit_position(opt));
     pool.release(std::move(fwd));
     fn(c, logits.data(), chunk);
     const int64_t d = ++done;
@@ -104,15 +103,36 @@ PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>
   const int64_t n_ctx = opt.n_ctx, first = n_ctx / 2, per_chunk = scored_per_chunk(n_ctx);
   const int64_t V = model.config.n_vocab;
   const int64_t max_chunks = std::max<int64_t>(0, int64_t(tokens.size()) / std::max<int64_t>(n_ctx, 1));
-  std::vector<NllStats> chunk_stats(static_cast<size_t>(max_chunks));
+  std::vector<NllStats> chunk_stats(static_cast<size_t>(max_chunks)), chunk_rolling(static_cast<size_t>(max_chunks));
+  std::vector<int64_t> chunk_bytes(static_cast<size_t>(max_chunks)), chunk_words(static_cast<size_t>(max_chunks));
+  const int64_t row0 = first_logit_position(opt);
+  const Tokenizer& tok = model.require_tokenizer();
   std::vector<float> token_nll_all(opt.keep_token_nll ? size_t(max_chunks * per_chunk) : 0);
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t n_chunks = for_each_scored_chunk(
       model, tokens, opt,
       [&](int64_t c, const float* logits, const std::vector<int32_t>& chunk) {
         NllStats s;
+        if (opt.rolling) {
+          NllStats all;
+          std::string text;
+          for (int64_t p = 0; p + 1 < n_ctx; ++p) {
+            all.add(token_nll(logits + p * V, V, chunk[size_t(p + 1)]));
+            text += tok.decode_token(chunk[size_t(p + 1)]);
+          }
+          int64_t words = 0;
+          bool in_word = false;
+          for (char ch : text) {
+            const bool space = ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r';
+            if (!space && !in_word) ++words;
+            in_word = !space;
+          }
+          chunk_rolling[size_t(c)] = all;
+          chunk_bytes[size_t(c)] = int64_t(text.size());
+          chunk_words[size_t(c)] = words;
+        }
         for (int64_t i = 0; i < per_chunk; ++i) {
-          const double nll = token_nll(logits + i * V, V, chunk[size_t(first + i + 1)]);
+          const double nll = token_nll(logits + (first - row0 + i) * V, V, chunk[size_t(first + i + 1)]);
           s.add(nll);
           if (opt.keep_token_nll) token_nll_all[size_t(c * per_chunk + i)] = float(nll);
         }
@@ -124,7 +144,17 @@ PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>
   r.n_ctx = n_ctx;
   r.n_text_tokens = int64_t(tokens.size());
   r.n_chunks = n_chunks;
-  for (int64_t c = 0; c < n_chunks; ++c) r.stats.merge(chunk_stats[size_t(c)]);
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    r.stats.merge(chunk_stats[size_t(c)]);
+    r.rolling.merge(chunk_rolling[size_t(c)]);
+    r.rolling_bytes += chunk_bytes[size_t(c)];
+    r.rolling_words += chunk_words[size_t(c)];
+  }
+  if (opt.rolling && r.rolling_bytes > 0 && r.rolling_words > 0) {
+    r.word_perplexity = std::exp(r.rolling.sum / double(r.rolling_words));
+    r.byte_perplexity = std::exp(r.rolling.sum / double(r.rolling_bytes));
+    r.bits_per_byte = r.rolling.sum / (double(r.rolling_bytes) * std::log(2.0));
+  }
   r.ppl = r.stats.ppl();
   r.ppl_stderr = r.stats.ppl_stderr();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -42,7 +42,15 @@ struct PerplexityOptions {
   int64_t n_ctx = 512;
   int64_t max_chunks = -1;  // < 0: all
   bool keep_token_nll = false;
+  // Also score every position of each chunk (tokens 1 .. n_ctx-1 given the ones before) for
+  // lm-eval-style word and byte perplexity from the same pass. Bytes and words are those of the
+  // scored tokens' text (a chunk's first token, replaced by BOS, and the dropped tail are not
+  // counted); qbench eval's rolling_loglik tasks follow lm-eval's document windows exactly.
+  bool rolling = false;
 };
+
+// Position (within a chunk) of the first logits row a ChunkFn receives.
+inline int64_t first_logit_position(const PerplexityOptions& o) { return o.rolling ? 0 : o.n_ctx / 2; }
 
 struct PerplexityResult {
   int64_t n_ctx = 0;
@@ -53,6 +61,10 @@ struct PerplexityResult {
   double seconds = 0.0;
   double tokens_per_second = 0.0;  // evaluated tokens (n_chunks * n_ctx) per second
   std::vector<float> token_nll;    // per scored token, chunk order (when keep_token_nll)
+  // With opt.rolling: every position of every chunk.
+  NllStats rolling;
+  int64_t rolling_bytes = 0, rolling_words = 0;
+  double word_perplexity = 0.0, byte_perplexity = 0.0, bits_per_byte = 0.0;
 };
 
 // Progress callback: chunks done, chunks total.
@@ -60,8 +72,8 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 
 // Evaluates the chunks of the protocol above in parallel and calls
 // fn(chunk, logits, chunk_tokens) for each, possibly concurrently: `logits` holds the rows of
-// positions n_ctx/2 .. n_ctx-2 (each predicting chunk_tokens[pos + 1]), `chunk_tokens` the chunk
-// with BOS first. Returns the number of chunks. The checks of llama_perplexity apply.
+// positions first_logit_position(opt) .. n_ctx-2 (each predicting chunk_tokens[pos + 1]),
+// `chunk_tokens` the chunk with BOS first. Returns the number of chunks. The checks of llama_perplexity apply.
 using ChunkFn = std::function<void(int64_t, const float*, const std::vector<int32_t>&)>;
 int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& tokens,
                               const PerplexityOptions& opt, const ChunkFn& fn, const ProgressFn& progress = {});

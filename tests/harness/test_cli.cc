@@ -140,3 +140,31 @@ TEST(Cli, PerplexityOnWikiText2KeepsMemoryBounded) {
 
 }  // namespace
 }  // namespace qbench
+
+namespace qbench {
+namespace {
+
+TEST(Cli, PerplexityOfAQuantizedVariantWithKlDivergence) {
+  const std::string dir = test::temp_dir("cli-kl");
+  test::TinySpec spec;
+  spec.n_ff = 64;  // rows divisible into blocks of 32
+  const std::string model = test::write_tiny_model(dir + "/m.gguf", spec);
+  std::ofstream text(dir + "/text.txt");
+  for (int i = 0; i < 40; ++i) text << "the ant and the hen eat at ten in the sun. ";
+  text.close();
+  const std::string base = "perplexity --model " + model + " --text " + dir + "/text.txt --ctx 32 --chunks 3 --json";
+  const auto q8 = run(base + " --scheme q8_0 --kl"), q2 = run(base + " --scheme rtn:int2,group=32 --kl");
+  ASSERT_EQ(q8.exit_code, 0) << q8.err;
+  ASSERT_EQ(q2.exit_code, 0) << q2.err;
+  const auto a = nlohmann::json::parse(q8.out), b = nlohmann::json::parse(q2.out);
+  EXPECT_EQ(a["kl_divergence"]["positions"], 3 * 15);
+  EXPECT_LT(a["kl_divergence"]["mean"].get<double>(), b["kl_divergence"]["mean"].get<double>());
+  EXPECT_GT(a["kl_divergence"]["same_top"].get<double>(), 0.8);
+  EXPECT_NEAR(a["quantization"]["bits_per_weight"].get<double>(), 8.5, 0.01);  // every matrix q8_0: 34 bytes / 32
+  const auto no_scheme = run(base + " --kl");
+  EXPECT_EQ(no_scheme.exit_code, 2);
+  EXPECT_EQ(count_lines(no_scheme.err), 1);
+}
+
+}  // namespace
+}  // namespace qbench

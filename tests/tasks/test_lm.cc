@@ -141,3 +141,33 @@ TEST(KlDivergence, ZeroAgainstItselfAndExactForFullTopK) {
 
 }  // namespace
 }  // namespace qbench
+
+namespace qbench {
+namespace {
+
+TEST(Perplexity, RollingStatisticsScoreEveryPositionOfEachChunk) {
+  const auto table = random_table(300, 5);
+  const Model m = load_model(test::write_bigram_model(test::temp_dir("rolling") + "/m.gguf", table));
+  std::vector<int32_t> tokens(200);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(3 + (i * 17) % 290);
+  PerplexityOptions opt;
+  opt.n_ctx = 32;
+  opt.rolling = true;
+  const PerplexityResult r = llama_perplexity(m, tokens, opt);
+  double expected = 0;
+  for (int64_t c = 0; c < r.n_chunks; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * 32, tokens.begin() + (c + 1) * 32);
+    chunk[0] = 1;  // BOS
+    for (size_t p = 0; p + 1 < chunk.size(); ++p) expected -= log_softmax(table[size_t(chunk[p])], chunk[p + 1]);
+  }
+  EXPECT_EQ(r.rolling.count, r.n_chunks * 31);
+  EXPECT_NEAR(r.rolling.sum, expected, 1e-6 * std::fabs(expected));
+  EXPECT_GT(r.rolling_bytes, 0);
+  EXPECT_NEAR(r.bits_per_byte, r.rolling.sum / (double(r.rolling_bytes) * std::log(2.0)), 1e-12);
+  // The token-level numbers are unchanged by also scoring the rest.
+  opt.rolling = false;
+  EXPECT_EQ(llama_perplexity(m, tokens, opt).stats.sum, r.stats.sum);
+}
+
+}  // namespace
+}  // namespace qbench
