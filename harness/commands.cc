@@ -12,6 +12,7 @@ const std::vector<Command>& commands() {
       {"perplexity", "token-level perplexity with llama.cpp's protocol", cmd_perplexity},
       {"eval", "score a model on task suites (math_reasoning, chat, ...) with standard errors", cmd_eval},
       {"tasks", "list the task suites and tasks", cmd_tasks},
+      {"datagen", "write items of the built-in generators as text or JSONL", cmd_datagen},
       {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
       {"schemes", "list quantization schemes, their options and llama.cpp mixes", cmd_schemes},
       {"quantize", "quantize a model with a scheme and write a GGUF", cmd_quantize},

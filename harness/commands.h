@@ -13,6 +13,7 @@ int cmd_generate(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_tasks(const std::vector<std::string>& args);
+int cmd_datagen(const std::vector<std::string>& args);
 int cmd_schemes(const std::vector<std::string>& args);
 int cmd_quantize(const std::vector<std::string>& args);
 
