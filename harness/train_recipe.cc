@@ -171,6 +171,10 @@ TrainingData::TrainingData(const TrainRecipe& r, const Tokenizer& tok,
       if (int64_t(t.tokens.size()) > r.trainer.seq_len + 1) continue;  // longer than a row
       pool.push_back(std::move(t));
     }
+    if (pool.empty()) {
+      throw Error("generator '" + name + "' has no item that fits a row of " + std::to_string(r.trainer.seq_len + 1) +
+                  " tokens; raise train.seq_len");
+    }
     if (log) {
       log("data: " + name + ": " + std::to_string(pool.size()) + " items (" + std::to_string(distinct) +
           " distinct), " + std::to_string(removed) + " removed as evaluation items, weight " + std::to_string(weight));

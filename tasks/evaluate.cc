@@ -2,6 +2,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -50,18 +51,16 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       } else {
         ll = lm.loglikelihoods(context, e.choices);
       }
-      int best = 0, best_norm = 0;
-      std::vector<double> lps;
+      // acc: highest summed log-likelihood; acc_norm: highest log-likelihood per byte of the
+      // continuation (lm-eval). Ties go to the lower index.
+      std::vector<double> lps, norms;
       for (size_t i = 0; i < ll.size(); ++i) {
+        const size_t len = choices_are_contexts(e) ? e.target.size() : e.choices[i].size();
         lps.push_back(ll[i].logprob);
-        // acc_norm: divide by the length in bytes of the continuation (lm-eval)
-        const double len = double(choices_are_contexts(e) ? e.target.size() : e.choices[i].size());
-        const double norm = ll[i].logprob / std::max(len, 1.0);
-        const double best_norm_v = ll[size_t(best_norm)].logprob /
-                                   std::max(double(choices_are_contexts(e) ? e.target.size() : e.choices[size_t(best_norm)].size()), 1.0);
-        if (ll[i].logprob > ll[size_t(best)].logprob) best = int(i);
-        if (norm > best_norm_v) best_norm = int(i);
+        norms.push_back(ll[i].logprob / double(std::max<size_t>(len, 1)));
       }
+      const int best = int(std::max_element(lps.begin(), lps.end()) - lps.begin());
+      const int best_norm = int(std::max_element(norms.begin(), norms.end()) - norms.begin());
       s.correct = best == e.gold;
       s.correct_norm = best_norm == e.gold;
       s.record["prediction"] = best;
@@ -74,7 +73,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
     case TaskKind::ExactMatch: {
       const Generation g = lm.generate_until(context, t.stop, t.max_tokens);
       const std::string got = extract_answer(t.extract, g.text);
-      const std::string want = t.extract == "gsm8k" ? e.answer : e.answer;
+      const std::string& want = e.answer;
       s.correct = !got.empty() && got == want;
       s.record["output"] = g.text;
       s.record["prediction"] = got;

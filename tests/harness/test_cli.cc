@@ -168,3 +168,42 @@ TEST(Cli, PerplexityOfAQuantizedVariantWithKlDivergence) {
 
 }  // namespace
 }  // namespace qbench
+
+namespace qbench {
+namespace {
+
+TEST(Cli, TrainStopsResumesAndExportsALoadableModel) {
+  const std::string dir = test::temp_dir("cli-train");
+  const nlohmann::json recipe = {
+      {"version", 1}, {"name", "tiny"},
+      {"model", {{"n_embd", 32}, {"n_ff", 64}, {"n_layer", 1}, {"n_head", 2}, {"n_head_kv", 2}, {"n_ctx", 128}}},
+      {"train", {{"batch_size", 2}, {"seq_len", 128}, {"total_steps", 6}, {"warmup_steps", 2}, {"eval_interval", 3},
+                 {"checkpoint_interval", 2}}},
+      {"data", {{"pool_size", 40}, {"eval_exclude", 10}, {"eval_items", 4}, {"mix", {{"add2", 1.0}, {"dialogue", 1.0}}}}}};
+  std::ofstream(dir + "/r.json") << recipe.dump();
+  const std::string base = "train --recipe " + dir + "/r.json --out " + dir + "/m.gguf --quiet";
+  const auto a = run(base + " --max-steps 4 --json");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(nlohmann::json::parse(a.out)["step"], 4);
+  const auto b = run(base + " --resume --json");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(jb["step"], 6);
+  EXPECT_TRUE(jb["finished"].get<bool>());
+  EXPECT_TRUE(jb["last_eval"].contains("add2"));
+  // The log has one row per step across both runs, and the model loads and runs.
+  std::ifstream log(dir + "/m-train.csv");
+  int rows = -1;  // header
+  for (std::string line; std::getline(log, line);) ++rows;
+  EXPECT_EQ(rows, 6);
+  const auto g = run("generate --model " + dir + "/m.gguf -p 'Q: 1+2=? A:' -n 4 --json");
+  EXPECT_EQ(g.exit_code, 0) << g.err;
+  // A recipe with a typo is rejected with one line.
+  std::ofstream(dir + "/bad.json") << R"({"model": {"n_embed": 32}})";
+  const auto bad = run("train --recipe " + dir + "/bad.json --out " + dir + "/x.gguf");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("unknown field 'n_embed'"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace qbench
