@@ -177,7 +177,8 @@ TEST_P(KernelsForwardTest, EveryIsaPathCloseToScalar) {
     const double d = rel_rms_diff(prefill_logits(with_path(m, MatmulPath::Kernels, isa), toks), ref);
     std::printf("[          ] %s: %s vs scalar rel RMS diff %.3g\n", std::filesystem::path(path).filename().c_str(),
                 std::string(isa_name(isa)).c_str(), d);
-    EXPECT_LT(d, 1e-2) << isa_name(isa);
+    // Measured: stories260K ~5e-8 (no flip), kquant-test up to 7.3e-3 (q4_1, AVX-512).
+    EXPECT_LT(d, 2e-2) << isa_name(isa);
   }
 }
 
