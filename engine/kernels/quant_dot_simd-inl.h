@@ -98,15 +98,49 @@ inline __m256i high_bits32(const uint8_t* qh) {
 #endif
 }
 
+#if QBENCH_SIMD_AVX512
+// Two blocks' nibbles in value order: [b0 0..15, b0 16..31, b1 0..15, b1 16..31].
+inline __m512i nibbles64(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(load128(qs0)), load128(qs1), 1);
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+  // both = [b0 low, b1 low, b0 high, b1 high] in 128-bit quarters; reorder the quarters.
+  const __m512i order = _mm512_set_epi64(7, 6, 3, 2, 5, 4, 1, 0);
+  return _mm512_and_si512(_mm512_permutexvar_epi64(order, both), _mm512_set1_epi8(0x0F));
+}
+// 0x10 where bit j of block 0's (j < 32) or block 1's (j >= 32) qh is set.
+inline __m512i high_bits64(const uint8_t* qh0, const uint8_t* qh1) {
+  uint32_t h0, h1;
+  std::memcpy(&h0, qh0, 4);
+  std::memcpy(&h1, qh1, 4);
+  return _mm512_maskz_set1_epi8(__mmask64(h0) | (__mmask64(h1) << 32), 0x10);
+}
+#endif
+
+// Two fp16 values (at p0 and p1) as floats in lanes 0 and 1.
+inline __m128 fp16_pair(const uint8_t* p0, const uint8_t* p1) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, p0, 2);
+  std::memcpy(&h1, p1, 2);
+  return _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
+}
+
 struct FmtQ4_0 {
   static constexpr int64_t kBytes = 18, kActBytes = 34, kActQs = 2;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i quants(const uint8_t* b) { return _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8)); }
+#if QBENCH_SIMD_AVX512
+  static __m512i quants2(const uint8_t* b0, const uint8_t* b1) {
+    return _mm512_sub_epi8(nibbles64(b0 + 2, b1 + 2), _mm512_set1_epi8(8));
+  }
+#endif
 };
 struct FmtQ4_1 {
   static constexpr int64_t kBytes = 20, kActBytes = 36, kActQs = 4;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i quants(const uint8_t* b) { return nibbles32(b + 4); }
+#if QBENCH_SIMD_AVX512
+  static __m512i quants2(const uint8_t* b0, const uint8_t* b1) { return nibbles64(b0 + 4, b1 + 4); }
+#endif
 };
 struct FmtQ5_0 {
   static constexpr int64_t kBytes = 22, kActBytes = 34, kActQs = 2;
@@ -114,16 +148,32 @@ struct FmtQ5_0 {
   static __m256i quants(const uint8_t* b) {
     return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), high_bits32(b + 2)), _mm256_set1_epi8(16));
   }
+#if QBENCH_SIMD_AVX512
+  static __m512i quants2(const uint8_t* b0, const uint8_t* b1) {
+    return _mm512_sub_epi8(_mm512_or_si512(nibbles64(b0 + 6, b1 + 6), high_bits64(b0 + 2, b1 + 2)),
+                           _mm512_set1_epi8(16));
+  }
+#endif
 };
 struct FmtQ5_1 {
   static constexpr int64_t kBytes = 24, kActBytes = 36, kActQs = 4;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i quants(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 8), high_bits32(b + 4)); }
+#if QBENCH_SIMD_AVX512
+  static __m512i quants2(const uint8_t* b0, const uint8_t* b1) {
+    return _mm512_or_si512(nibbles64(b0 + 8, b1 + 8), high_bits64(b0 + 4, b1 + 4));
+  }
+#endif
 };
 struct FmtQ8_0 {
   static constexpr int64_t kBytes = 34, kActBytes = 34, kActQs = 2;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i quants(const uint8_t* b) { return load256(b + 2); }
+#if QBENCH_SIMD_AVX512
+  static __m512i quants2(const uint8_t* b0, const uint8_t* b1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(b0 + 2)), load256(b1 + 2), 1);
+  }
+#endif
 };
 
 // Per block and token: acc_t += (d_w * d_a) * sumi (8 lanes), m_t += m_w * s_a (minimum formats).
@@ -138,28 +188,35 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
   // Two blocks per 512-bit register.
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  __m128 minsum[NT];  // lanes 0, 1: sum of m_w * s_a over the even, odd blocks
+  for (int t = 0; t < NT; ++t) minsum[t] = _mm_setzero_ps();
+  // Lanes 0..7 take element 0 (block ib's scale), lanes 8..15 element 1 (block ib + 1's).
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (; ib + 1 < nb; ib += 2) {
     const uint8_t* x0 = w + ib * F::kBytes;
     const uint8_t* x1 = x0 + F::kBytes;
-    const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(F::quants(x0)), F::quants(x1), 1);
+    const __m512i qx = F::quants2(x0, x1);
     const __m512i ux = F::kSigned ? _mm512_abs_epi8(qx) : qx;
     const __mmask64 neg = F::kSigned ? _mm512_movepi8_mask(qx) : 0;
-    const float d0 = fp16_at(x0), d1 = fp16_at(x1);
+    const __m128 dw = fp16_pair(x0, x1);
+    const __m128 mw = F::kHasMin ? fp16_pair(x0 + 2, x1 + 2) : _mm_setzero_ps();
     for (int t = 0; t < NT; ++t) {
       const uint8_t* y0 = at[t] + ib * F::kActBytes;
       const uint8_t* y1 = y0 + F::kActBytes;
       __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y0 + F::kActQs)), load256(y1 + F::kActQs), 1);
       if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
       const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
-      const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(d0 * fp16_at(y0)), _mm256_set1_ps(d1 * fp16_at(y1)), 1);
+      const __m128 dd = _mm_mul_ps(dw, fp16_pair(y0, y1));
+      const __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd));
       acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[t]);
-      if (F::kHasMin) summ[t] += fp16_at(x0 + 2) * fp16_at(y0 + 2) + fp16_at(x1 + 2) * fp16_at(y1 + 2);
+      if (F::kHasMin) minsum[t] = _mm_fmadd_ps(mw, fp16_pair(y0 + 2, y1 + 2), minsum[t]);
     }
   }
   __m256 acc8[NT];
   for (int t = 0; t < NT; ++t) {
     acc8[t] = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
+    if (F::kHasMin) summ[t] = _mm_cvtss_f32(_mm_add_ss(minsum[t], _mm_movehdup_ps(minsum[t])));
   }
 #else
   __m256 acc8[NT];
@@ -337,10 +394,27 @@ void dot_k_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float
       scq[j] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(k.sc16, _mm256_set1_epi32(j)), spread);
     }
     const __m256i scz16 = _mm256_mullo_epi16(k.sc16, _mm256_set1_epi16(F::kZ));
+#if QBENCH_SIMD_AVX512
+    // 64 quants per register: pairs (q[2j], q[2j+1]) with their group scales.
+    __m512i zq[4], zsc[4];
+    for (int j = 0; j < 4; ++j) {
+      zq[j] = _mm512_inserti64x4(_mm512_castsi256_si512(k.q[2 * j]), k.q[2 * j + 1], 1);
+      zsc[j] = _mm512_inserti64x4(_mm512_castsi256_si512(scq[2 * j]), scq[2 * j + 1], 1);
+    }
+#endif
     for (int t = 0; t < NT; ++t) {
       const uint8_t* yb = a + size_t(t) * as + ib * kActBytes;
+#if QBENCH_SIMD_AVX512
+      __m512i z1 = _mm512_setzero_si512();
+      for (int j = 0; j < 4; ++j) {
+        const __m512i qy = _mm512_loadu_si512(yb + 4 + 64 * j);
+        z1 = _mm512_dpwssd_epi32(z1, _mm512_maddubs_epi16(zq[j], qy), zsc[j]);
+      }
+      __m256i s1 = _mm256_add_epi32(_mm512_castsi512_si256(z1), _mm512_extracti64x4_epi64(z1, 1));
+#else
       __m256i s1 = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) s1 = dot_u8s8_scaled(s1, k.q[j], load256(yb + 4 + 32 * j), scq[j]);
+#endif
       const __m256i bsums = load256(yb + 260);
       if (F::kZ != 0) s1 = _mm256_sub_epi32(s1, _mm256_madd_epi16(bsums, scz16));
       const float yd = f32_at(yb);
