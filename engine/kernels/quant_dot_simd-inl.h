@@ -384,22 +384,31 @@ void dot_k_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   // Byte shuffle that spreads int16 lane 0 (of a dword broadcast) over the low 128 bits and
   // lane 1 over the high 128 bits: the scales of groups 2k and 2k+1 for quants q[k].
+#if QBENCH_SIMD_AVX512
+  // int16 lane l -> l / 8.
+  const __m512i group_of_lane = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
+                                                 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+#else
   const __m256i spread = _mm256_set_epi8(3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
                                          1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+#endif
   for (int64_t ib = 0; ib < nb; ++ib) {
     KBlock k;
     F::unpack(w + ib * F::kBytes, k);
+    const __m256i scz16 = _mm256_mullo_epi16(k.sc16, _mm256_set1_epi16(F::kZ));
+#if QBENCH_SIMD_AVX512
+    // 64 quants per register: zq[j] = (q[2j], q[2j+1]), values 64j .. 64j+63. int16 lane l of
+    // maddubs(zq[j], .) covers values 64j + 2l, +1: group 4j + l/8, whose scale vpermw spreads.
+    __m512i zq[4], zsc[4];
+    const __m512i sc512 = _mm512_castsi256_si512(k.sc16);
+    for (int j = 0; j < 4; ++j) {
+      zq[j] = _mm512_inserti64x4(_mm512_castsi256_si512(k.q[2 * j]), k.q[2 * j + 1], 1);
+      zsc[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(group_of_lane, _mm512_set1_epi16(short(4 * j))), sc512);
+    }
+#else
     __m256i scq[8];
     for (int j = 0; j < 8; ++j) {
       scq[j] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(k.sc16, _mm256_set1_epi32(j)), spread);
-    }
-    const __m256i scz16 = _mm256_mullo_epi16(k.sc16, _mm256_set1_epi16(F::kZ));
-#if QBENCH_SIMD_AVX512
-    // 64 quants per register: pairs (q[2j], q[2j+1]) with their group scales.
-    __m512i zq[4], zsc[4];
-    for (int j = 0; j < 4; ++j) {
-      zq[j] = _mm512_inserti64x4(_mm512_castsi256_si512(k.q[2 * j]), k.q[2 * j + 1], 1);
-      zsc[j] = _mm512_inserti64x4(_mm512_castsi256_si512(scq[2 * j]), scq[2 * j + 1], 1);
     }
 #endif
     for (int t = 0; t < NT; ++t) {
