@@ -71,9 +71,9 @@ inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const
 
 // Activation formats. Bytes of one activation row of n values (n a multiple of the block size).
 size_t activation_row_bytes(TensorType act, int64_t n);
-// Quantizes one row of n floats into activation_row_bytes(act, n) bytes: ggml's
-// quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref (bsums included), or a
-// copy for F32. One implementation shared by every ISA path.
+// Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
+// ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums
+// included), or a copy for F32. One implementation shared by every ISA path.
 void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n);
 // The values an activation row represents (for tests and oracles).
 void dequantize_activation_row(TensorType act, const uint8_t* src, float* dst, int64_t n);

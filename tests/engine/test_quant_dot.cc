@@ -335,6 +335,28 @@ TEST(KernelsActivations, Q8_1IsQ8_0WithSums) {
   }
 }
 
+// The activation quantizer of Q8_0 is a faster copy of the reference quantizer: same bytes,
+// including values that land exactly halfway between two quants (roundf rounds away from 0).
+TEST(KernelsActivations, Q8_0SameBytesAsReference) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> x(32 * 64);
+  for (float& v : x) v = dist(rng);
+  // Block 1: max 127 so that d = 1 and x * (1/d) = x; halfway values of both signs.
+  for (int j = 0; j < 32; ++j) x[32 + j] = (j == 0 ? 127.0f : float(j - 16) + 0.5f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // all zero
+  for (int j = 0; j < 32; ++j) x[96 + j] = 1e-30f * float(j + 1);  // tiny
+  std::vector<uint8_t> fast(activation_row_bytes(TensorType::Q8_0, int64_t(x.size())));
+  std::vector<uint8_t> ref(fast.size());
+  quantize_activation_row(TensorType::Q8_0, x.data(), fast.data(), int64_t(x.size()));
+  quantize_row_q8_0_ref(x.data(), ref.data(), int64_t(x.size()));
+  EXPECT_EQ(fast, ref);
+  BlockQ8_0 b1;
+  std::memcpy(&b1, fast.data() + sizeof b1, sizeof b1);
+  EXPECT_EQ(b1.qs[1], -15);  // -14.5 -> -15
+  EXPECT_EQ(b1.qs[31], 16);  // 15.5 -> 16
+}
+
 TEST(KernelsActivations, Q8_KBlockSums) {
   std::mt19937 rng(4);
   std::normal_distribution<float> dist(0.0f, 1.0f);
