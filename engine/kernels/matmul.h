@@ -11,9 +11,9 @@
 //       split over fixed chunks of kKernelRowChunk (the parallel tasks); inside a chunk the loop
 //       runs over token tiles, then rows, so the chunk's packed rows stay in L1/L2 while every
 //       token tile passes over them (prefill), and a single token streams each row once (decode).
-//     - f32 / f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels
-//       read the stored weights directly, widening in registers.
-//  2. Otherwise (f32/f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
+//     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
+//       the stored weights directly, widening in registers.
+//  2. Otherwise (f32 always, f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
 //     kDequantRowChunk rows are dequantized into a tile (F32 weights used in place) and
 //     multiplied with Eigen.
 // Every output is computed by one kernel call or one Eigen product over a fixed chunk, in an

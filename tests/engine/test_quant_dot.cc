@@ -235,7 +235,7 @@ TEST_P(KernelsTest, MatmulMatchesDequantizePathWithinActivationError) {
       MatmulOptions opt;
       opt.isa = isa;
       const QuantDotKernel* k = select_kernel(p.w, s.n_tokens, opt);
-      if (is_float(type) && s.n_tokens > kFloatKernelMaxTokens) {
+      if (type == TensorType::F32 || (is_float(type) && s.n_tokens > kFloatKernelMaxTokens)) {
         EXPECT_EQ(k, nullptr);
         continue;
       }
@@ -438,6 +438,8 @@ TEST(KernelsDispatch, FloatKernelsOnlyForDecode) {
   EXPECT_NE(select_kernel(p.w, kFloatKernelMaxTokens, {}), nullptr);
   EXPECT_EQ(select_kernel(p.w, kFloatKernelMaxTokens + 1, {}), nullptr);
   EXPECT_EQ(matmul_scratch_bytes(p.w, 1, {}), 0u);
+  const Problem f = make_problem(TensorType::F32, 8, 64, 1, 1);
+  EXPECT_EQ(select_kernel(f.w, 1, {}), nullptr);  // Eigen in place
   const Problem q = make_problem(TensorType::Q4_0, 8, 64, 1, 1);
   EXPECT_EQ(matmul_scratch_bytes(q.w, 5, {}), 5 * activation_row_bytes(TensorType::Q8_0, 64));
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+# Markdown table of bench_matmul --benchmark_out=FILE.json (docs/kernels.md): kernel vs
+# dequantize path per format and shape. Usage: scripts/kernels_bench_table.py FILE.json
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+rows = {}
+for b in d["benchmarks"]:
+    m = re.match(r"BM_Matmul/(\w+)/(kernel|dequant)/rows:(\d+)/cols:(\d+)/tokens:(\d+)", b["name"])
+    fmt, path, r, c, t = m.groups()
+    rows[(fmt, path, r, t)] = (b["real_time"], b["weight_GB/s"], b["GFLOP/s"], b.get("label", ""))
+fmts = ["f32","f16","bf16","q8_0","q5_1","q5_0","q4_1","q4_0","q6_K","q5_K","q4_K","q3_K","q2_K"]
+base = {}
+for shape in ["2048","5632"]:
+    for t in ["1","128"]:
+        base[(shape,t)] = rows[("f32","dequant",shape,t)][0]
+print("| format | rows×2048 | tokens | kernel path | ms | weight GB/s | GFLOP/s | dequant+Eigen ms | speed-up vs dequant | vs F32 Eigen |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for t in ["1","128"]:
+    for shape in ["2048","5632"]:
+        for f in fmts:
+            k = rows[(f,"kernel",shape,t)]; dq = rows[(f,"dequant",shape,t)]
+            print(f"| {f} | {shape} | {t} | {k[3]} | {k[0]:.3f} | {k[1]:.1f} | {k[2]:.1f} | {dq[0]:.3f} | {dq[0]/k[0]:.2f}× | {base[(shape,t)]/k[0]:.2f}× |")
+ctx = d["context"]
+print(f"\n_{ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz, load average {ctx.get('load_avg')}_")
