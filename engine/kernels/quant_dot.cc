@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
@@ -72,6 +73,23 @@ void dequantize_row_q8_1(const uint8_t* src, float* y, int64_t n) {
     std::memcpy(&b, src + i * int64_t(sizeof b), sizeof b);
     const float d = fp16_to_fp32(b.d);
     for (int j = 0; j < 32; ++j) *y++ = d * float(b.qs[j]);
+  }
+}
+
+// The fp32 copies of the block scales after a row of Q8_0 / Q8_1 blocks (activation_row_bytes).
+template <typename Block>
+void append_block_scales(uint8_t* row, int64_t n) {
+  const int64_t nb = n / 32;
+  uint8_t* tail = row + nb * int64_t(sizeof(Block));
+  for (int64_t i = 0; i < nb; ++i) {
+    Block b;
+    std::memcpy(&b, row + i * int64_t(sizeof b), sizeof b);
+    const float d = fp16_to_fp32(b.d);
+    std::memcpy(tail + 4 * i, &d, 4);
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+      const float s = fp16_to_fp32(b.s);
+      std::memcpy(tail + 4 * (nb + i), &s, 4);
+    }
   }
 }
 
@@ -155,8 +173,8 @@ std::span<const TensorType> quant_dot_weight_types() { return kKernelTypes; }
 size_t activation_row_bytes(TensorType act, int64_t n) {
   switch (act) {
     case TensorType::F32: return size_t(n) * sizeof(float);
-    case TensorType::Q8_0: return size_t(n / kQK8_0) * sizeof(BlockQ8_0);
-    case TensorType::Q8_1: return size_t(n / 32) * sizeof(BlockQ8_1);
+    case TensorType::Q8_0: return size_t(n / kQK8_0) * (sizeof(BlockQ8_0) + sizeof(float));
+    case TensorType::Q8_1: return size_t(n / 32) * (sizeof(BlockQ8_1) + 2 * sizeof(float));
     case TensorType::Q8_K: return size_t(n / kQK_K) * sizeof(BlockQ8_K);
     default: QB_ASSERT(!"not an activation format");
   }
@@ -166,8 +184,8 @@ size_t activation_row_bytes(TensorType act, int64_t n) {
 void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n) {
   switch (act) {
     case TensorType::F32: std::memcpy(dst, x, size_t(n) * sizeof(float)); return;
-    case TensorType::Q8_0: quantize_row_q8_0_fast(x, dst, n); return;
-    case TensorType::Q8_1: quantize_row_q8_1_ref(x, dst, n); return;
+    case TensorType::Q8_0: quantize_row_q8_0_fast(x, dst, n); append_block_scales<BlockQ8_0>(dst, n); return;
+    case TensorType::Q8_1: quantize_row_q8_1_ref(x, dst, n); append_block_scales<BlockQ8_1>(dst, n); return;
     case TensorType::Q8_K: quantize_row_q8_K_ref(x, dst, n); return;
     default: QB_ASSERT(!"not an activation format");
   }

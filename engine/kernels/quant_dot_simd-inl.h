@@ -176,18 +176,63 @@ struct FmtQ8_0 {
 #endif
 };
 
+// 8 fp16 values at p, p + stride, ... as floats.
+inline __m256 fp16_x8(const uint8_t* p, int64_t stride) {
+  uint16_t h[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&h[i], p + i * stride, 2);
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
 // Per block and token: acc_t += (d_w * d_a) * sumi (8 lanes), m_t += m_w * s_a (minimum formats).
+// Activation block scales d_a (and s_a) are read from the fp32 copies after the row's blocks.
 template <typename F, int NT>
 void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float* y, size_t ys) {
   const int64_t nb = n / 32;
   float summ[NT] = {};
   const uint8_t* at[NT];
-  for (int t = 0; t < NT; ++t) at[t] = a + size_t(t) * as;
+  const float* da[NT];  // d_a of each block
+  const float* sa[NT];  // s_a of each block (Q8_1)
+  for (int t = 0; t < NT; ++t) {
+    at[t] = a + size_t(t) * as;
+    da[t] = reinterpret_cast<const float*>(at[t] + nb * F::kActBytes);
+    sa[t] = da[t] + nb;
+  }
   int64_t ib = 0;
 #if QBENCH_SIMD_AVX512
-  // Two blocks per 512-bit register.
   __m512 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  // Eight blocks per step, two per 512-bit register; the 8 products d_w d_a are formed in one
+  // multiply and spread to their register halves by vpermps.
+  __m256 minsum8[NT];  // per lane (block ib + l): sum of m_w * s_a
+  for (int t = 0; t < NT; ++t) minsum8[t] = _mm256_setzero_ps();
+  for (; ib + 8 <= nb; ib += 8) {
+    __m512i ux[4];
+    __mmask64 neg[4];
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* x0 = w + (ib + 2 * k) * F::kBytes;
+      const __m512i qx = F::quants2(x0, x0 + F::kBytes);
+      ux[k] = F::kSigned ? _mm512_abs_epi8(qx) : qx;
+      neg[k] = F::kSigned ? _mm512_movepi8_mask(qx) : 0;
+    }
+    const __m256 dw = fp16_x8(w + ib * F::kBytes, F::kBytes);
+    const __m256 mw = F::kHasMin ? fp16_x8(w + ib * F::kBytes + 2, F::kBytes) : _mm256_setzero_ps();
+    for (int t = 0; t < NT; ++t) {
+      const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(da[t] + ib)));
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t* y0 = at[t] + (ib + 2 * k) * F::kActBytes;
+        __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y0 + F::kActQs)),
+                                        load256(y0 + F::kActBytes + F::kActQs), 1);
+        if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg[k], _mm512_setzero_si512(), qy);
+        const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux[k], qy);
+        // Lanes 0..7 take product 2k, lanes 8..15 product 2k + 1.
+        const __m512i sel = _mm512_set_epi32(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                             2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k);
+        acc[t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(sel, dd), _mm512_cvtepi32_ps(sumi), acc[t]);
+      }
+      if (F::kHasMin) minsum8[t] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(sa[t] + ib), minsum8[t]);
+    }
+  }
+  // Then two blocks per register.
   __m128 minsum[NT];  // lanes 0, 1: sum of m_w * s_a over the even, odd blocks
   for (int t = 0; t < NT; ++t) minsum[t] = _mm_setzero_ps();
   // Lanes 0..7 take element 0 (block ib's scale), lanes 8..15 element 1 (block ib + 1's).
@@ -206,17 +251,26 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
       __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y0 + F::kActQs)), load256(y1 + F::kActQs), 1);
       if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
       const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
-      const __m128 dd = _mm_mul_ps(dw, fp16_pair(y0, y1));
+      const __m128 pair_da = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[t] + ib)));
+      const __m128 dd = _mm_mul_ps(dw, pair_da);
       const __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd));
       acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[t]);
-      if (F::kHasMin) minsum[t] = _mm_fmadd_ps(mw, fp16_pair(y0 + 2, y1 + 2), minsum[t]);
+      if (F::kHasMin) {
+        const __m128 pair_sa = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(sa[t] + ib)));
+        minsum[t] = _mm_fmadd_ps(mw, pair_sa, minsum[t]);
+      }
     }
   }
   __m256 acc8[NT];
   for (int t = 0; t < NT; ++t) {
     acc8[t] = _mm256_add_ps(_mm512_castps512_ps256(acc[t]),
                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t]), 1)));
-    if (F::kHasMin) summ[t] = _mm_cvtss_f32(_mm_add_ss(minsum[t], _mm_movehdup_ps(minsum[t])));
+    if (F::kHasMin) {
+      const __m128 m = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(minsum8[t]), _mm256_extractf128_ps(minsum8[t], 1)),
+                                  minsum[t]);
+      const __m128 m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+      summ[t] = _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+    }
   }
 #else
   __m256 acc8[NT];
@@ -232,8 +286,8 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
       __m256i qy = load256(y0 + F::kActQs);
       if (F::kSigned) qy = _mm256_sign_epi8(qy, qx);
       const __m256i sumi = dot_u8s8(ux, qy);
-      acc8[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * fp16_at(y0)), _mm256_cvtepi32_ps(sumi), acc8[t]);
-      if (F::kHasMin) summ[t] += fp16_at(x0 + 2) * fp16_at(y0 + 2);
+      acc8[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc8[t]);
+      if (F::kHasMin) summ[t] += fp16_at(x0 + 2) * sa[t][ib];
     }
   }
   for (int t = 0; t < NT; ++t) y[size_t(t) * ys] = hsum(acc8[t]) + summ[t];
