@@ -39,7 +39,7 @@ std::string_view active_isa();
 
 // Largest number of activation rows (tokens) one kernel call handles: a call unpacks each
 // weight block once and multiplies it with up to this many activation rows.
-inline constexpr int kMaxTokenTile = 4;
+inline constexpr int kMaxTokenTile = 8;
 
 // For t < n_tok (1 <= n_tok <= kMaxTokenTile):
 //   y[t * y_stride] = sum_{i < n} W[i] * A_t[i]

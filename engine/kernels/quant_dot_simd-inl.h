@@ -66,12 +66,16 @@ inline __m256i dot_u8s8_scaled(__m256i acc, __m256i u, __m256i s, __m256i sc16) 
 // per-token accumulators of the kernels live in registers.
 template <typename F>
 inline void with_token_count(int n_tok, F&& f) {
-  static_assert(kMaxTokenTile == 4);
+  static_assert(kMaxTokenTile == 8);
   switch (n_tok) {
     case 1: f.template operator()<1>(); break;
     case 2: f.template operator()<2>(); break;
     case 3: f.template operator()<3>(); break;
-    default: f.template operator()<4>(); break;
+    case 4: f.template operator()<4>(); break;
+    case 5: f.template operator()<5>(); break;
+    case 6: f.template operator()<6>(); break;
+    case 7: f.template operator()<7>(); break;
+    default: f.template operator()<8>(); break;
   }
 }
 
