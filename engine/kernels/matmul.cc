@@ -44,14 +44,17 @@ void matmul_dequantize(const Matrix& w, const float* x, int64_t n_tokens, float*
 void matmul_kernel(const Matrix& w, const uint8_t* a, size_t a_row, int64_t n_tokens, float* y,
                    const QuantDotKernel& k) {
   const int64_t rows = w.rows, cols = w.cols;
-  const int64_t n_chunks = (rows + kKernelRowChunk - 1) / kKernelRowChunk;
-  tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t c) {
-    const int64_t r0 = c * kKernelRowChunk, r1 = std::min(rows, r0 + kKernelRowChunk);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokenTile) {
-      const int nt = int(std::min<int64_t>(kMaxTokenTile, n_tokens - t0));
-      const uint8_t* at = a + size_t(t0) * a_row;
-      float* yt = y + t0 * rows;
-      for (int64_t r = r0; r < r1; ++r) k.dot(cols, w.row(r), at, a_row, nt, yt + r, size_t(rows));
+  const int64_t n_tasks = (rows + kKernelTaskRows - 1) / kKernelTaskRows;
+  tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
+    const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
+    for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kKernelRowChunk) {
+      const int64_t r1 = std::min(task_end, r0 + kKernelRowChunk);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokenTile) {
+        const int nt = int(std::min<int64_t>(kMaxTokenTile, n_tokens - t0));
+        const uint8_t* at = a + size_t(t0) * a_row;
+        float* yt = y + t0 * rows;
+        for (int64_t r = r0; r < r1; ++r) k.dot(cols, w.row(r), at, a_row, nt, yt + r, size_t(rows));
+      }
     }
   });
 }

@@ -8,9 +8,11 @@
 //     - quantized formats: every activation row is quantized once to the kernel's activation
 //       format (Q8_0 / Q8_1 / Q8_K) into the caller's scratch, then each kernel call multiplies
 //       one packed weight row with a tile of up to kMaxTokenTile activation rows. Output rows are
-//       split over fixed chunks of kKernelRowChunk (the parallel tasks); inside a chunk the loop
-//       runs over token tiles, then rows, so the chunk's packed rows stay in L1/L2 while every
-//       token tile passes over them (prefill), and a single token streams each row once (decode).
+//       split over parallel tasks of kKernelTaskRows (coarse enough that a decode task, ~2 us,
+//       outweighs TBB's per-task cost), each over chunks of kKernelRowChunk; inside a chunk the
+//       loop runs over token tiles, then rows, so the chunk's packed rows stay in L1/L2 while
+//       every token tile passes over them (prefill), and a single token streams each row once
+//       (decode).
 //     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
 //       the stored weights directly, widening in registers.
 //  2. Otherwise (f32 always, f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
@@ -31,8 +33,10 @@
 
 namespace qbench {
 
-inline constexpr int64_t kKernelRowChunk = 16;
+inline constexpr int64_t kKernelRowChunk = 16;   // rows a token tile passes over (cache blocking)
+inline constexpr int64_t kKernelTaskRows = 64;   // rows per parallel task (a multiple of the above)
 inline constexpr int64_t kDequantRowChunk = 64;
+static_assert(kKernelTaskRows % kKernelRowChunk == 0);
 inline constexpr int64_t kFloatKernelMaxTokens = 4;
 
 // The kernel matmul() uses for this weight, token count and options, or nullptr for the
