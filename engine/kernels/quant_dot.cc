@@ -76,20 +76,24 @@ void dequantize_row_q8_1(const uint8_t* src, float* y, int64_t n) {
   }
 }
 
-// The fp32 copies of the block scales after a row of Q8_0 / Q8_1 blocks (activation_row_bytes).
+// The kernel-side copies after a row of Q8_0 / Q8_1 blocks (activation_row_bytes): fp32 d per
+// block, fp32 s per block (Q8_1), the n quants contiguously.
 template <typename Block>
 void append_block_scales(uint8_t* row, int64_t n) {
+  constexpr bool kHasSum = std::is_same_v<Block, BlockQ8_1>;
   const int64_t nb = n / 32;
-  uint8_t* tail = row + nb * int64_t(sizeof(Block));
+  uint8_t* scales = row + nb * int64_t(sizeof(Block));
+  uint8_t* quants = scales + nb * 4 * (kHasSum ? 2 : 1);
   for (int64_t i = 0; i < nb; ++i) {
     Block b;
     std::memcpy(&b, row + i * int64_t(sizeof b), sizeof b);
     const float d = fp16_to_fp32(b.d);
-    std::memcpy(tail + 4 * i, &d, 4);
-    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+    std::memcpy(scales + 4 * i, &d, 4);
+    if constexpr (kHasSum) {
       const float s = fp16_to_fp32(b.s);
-      std::memcpy(tail + 4 * (nb + i), &s, 4);
+      std::memcpy(scales + 4 * (nb + i), &s, 4);
     }
+    std::memcpy(quants + 32 * i, b.qs, 32);
   }
 }
 
@@ -173,8 +177,8 @@ std::span<const TensorType> quant_dot_weight_types() { return kKernelTypes; }
 size_t activation_row_bytes(TensorType act, int64_t n) {
   switch (act) {
     case TensorType::F32: return size_t(n) * sizeof(float);
-    case TensorType::Q8_0: return size_t(n / kQK8_0) * (sizeof(BlockQ8_0) + sizeof(float));
-    case TensorType::Q8_1: return size_t(n / 32) * (sizeof(BlockQ8_1) + 2 * sizeof(float));
+    case TensorType::Q8_0: return size_t(n / kQK8_0) * (sizeof(BlockQ8_0) + sizeof(float) + kQK8_0);
+    case TensorType::Q8_1: return size_t(n / 32) * (sizeof(BlockQ8_1) + 2 * sizeof(float) + 32);
     case TensorType::Q8_K: return size_t(n / kQK_K) * sizeof(BlockQ8_K);
     default: QB_ASSERT(!"not an activation format");
   }

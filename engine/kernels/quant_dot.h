@@ -71,9 +71,10 @@ inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const
 
 // Activation formats. Bytes of one activation row of n values (n a multiple of the block size).
 // Layout of a row: n / 32 (Q8_0, Q8_1) or n / 256 (Q8_K) ggml blocks, byte for byte; Q8_0 and
-// Q8_1 rows are followed by each block's d as fp32 (the fp16 value widened, exact), and Q8_1
-// rows then by each block's s as fp32: the SIMD kernels load 8 block scales with one
-// instruction instead of converting them one by one for every weight row. F32 rows: n floats.
+// Q8_1 rows are followed by kernel-side copies of the same values: each block's d as fp32 (the
+// fp16 value widened, exact), for Q8_1 each block's s as fp32, then all n quants contiguously.
+// With them the SIMD kernels load 8 block scales, or 64 quants, with one instruction instead of
+// converting scales one by one and stepping over them, for every weight row. F32 rows: n floats.
 size_t activation_row_bytes(TensorType act, int64_t n);
 // Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
 // ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums

@@ -80,9 +80,10 @@ inline void with_token_count(int n_tok, F&& f) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Legacy formats: 32-value blocks. Each format gives its block size, its activation block (Q8_0:
-// 2-byte fp16 d + 32 quants; Q8_1: d, s, 32 quants) and the 32 weight quants as bytes in value
-// order: signed (q - z) when kSigned, else unsigned q with a per-block minimum.
+// Legacy formats: 32-value blocks. Each format gives its block size, its activation block size
+// (Q8_0: fp16 d + 32 quants; Q8_1: d, s, 32 quants; the kernels read the fp32 scale and
+// contiguous quant copies that follow a row's blocks, see activation_row_bytes) and the 32 weight
+// quants as bytes in value order: signed (q - z) when kSigned, else unsigned q with a minimum.
 
 inline __m256i nibbles32(const uint8_t* qs) {  // low nibbles are values 0..15, high 16..31
   const __m128i packed = load128(qs);
@@ -129,7 +130,7 @@ inline __m128 fp16_pair(const uint8_t* p0, const uint8_t* p1) {
 }
 
 struct FmtQ4_0 {
-  static constexpr int64_t kBytes = 18, kActBytes = 34, kActQs = 2;
+  static constexpr int64_t kBytes = 18, kActBytes = 34;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i quants(const uint8_t* b) { return _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8)); }
 #if QBENCH_SIMD_AVX512
@@ -139,7 +140,7 @@ struct FmtQ4_0 {
 #endif
 };
 struct FmtQ4_1 {
-  static constexpr int64_t kBytes = 20, kActBytes = 36, kActQs = 4;
+  static constexpr int64_t kBytes = 20, kActBytes = 36;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i quants(const uint8_t* b) { return nibbles32(b + 4); }
 #if QBENCH_SIMD_AVX512
@@ -147,7 +148,7 @@ struct FmtQ4_1 {
 #endif
 };
 struct FmtQ5_0 {
-  static constexpr int64_t kBytes = 22, kActBytes = 34, kActQs = 2;
+  static constexpr int64_t kBytes = 22, kActBytes = 34;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i quants(const uint8_t* b) {
     return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), high_bits32(b + 2)), _mm256_set1_epi8(16));
@@ -160,7 +161,7 @@ struct FmtQ5_0 {
 #endif
 };
 struct FmtQ5_1 {
-  static constexpr int64_t kBytes = 24, kActBytes = 36, kActQs = 4;
+  static constexpr int64_t kBytes = 24, kActBytes = 36;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i quants(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 8), high_bits32(b + 4)); }
 #if QBENCH_SIMD_AVX512
@@ -170,7 +171,7 @@ struct FmtQ5_1 {
 #endif
 };
 struct FmtQ8_0 {
-  static constexpr int64_t kBytes = 34, kActBytes = 34, kActQs = 2;
+  static constexpr int64_t kBytes = 34, kActBytes = 34;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i quants(const uint8_t* b) { return load256(b + 2); }
 #if QBENCH_SIMD_AVX512
@@ -194,12 +195,14 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
   const int64_t nb = n / 32;
   float summ[NT] = {};
   const uint8_t* at[NT];
-  const float* da[NT];  // d_a of each block
-  const float* sa[NT];  // s_a of each block (Q8_1)
+  const float* da[NT];     // d_a of each block
+  const float* sa[NT];     // s_a of each block (Q8_1)
+  const uint8_t* qa[NT];   // all quants, contiguous
   for (int t = 0; t < NT; ++t) {
     at[t] = a + size_t(t) * as;
     da[t] = reinterpret_cast<const float*>(at[t] + nb * F::kActBytes);
     sa[t] = da[t] + nb;
+    qa[t] = reinterpret_cast<const uint8_t*>(da[t] + (F::kHasMin ? 2 * nb : nb));
   }
   int64_t ib = 0;
 #if QBENCH_SIMD_AVX512
@@ -223,9 +226,7 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
     for (int t = 0; t < NT; ++t) {
       const __m512 dd = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(da[t] + ib)));
       for (int k = 0; k < 4; ++k) {
-        const uint8_t* y0 = at[t] + (ib + 2 * k) * F::kActBytes;
-        __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y0 + F::kActQs)),
-                                        load256(y0 + F::kActBytes + F::kActQs), 1);
+        __m512i qy = _mm512_loadu_si512(qa[t] + (ib + 2 * k) * 32);
         if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg[k], _mm512_setzero_si512(), qy);
         const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux[k], qy);
         // Lanes 0..7 take product 2k, lanes 8..15 product 2k + 1.
@@ -250,9 +251,7 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
     const __m128 dw = fp16_pair(x0, x1);
     const __m128 mw = F::kHasMin ? fp16_pair(x0 + 2, x1 + 2) : _mm_setzero_ps();
     for (int t = 0; t < NT; ++t) {
-      const uint8_t* y0 = at[t] + ib * F::kActBytes;
-      const uint8_t* y1 = y0 + F::kActBytes;
-      __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(load256(y0 + F::kActQs)), load256(y1 + F::kActQs), 1);
+      __m512i qy = _mm512_loadu_si512(qa[t] + ib * 32);
       if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
       const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
       const __m128 pair_da = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[t] + ib)));
@@ -286,8 +285,7 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
     const __m256i ux = F::kSigned ? _mm256_sign_epi8(qx, qx) : qx;
     const float d0 = fp16_at(x0);
     for (int t = 0; t < NT; ++t) {
-      const uint8_t* y0 = at[t] + ib * F::kActBytes;
-      __m256i qy = load256(y0 + F::kActQs);
+      __m256i qy = load256(qa[t] + ib * 32);
       if (F::kSigned) qy = _mm256_sign_epi8(qy, qx);
       const __m256i sumi = dot_u8s8(ux, qy);
       acc8[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc8[t]);

@@ -350,9 +350,9 @@ TEST(KernelsActivations, Q8_0SameBytesAsReference) {
   std::vector<uint8_t> ref(fast.size());
   quantize_activation_row(TensorType::Q8_0, x.data(), fast.data(), int64_t(x.size()));
   quantize_row_q8_0_ref(x.data(), ref.data(), int64_t(x.size()));
-  // The ggml blocks, then each block's d widened to fp32.
+  // The ggml blocks, then each block's d widened to fp32, then the quants contiguously.
   const size_t blocks = x.size() / 32 * sizeof(BlockQ8_0);
-  ASSERT_EQ(fast.size(), blocks + x.size() / 32 * sizeof(float));
+  ASSERT_EQ(fast.size(), blocks + x.size() / 32 * sizeof(float) + x.size());
   EXPECT_TRUE(std::equal(fast.begin(), fast.begin() + long(blocks), ref.begin()));
   for (size_t b = 0; b < x.size() / 32; ++b) {
     BlockQ8_0 blk;
@@ -360,6 +360,7 @@ TEST(KernelsActivations, Q8_0SameBytesAsReference) {
     float d;
     std::memcpy(&d, fast.data() + blocks + 4 * b, 4);
     EXPECT_EQ(d, fp16_to_fp32(blk.d)) << b;
+    EXPECT_EQ(std::memcmp(fast.data() + blocks + x.size() / 8 + 32 * b, blk.qs, 32), 0) << b;
   }
   BlockQ8_0 b1;
   std::memcpy(&b1, fast.data() + sizeof b1, sizeof b1);
