@@ -4,7 +4,11 @@
 import json, re, sys
 d = json.load(open(sys.argv[1]))
 rows = {}
+# With --benchmark_repetitions, only the median aggregate of each benchmark is used.
+has_median = any(b.get("aggregate_name") == "median" for b in d["benchmarks"])
 for b in d["benchmarks"]:
+    if has_median and b.get("aggregate_name") != "median":
+        continue
     m = re.match(r"BM_Matmul/(\w+)/(kernel|dequant)/rows:(\d+)/cols:(\d+)/tokens:(\d+)", b["name"])
     fmt, path, r, c, t = m.groups()
     rows[(fmt, path, r, t)] = (b["real_time"], b["weight_GB/s"], b["GFLOP/s"], b.get("label", ""))
@@ -21,4 +25,4 @@ for t in ["1","128"]:
             k = rows[(f,"kernel",shape,t)]; dq = rows[(f,"dequant",shape,t)]
             print(f"| {f} | {shape} | {t} | {k[3]} | {k[0]:.3f} | {k[1]:.1f} | {k[2]:.1f} | {dq[0]:.3f} | {dq[0]/k[0]:.2f}× | {base[(shape,t)]/k[0]:.2f}× |")
 ctx = d["context"]
-print(f"\n_{ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz, load average {ctx.get('load_avg')}_")
+print(f"\n_{ctx['date']}, {ctx['num_cpus']} CPUs at {ctx['mhz_per_cpu']} MHz, kernel ISA {ctx.get('kernel_isa')}, load average at start {ctx.get('load_avg')}" + (", median of repetitions" if has_median else "") + "_")

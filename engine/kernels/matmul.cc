@@ -95,6 +95,8 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
     return;
   }
   const int64_t cols = w.cols;
+  // The kernels' contract (quant_dot.h): whole blocks of weights and of activations.
+  QB_ASSERT(cols % w.traits().block_size == 0);
   if (k->activation_type == TensorType::F32) {
     matmul_kernel(w, reinterpret_cast<const uint8_t*>(x), size_t(cols) * sizeof(float), n_tokens, y, *k);
     return;
