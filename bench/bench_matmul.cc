@@ -4,7 +4,8 @@
 // dequantize + Eigen reference path. f32/dequant is the F32 Eigen baseline.
 // Counters: weight_GB/s = packed weight bytes streamed per second (one pass per product),
 // GFLOP/s = 2 * rows * cols * tokens per second. The label names the path actually taken.
-// Threads: TBB's default (all cores); run with e.g. `taskset -c 0,1` to pin.
+// Threads: TBB's default (all cores); run with e.g. `taskset -c 0,1` to pin. BM_Kernel runs one
+// kernel on one thread for every available ISA (scalar included), without the matmul around it.
 #include <benchmark/benchmark.h>
 
 #include <map>
@@ -64,6 +65,34 @@ void BM_Matmul(benchmark::State& state, TensorType type, MatmulPath path) {
   state.SetLabel(std::string(matmul_path_name(w.m, n_tokens, opt)));
 }
 
+// One kernel on one thread (no TBB, activations quantized outside the loop): the kernel's own
+// throughput, for `tokens` = 1 (decode) or kMaxTokenTile (a full prefill tile).
+void BM_Kernel(benchmark::State& state, TensorType type, CpuIsa isa) {
+  const int64_t rows = state.range(0), cols = state.range(1), n_tokens = state.range(2);
+  const Packed& w = weights(type, rows, cols);
+  const QuantDotKernel* k = find_quant_dot(type, isa);
+  if (k == nullptr) {
+    state.SkipWithError("no kernel on this CPU");
+    return;
+  }
+  std::mt19937 rng(2);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(size_t(n_tokens * cols)), y(size_t(n_tokens * rows));
+  for (float& v : x) v = dist(rng);
+  const size_t a_row = activation_row_bytes(k->activation_type, cols);
+  std::vector<uint8_t> a(a_row * size_t(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) quantize_activation_row(k->activation_type, x.data() + t * cols, a.data() + size_t(t) * a_row, cols);
+  for (auto _ : state) {
+    for (int64_t r = 0; r < rows; ++r) k->dot(cols, w.m.row(r), a.data(), a_row, int(n_tokens), y.data() + r, size_t(rows));
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = double(state.iterations());
+  state.counters["weight_GB/s"] = benchmark::Counter(double(w.m.bytes()) * iters / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * double(rows * cols * n_tokens) * iters / 1e9, benchmark::Counter::kIsRate);
+}
+
 void register_all() {
   const TensorType types[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
                               TensorType::Q5_1, TensorType::Q5_0, TensorType::Q4_1, TensorType::Q4_0,
@@ -81,6 +110,17 @@ void register_all() {
           ->ArgNames({"rows", "cols", "tokens"})
           ->Unit(benchmark::kMillisecond)
           ->MinTime(0.3)
+          ->UseRealTime();
+    }
+    for (CpuIsa isa : kAllIsas) {
+      if (!isa_available(isa) || find_quant_dot(t, isa) == nullptr) continue;
+      const std::string name = "BM_Kernel/" + std::string(type_traits(t).name) + "/" + std::string(isa_name(isa));
+      benchmark::RegisterBenchmark(name.c_str(), BM_Kernel, t, isa)
+          ->Args({2048, 2048, 1})
+          ->Args({2048, 2048, kMaxTokenTile})
+          ->ArgNames({"rows", "cols", "tokens"})
+          ->Unit(benchmark::kMicrosecond)
+          ->MinTime(0.2)
           ->UseRealTime();
     }
   }
