@@ -3,19 +3,55 @@
 // y[t, o] = sum_i W[o, i] * x[t, i]   for t < n_tokens, o < W.rows
 // x is row-major [n_tokens x W.cols], y row-major [n_tokens x W.rows], both FP32.
 //
-// Work is split over fixed chunks of output rows (kRowChunk, independent of the thread count)
-// and each chunk is one Eigen product with a fixed reduction order, so the result is the same
-// bit for bit for any number of threads. F32 weights are used in place; other formats with a
-// dequantize function are expanded chunk by chunk into a per-call scratch tile, never to a full
-// FP32 copy of the matrix.
+// Dispatch happens once per call (never per element), in this order:
+//  1. options.path == Kernels and the format has a kernel on the chosen ISA (quant_dot.h):
+//     - quantized formats: every activation row is quantized once to the kernel's activation
+//       format (Q8_0 / Q8_1 / Q8_K) into the caller's scratch, then each kernel call multiplies
+//       one packed weight row with a tile of up to kMaxTokenTile activation rows. Output rows are
+//       split over parallel tasks of kKernelTaskRows (coarse enough that a decode task, ~2 us,
+//       outweighs TBB's per-task cost), each over chunks of kKernelRowChunk; inside a chunk the
+//       loop runs over token tiles, then rows, so the chunk's packed rows stay in L1/L2 while
+//       every token tile passes over them (prefill), and a single token streams each row once
+//       (decode).
+//     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
+//       the stored weights directly, widening in registers.
+//  2. Otherwise (f32 always, f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
+//     kDequantRowChunk rows are dequantized into a tile (F32 weights used in place) and
+//     multiplied with Eigen.
+// Every output is computed by one kernel call or one Eigen product over a fixed chunk, in an
+// order that does not depend on the tiling or on which thread runs it: the result is the same
+// bit for bit for any thread count.
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string_view>
 
+#include "engine/kernels/kernel_options.h"
+#include "engine/kernels/quant_dot.h"
 #include "engine/model/model.h"
 
 namespace qbench {
 
+inline constexpr int64_t kKernelRowChunk = 16;   // rows a token tile passes over (cache blocking)
+inline constexpr int64_t kKernelTaskRows = 64;   // rows per parallel task (a multiple of the above)
+inline constexpr int64_t kDequantRowChunk = 64;
+static_assert(kKernelTaskRows % kKernelRowChunk == 0);
+inline constexpr int64_t kFloatKernelMaxTokens = 4;
+
+// The kernel matmul() uses for this weight, token count and options, or nullptr for the
+// dequantize + Eigen path.
+const QuantDotKernel* select_kernel(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt);
+// Name of the path matmul() takes: "avx512", "avx2", "scalar" (a kernel on that ISA) or "dequant".
+std::string_view matmul_path_name(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt);
+
+// Bytes of scratch matmul() needs (quantized activation rows); 0 when the path needs none.
+size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt);
+
+// `scratch` must hold at least matmul_scratch_bytes(w, n_tokens, opt) bytes; it is overwritten.
+void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
+            const MatmulOptions& opt);
+// Default options; allocates its scratch per call (tests, tools; the forward pass owns its own).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
 
 // Looks up row `r` of `w` (e.g. a token embedding) as FP32 into dst[0..w.cols).

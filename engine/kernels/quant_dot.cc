@@ -1,71 +1,120 @@
+// Dispatch of quant_dot.h (ISA detection, the environment overrides, the per-ISA tables) and the
+// activation quantizers shared by every path. Compiled with -ffp-contract=off (as the reference
+// quantizers in engine/formats are) so that Q8_1 activations are byte for byte ggml's.
 #include "engine/kernels/quant_dot.h"
 
-#include <tbb/parallel_for.h>
-
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 
 namespace qbench {
-namespace quant_dot_detail {
-
-// Scalar references: integer sum per block, then sumf += sumi * d_w * d_a in block order.
-float vec_dot_q4_0_q8_0_scalar(int64_t n, const uint8_t* w, const uint8_t* a) {
-  QB_ASSERT(n % kQK8_0 == 0);
-  float sumf = 0;
-  for (int64_t ib = 0; ib < n / kQK8_0; ++ib) {
-    BlockQ4_0 x;
-    BlockQ8_0 y;
-    std::memcpy(&x, w + ib * sizeof(BlockQ4_0), sizeof x);
-    std::memcpy(&y, a + ib * sizeof(BlockQ8_0), sizeof y);
-    int sumi = 0;
-    for (int j = 0; j < kQK8_0 / 2; ++j) {
-      sumi += ((x.qs[j] & 0x0F) - 8) * y.qs[j] + ((x.qs[j] >> 4) - 8) * y.qs[j + 16];
-    }
-    sumf += float(sumi) * (fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
-  }
-  return sumf;
-}
-
-float vec_dot_q8_0_q8_0_scalar(int64_t n, const uint8_t* w, const uint8_t* a) {
-  QB_ASSERT(n % kQK8_0 == 0);
-  float sumf = 0;
-  for (int64_t ib = 0; ib < n / kQK8_0; ++ib) {
-    BlockQ8_0 x, y;
-    std::memcpy(&x, w + ib * sizeof(BlockQ8_0), sizeof x);
-    std::memcpy(&y, a + ib * sizeof(BlockQ8_0), sizeof y);
-    int sumi = 0;
-    for (int j = 0; j < kQK8_0; ++j) sumi += int(x.qs[j]) * int(y.qs[j]);
-    sumf += float(sumi) * (fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
-  }
-  return sumf;
-}
-
-}  // namespace quant_dot_detail
-
 namespace {
 
-using namespace quant_dot_detail;
+// roundf (halfway cases away from zero) in a form the compiler vectorizes (no libm call):
+// v - trunc(v) is exact for |v| < 2^23, so the comparison decides exactly as roundf does.
+inline float round_half_away(float v) {
+  const float t = std::trunc(v);
+  return std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
+}
 
-constexpr std::array kScalar = {
-    QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, vec_dot_q4_0_q8_0_scalar},
-    QuantDotKernel{TensorType::Q8_0, TensorType::Q8_0, vec_dot_q8_0_q8_0_scalar},
-};
-constexpr std::array kAvx2 = {
-    QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, vec_dot_q4_0_q8_0_avx2},
-    QuantDotKernel{TensorType::Q8_0, TensorType::Q8_0, vec_dot_q8_0_q8_0_avx2},
-};
-constexpr std::array kAvx512 = {
-    QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, vec_dot_q4_0_q8_0_avx512},
-    QuantDotKernel{TensorType::Q8_0, TensorType::Q8_0, vec_dot_q8_0_q8_0_avx512},
-};
+// One 32-value block as ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref compute it:
+// d = max|x| / 127, q = roundf(x * (1 / d)). Returns d (before fp16 rounding) and sum(q).
+inline float quantize_block_q8(const float* x, int8_t* qs, int* sum) {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  int s = 0;
+  for (int j = 0; j < 32; ++j) {
+    qs[j] = int8_t(round_half_away(x[j] * id));
+    s += qs[j];
+  }
+  *sum = s;
+  return d;
+}
 
-constexpr int64_t kRowChunk = 16;
+// Byte for byte quantize_row_q8_0_ref (checked by tests/engine/test_quant_dot.cc); about 5x
+// faster, which matters for decode, where a matmul quantizes one row and streams the weights.
+void quantize_row_q8_0_fast(const float* x, uint8_t* y, int64_t n) {
+  QB_ASSERT(n % 32 == 0);
+  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
+    BlockQ8_0 b;
+    int sum;
+    b.d = fp32_to_fp16(quantize_block_q8(x, b.qs, &sum));
+    std::memcpy(y + i * int64_t(sizeof b), &b, sizeof b);
+  }
+}
+
+// ggml's quantize_row_q8_1_ref: as Q8_0, plus s = d * sum(q) (d before fp16 rounding).
+void quantize_row_q8_1_ref(const float* x, uint8_t* y, int64_t n) {
+  QB_ASSERT(n % 32 == 0);
+  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
+    BlockQ8_1 b;
+    int sum;
+    const float d = quantize_block_q8(x, b.qs, &sum);
+    b.d = fp32_to_fp16(d);
+    b.s = fp32_to_fp16(float(sum) * d);
+    std::memcpy(y + i * int64_t(sizeof b), &b, sizeof b);
+  }
+}
+
+void dequantize_row_q8_1(const uint8_t* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    BlockQ8_1 b;
+    std::memcpy(&b, src + i * int64_t(sizeof b), sizeof b);
+    const float d = fp16_to_fp32(b.d);
+    for (int j = 0; j < 32; ++j) *y++ = d * float(b.qs[j]);
+  }
+}
+
+// The kernel-side copies after a row of Q8_0 / Q8_1 blocks (activation_row_bytes): fp32 d per
+// block, fp32 s per block (Q8_1), the n quants contiguously.
+template <typename Block>
+void append_block_scales(uint8_t* row, int64_t n) {
+  constexpr bool kHasSum = std::is_same_v<Block, BlockQ8_1>;
+  const int64_t nb = n / 32;
+  uint8_t* scales = row + nb * int64_t(sizeof(Block));
+  uint8_t* quants = scales + nb * 4 * (kHasSum ? 2 : 1);
+  for (int64_t i = 0; i < nb; ++i) {
+    Block b;
+    std::memcpy(&b, row + i * int64_t(sizeof b), sizeof b);
+    const float d = fp16_to_fp32(b.d);
+    std::memcpy(scales + 4 * i, &d, 4);
+    if constexpr (kHasSum) {
+      const float s = fp16_to_fp32(b.s);
+      std::memcpy(scales + 4 * (nb + i), &s, 4);
+    }
+    std::memcpy(quants + 32 * i, b.qs, 32);
+  }
+}
+
+CpuIsa parse_forced_isa(const char* value) {
+  const std::string v(value);
+  for (CpuIsa isa : kAllIsas) {
+    if (v == isa_name(isa)) {
+      if (!isa_available(isa)) {
+        throw Error("QBENCH_FORCE_ISA=" + v + ": this CPU (or this build) cannot run that path");
+      }
+      return isa;
+    }
+  }
+  throw Error("QBENCH_FORCE_ISA=" + v + ": unknown path (expected scalar, avx2 or avx512)");
+}
+
+constexpr std::array kKernelTypes = {
+    TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+    TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
+    TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16,
+};
 
 }  // namespace
 
@@ -87,15 +136,19 @@ bool isa_available(CpuIsa isa) {
     case CpuIsa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("f16c") &&
+             __builtin_cpu_supports("fma");
   }
   return false;
 }
 
 CpuIsa default_isa() {
   static const CpuIsa isa = [] {
-    const char* force = std::getenv("QBENCH_FORCE_SCALAR");
-    if (force != nullptr && std::string(force) == "1") return CpuIsa::Scalar;
+    if (const char* forced = std::getenv("QBENCH_FORCE_ISA"); forced != nullptr && *forced != '\0') {
+      return parse_forced_isa(forced);
+    }
+    const char* scalar = std::getenv("QBENCH_FORCE_SCALAR");
+    if (scalar != nullptr && std::string(scalar) == "1") return CpuIsa::Scalar;
     if (isa_available(CpuIsa::Avx512)) return CpuIsa::Avx512;
     if (isa_available(CpuIsa::Avx2)) return CpuIsa::Avx2;
     return CpuIsa::Scalar;
@@ -103,13 +156,15 @@ CpuIsa default_isa() {
   return isa;
 }
 
+std::string_view active_isa() { return isa_name(default_isa()); }
+
 const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa) {
   if (!isa_available(isa)) return nullptr;
   std::span<const QuantDotKernel> table;
   switch (isa) {
-    case CpuIsa::Scalar: table = kScalar; break;
-    case CpuIsa::Avx2: table = kAvx2; break;
-    case CpuIsa::Avx512: table = kAvx512; break;
+    case CpuIsa::Scalar: table = quant_dot_detail::scalar_kernels(); break;
+    case CpuIsa::Avx2: table = quant_dot_detail::avx2_kernels(); break;
+    case CpuIsa::Avx512: table = quant_dot_detail::avx512_kernels(); break;
   }
   for (const QuantDotKernel& k : table) {
     if (k.weight_type == type) return &k;
@@ -117,21 +172,37 @@ const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa) {
   return nullptr;
 }
 
-void matmul_quant_dot(const Matrix& w, const float* x, int64_t n_tokens, float* y,
-                      std::span<uint8_t> scratch, const QuantDotKernel& kernel) {
-  QB_ASSERT(w.type == kernel.weight_type && n_tokens > 0);
-  const TypeTraits& at = type_traits(kernel.activation_type);
-  const size_t a_row = row_bytes(at, w.cols);
-  QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens));
-  for (int64_t t = 0; t < n_tokens; ++t) at.quantize_row(x + t * w.cols, scratch.data() + t * a_row, w.cols);
-  const int64_t n_chunks = (w.rows + kRowChunk - 1) / kRowChunk;
-  tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t c) {
-    const int64_t r0 = c * kRowChunk, r1 = std::min(w.rows, r0 + kRowChunk);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const uint8_t* a = scratch.data() + t * a_row;
-      for (int64_t r = r0; r < r1; ++r) y[t * w.rows + r] = kernel.dot(w.cols, w.row(r), a);
-    }
-  });
+std::span<const TensorType> quant_dot_weight_types() { return kKernelTypes; }
+
+size_t activation_row_bytes(TensorType act, int64_t n) {
+  switch (act) {
+    case TensorType::F32: return size_t(n) * sizeof(float);
+    case TensorType::Q8_0: return size_t(n / kQK8_0) * (sizeof(BlockQ8_0) + sizeof(float) + kQK8_0);
+    case TensorType::Q8_1: return size_t(n / 32) * (sizeof(BlockQ8_1) + 2 * sizeof(float) + 32);
+    case TensorType::Q8_K: return size_t(n / kQK_K) * sizeof(BlockQ8_K);
+    default: QB_ASSERT(!"not an activation format");
+  }
+  return 0;
+}
+
+void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n) {
+  switch (act) {
+    case TensorType::F32: std::memcpy(dst, x, size_t(n) * sizeof(float)); return;
+    case TensorType::Q8_0: quantize_row_q8_0_fast(x, dst, n); append_block_scales<BlockQ8_0>(dst, n); return;
+    case TensorType::Q8_1: quantize_row_q8_1_ref(x, dst, n); append_block_scales<BlockQ8_1>(dst, n); return;
+    case TensorType::Q8_K: quantize_row_q8_K_ref(x, dst, n); return;
+    default: QB_ASSERT(!"not an activation format");
+  }
+}
+
+void dequantize_activation_row(TensorType act, const uint8_t* src, float* dst, int64_t n) {
+  switch (act) {
+    case TensorType::F32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+    case TensorType::Q8_0: dequantize_row_q8_0(src, dst, n); return;
+    case TensorType::Q8_1: dequantize_row_q8_1(src, dst, n); return;
+    case TensorType::Q8_K: dequantize_row_q8_K(src, dst, n); return;
+    default: QB_ASSERT(!"not an activation format");
+  }
 }
 
 }  // namespace qbench

@@ -1,63 +1,102 @@
-// Dot products of packed weight rows with activations quantized on the fly, as llama.cpp's CPU
-// backend computes them: the activation row is quantized to the weight type's partner format
-// (Q8_0 for Q4_0 and Q8_0 weights) and the product is summed in integers per block, scaled by
-// the two fp16 block scales and accumulated in float.
+// Dot-product kernels on packed weights, as llama.cpp's CPU backend computes them: each weight
+// format has a partner activation format, activation rows are quantized to it once per matmul,
+// and a kernel multiplies packed weight blocks with activation blocks in integers, scaling by
+// the block scales in float:
 //
-// Three implementations per kernel: a scalar reference (the definition), AVX2, and AVX-512
-// (VNNI), each in its own translation unit compiled with its own flags (quant_dot_avx2.cc,
-// quant_dot_avx512.cc); the path is chosen once per process from the CPU, or forced to the
-// scalar one with QBENCH_FORCE_SCALAR=1. This header is free of ISA flags.
+//   weights                      activations  integer part per block
+//   q4_0, q5_0, q8_0             Q8_0         sum (q - z) * a            (z = 8, 16, 0)
+//   q4_1, q5_1                   Q8_1         sum q * a, plus m * s (s = d_a * sum a, stored)
+//   q2_K, q3_K, q4_K, q5_K, q6_K Q8_K         sum_g sc_g * (sum q * a - z * bsum_g), sum_g m_g * bsum_g
+//   f32, f16, bf16               F32          none: weights widened to FP32 on the fly, FMA
 //
-// Paths differ from one another only in float summation order (integer block sums are exact).
+// Every kernel has three implementations: a scalar reference (quant_dot_scalar.cc, the
+// definition), AVX2 (quant_dot_avx2.cc) and AVX-512 with VNNI (quant_dot_avx512.cc), each
+// translation unit compiled with its own flags; this header carries none. The path is chosen
+// once per process (default_isa), or per call by the caller (tests walk every path). Paths
+// differ only in the order of float additions: integer block sums are exact on every path, and
+// all paths read the same activation bytes (one shared quantizer per activation format).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
 
 #include "engine/formats/types.h"
-#include "engine/model/model.h"
+#include "engine/kernels/kernel_options.h"
 
 namespace qbench {
 
-enum class CpuIsa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 std::string_view isa_name(CpuIsa isa);
-
 // Whether this CPU (and this build) can run `isa`.
 bool isa_available(CpuIsa isa);
-// The path used by default: the best available, or Scalar when QBENCH_FORCE_SCALAR=1.
-// Read once (the environment is not re-read).
+// The path used when a caller does not choose: QBENCH_FORCE_ISA=scalar|avx2|avx512 if set
+// (throws qbench::Error naming the value when it is unknown or the CPU lacks it), else Scalar
+// when QBENCH_FORCE_SCALAR=1, else the best available. The environment is read once.
 CpuIsa default_isa();
+// isa_name(default_isa()): what the harness records as the kernel path of a speed result.
+std::string_view active_isa();
 
-// sum over n values of w[i] * a[i]; `w` holds n / 32 weight blocks, `a` n / 32 activation
-// blocks of the partner type. n is a multiple of 32.
-using VecDotFn = float (*)(int64_t n, const uint8_t* w, const uint8_t* a);
+// Largest number of activation rows (tokens) one kernel call handles: a call unpacks each
+// weight block once and multiplies it with up to this many activation rows.
+inline constexpr int kMaxTokenTile = 8;
+
+// For t < n_tok (1 <= n_tok <= kMaxTokenTile):
+//   y[t * y_stride] = sum_{i < n} W[i] * A_t[i]
+// where W is one packed weight row of n values (n a multiple of the weight block size; any
+// n >= 1 for the float formats) and A_t = a + t * a_stride bytes is an activation row of n values
+// in the kernel's activation format. The value for token t does not depend on n_tok or on the
+// other tokens, so results do not depend on how callers tile tokens.
+using DotFn = void (*)(int64_t n, const uint8_t* w, const uint8_t* a, size_t a_stride, int n_tok,
+                       float* y, size_t y_stride);
 
 struct QuantDotKernel {
   TensorType weight_type;
-  TensorType activation_type;  // the format activations are quantized to
-  VecDotFn dot;
+  TensorType activation_type;  // F32 (raw floats), Q8_0, Q8_1 or Q8_K
+  DotFn dot;
 };
 
 // The kernel for weights of `type` on `isa`, or nullptr when there is none (the caller falls
-// back to dequantization).
+// back to dequantization) or the CPU cannot run `isa`.
 const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa);
+// Weight types with a kernel (the same on every path).
+std::span<const TensorType> quant_dot_weight_types();
 
-// y[t, o] = sum_i W[o, i] * x[t, i] through the quantized dot product: every row of x
-// (row-major [n_tokens x w.cols]) is quantized once to the activation type, then each output is
-// one vec_dot. `scratch` holds at least n_tokens * row_bytes(activation type, w.cols) bytes.
-// Output rows are split over fixed chunks, so the result does not depend on the thread count.
-void matmul_quant_dot(const Matrix& w, const float* x, int64_t n_tokens, float* y,
-                      std::span<uint8_t> scratch, const QuantDotKernel& kernel);
+// One dot product: sum_{i<n} W[i] * A[i].
+inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const uint8_t* a) {
+  float y;
+  k.dot(n, w, a, 0, 1, &y, 1);
+  return y;
+}
 
-// Per-ISA tables, defined in their own translation units.
+// Activation formats. Bytes of one activation row of n values (n a multiple of the block size).
+// Layout of a row: n / 32 (Q8_0, Q8_1) or n / 256 (Q8_K) ggml blocks, byte for byte; Q8_0 and
+// Q8_1 rows are followed by kernel-side copies of the same values: each block's d as fp32 (the
+// fp16 value widened, exact), for Q8_1 each block's s as fp32, then all n quants contiguously.
+// With them the SIMD kernels load 8 block scales, or 64 quants, with one instruction instead of
+// converting scales one by one and stepping over them, for every weight row. F32 rows: n floats.
+size_t activation_row_bytes(TensorType act, int64_t n);
+// Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
+// ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums
+// included), or a copy for F32. One implementation shared by every ISA path.
+void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n);
+// The values an activation row represents (for tests and oracles).
+void dequantize_activation_row(TensorType act, const uint8_t* src, float* dst, int64_t n);
+
+// Q8_1: 32 values, x = d * qs[i], and s = d * sum(qs) so that the minimum term of q4_1/q5_1
+// weights costs one multiply per block. 9 bits per value. ggml's block_q8_1.
+struct BlockQ8_1 {
+  uint16_t d;        // fp16 scale
+  uint16_t s;        // fp16 d * sum(qs)
+  int8_t qs[32];     // quants in [-127, 127]
+};
+static_assert(sizeof(BlockQ8_1) == 4 + 32);
+
+// Per-ISA tables, defined in their own translation units (same order of weight types).
 namespace quant_dot_detail {
-float vec_dot_q4_0_q8_0_scalar(int64_t n, const uint8_t* w, const uint8_t* a);
-float vec_dot_q8_0_q8_0_scalar(int64_t n, const uint8_t* w, const uint8_t* a);
-float vec_dot_q4_0_q8_0_avx2(int64_t n, const uint8_t* w, const uint8_t* a);
-float vec_dot_q8_0_q8_0_avx2(int64_t n, const uint8_t* w, const uint8_t* a);
-float vec_dot_q4_0_q8_0_avx512(int64_t n, const uint8_t* w, const uint8_t* a);
-float vec_dot_q8_0_q8_0_avx512(int64_t n, const uint8_t* w, const uint8_t* a);
+std::span<const QuantDotKernel> scalar_kernels();
+std::span<const QuantDotKernel> avx2_kernels();
+std::span<const QuantDotKernel> avx512_kernels();
 }  // namespace quant_dot_detail
 
 }  // namespace qbench

@@ -83,6 +83,13 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
   up_.resize(size_t(n * ff));
   ffn_.resize(size_t(n * d));
 
+  // Every matmul of this batch quantizes its activation rows into the same scratch.
+  auto linear = [&](const Matrix& w, const float* in, int64_t n_rows, float* out) {
+    const size_t need = matmul_scratch_bytes(w, n_rows, model_.matmul);
+    if (matmul_scratch_.size() < need) matmul_scratch_.resize(need);
+    matmul(w, in, n_rows, out, matmul_scratch_, model_.matmul);
+  };
+
   for (int64_t t = 0; t < n; ++t) matrix_row(model_.tok_embd, tokens[size_t(t)], x_.data() + t * d);
 
   auto rope = [&](float* vecs, int64_t n_heads_here, int64_t width) {
@@ -106,9 +113,9 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layers[size_t(l)];
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
-    matmul(L.wq, xn_.data(), n, q_.data());
-    matmul(L.wk, xn_.data(), n, k_.data());
-    matmul(L.wv, xn_.data(), n, v_.data());
+    linear(L.wq, xn_.data(), n, q_.data());
+    linear(L.wk, xn_.data(), n, k_.data());
+    linear(L.wv, xn_.data(), n, v_.data());
     add_bias(q_.data(), L.bq, n);
     add_bias(k_.data(), L.bk, n);
     add_bias(v_.data(), L.bv, n);
@@ -149,17 +156,17 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
         for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];
       }
     });
-    matmul(L.wo, attn_.data(), n, ffn_.data());
+    linear(L.wo, attn_.data(), n, ffn_.data());
     for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
-    matmul(L.w_gate, xn_.data(), n, gate_.data());
-    matmul(L.w_up, xn_.data(), n, up_.data());
+    linear(L.w_gate, xn_.data(), n, gate_.data());
+    linear(L.w_up, xn_.data(), n, up_.data());
     for (int64_t i = 0; i < n * ff; ++i) {
       const float g = gate_[size_t(i)];
       gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];
     }
-    matmul(L.w_down, gate_.data(), n, ffn_.data());
+    linear(L.w_down, gate_.data(), n, ffn_.data());
     for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
   }
   n_past_ += n;
@@ -168,7 +175,7 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
   for (int64_t t = 0; t < m; ++t) {
     rms_norm(x_.data() + (logits_from + t) * d, model_.output_norm.data(), xn_.data() + t * d, d, c.rms_eps);
   }
-  matmul(model_.output, xn_.data(), m, logits);
+  linear(model_.output, xn_.data(), m, logits);
 }
 
 }  // namespace qbench

@@ -45,6 +45,7 @@ class Forward {
   std::vector<float> rope_cos_, rope_sin_;  // [pos][n_rot/2]
   // Scratch, sized for the largest batch seen.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_;
+  std::vector<uint8_t> matmul_scratch_;  // quantized activation rows (engine/kernels/matmul.h)
 };
 
 // Largest number of tokens evaluated in one batch; longer inputs are split.

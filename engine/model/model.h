@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/formats/types.h"
+#include "engine/kernels/kernel_options.h"
 #include "engine/model/config.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -51,6 +52,9 @@ struct Model {
   std::string format;   // "gguf" or "llama2c"
   std::string chat_template;  // tokenizer.chat_template of a GGUF (Jinja text), or empty
   std::vector<std::shared_ptr<const void>> storage;  // keeps the weight bytes alive
+  // How the forward pass multiplies by the matrices (engine/kernels/matmul.h): the packed-format
+  // kernels by default; a copy of the model may choose the dequantize reference path or an ISA.
+  MatmulOptions matmul;
 
   // Every linear weight of the model with its GGUF tensor name, in file order (layers first).
   std::vector<std::pair<std::string, const Matrix*>> linear_weights() const;

@@ -1,7 +1,11 @@
-// Quantized dot-product kernels (engine/kernels/quant_dot.h): every ISA path against the scalar
-// reference, the reference against an exact oracle, on random shapes with ragged row counts.
+// Dot-product kernels (engine/kernels/quant_dot.h) and the matmul dispatch over them
+// (engine/kernels/matmul.h): every ISA path against the scalar reference, the reference against
+// a float oracle, the kernel path against the dequantize + Eigen path, on random shapes with
+// ragged row counts and token counts 1, 3, 17, 64.
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/error.h"
+#include "engine/core/half.h"
+#include "engine/formats/k_quants.h"
+#include "engine/formats/legacy_quants.h"
 #include "engine/formats/types.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/quant_dot.h"
@@ -16,13 +24,17 @@
 namespace qbench {
 namespace {
 
+constexpr double kFloatEps = 5.96e-8;  // 2^-24, unit roundoff of float
+
 struct Problem {
   std::vector<uint8_t> packed;  // weights
   Matrix w;
-  std::vector<float> x;         // activations [n_tokens x cols]
+  std::vector<float> x;  // activations [n_tokens x cols]
   int64_t n_tokens;
 };
 
+// Weights ~ N(0, 0.02^2) quantized with the format's reference quantizer (a stored float format
+// for f32/f16/bf16); activations ~ N(0, 1) with a few outliers, as in real hidden states.
 Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -35,37 +47,93 @@ Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t n_toke
   p.w = Matrix{type, rows, cols, p.packed.data()};
   p.x.resize(size_t(n_tokens * cols));
   for (float& v : p.x) v = dist(rng);
+  for (size_t i = 0; i < p.x.size(); i += 97) p.x[i] *= 20.0f;
   p.n_tokens = n_tokens;
   return p;
 }
 
-std::vector<float> run(const Problem& p, const QuantDotKernel& k) {
-  const TypeTraits& at = type_traits(k.activation_type);
-  std::vector<uint8_t> scratch(row_bytes(at, p.w.cols) * size_t(p.n_tokens));
-  std::vector<float> y(size_t(p.n_tokens * p.w.rows));
-  matmul_quant_dot(p.w, p.x.data(), p.n_tokens, y.data(), scratch, k);
+std::vector<uint8_t> quantize_activations(const Problem& p, TensorType act) {
+  const size_t a_row = activation_row_bytes(act, p.w.cols);
+  std::vector<uint8_t> a(a_row * size_t(p.n_tokens));
+  for (int64_t t = 0; t < p.n_tokens; ++t) {
+    quantize_activation_row(act, p.x.data() + t * p.w.cols, a.data() + size_t(t) * a_row, p.w.cols);
+  }
+  return a;
+}
+
+// Calls the kernel directly over all rows, cycling through token tiles of 1..kMaxTokenTile (or
+// a fixed tile when `tile` > 0), so every tile size is exercised.
+std::vector<float> run_kernel(const Problem& p, const QuantDotKernel& k, int tile = 0) {
+  const std::vector<uint8_t> a = quantize_activations(p, k.activation_type);
+  const size_t a_row = activation_row_bytes(k.activation_type, p.w.cols);
+  std::vector<float> y(size_t(p.n_tokens * p.w.rows), NAN);
+  int next = 0;
+  for (int64_t t0 = 0; t0 < p.n_tokens;) {
+    const int want = tile > 0 ? tile : (next++ % kMaxTokenTile) + 1;
+    const int nt = int(std::min<int64_t>(want, p.n_tokens - t0));
+    for (int64_t r = 0; r < p.w.rows; ++r) {
+      k.dot(p.w.cols, p.w.row(r), a.data() + size_t(t0) * a_row, a_row, nt, y.data() + t0 * p.w.rows + r,
+            size_t(p.w.rows));
+    }
+    t0 += nt;
+  }
   return y;
 }
 
-// Exact value of what the kernels compute: dequantized weights times dequantized quantized
-// activations, summed in double; plus sum |w||a| to scale the float-rounding bound.
+bool is_k_quant(TensorType t) { return type_traits(t).block_size == 256; }
+bool is_float(TensorType t) { return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16; }
+
+// Bound on float rounding relative to sum |w||a|. A block's float update rounds a few times
+// (relative 2^-24 each) and the running sum over n/block blocks adds one rounding per block;
+// the k-quants split a block into d*S1 - dmin*S2, whose parts can each be several times the
+// block's |w||a| (the minimum cancels most of the scaled quants), hence the factor 16.
+double rounding_bound(TensorType t, int64_t cols) {
+  const int64_t bs = type_traits(t).block_size;
+  const double n_updates = double(cols / bs + 4);
+  if (is_float(t)) return 2.0 * double(cols + 4) * kFloatEps;
+  return (is_k_quant(t) ? 16.0 : 4.0) * n_updates * kFloatEps;
+}
+
+// Q8_1 stores s = fp16(d * sum q) with the unrounded d, and the kernels apply the minimum of
+// q4_1/q5_1 weights as m * s (ggml's semantics), while the dequantized activations are
+// fp16(d) * q: the two differ by at most 2^-10 |sum q| d per block (two fp16 roundings).
+// Returns sum over blocks of |m| * that bound for one weight row and activation row.
+double q8_1_sum_slack(const uint8_t* wrow, const uint8_t* arow, int64_t cols, size_t w_block_bytes) {
+  double slack = 0;
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    BlockQ8_1 q;
+    std::memcpy(&q, arow + b * sizeof q, sizeof q);
+    uint16_t m;
+    std::memcpy(&m, wrow + b * int64_t(w_block_bytes) + 2, 2);  // q4_1 / q5_1: fp16 d, then fp16 m
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += q.qs[j];
+    slack += std::fabs(double(fp16_to_fp32(m))) * std::abs(sum) * double(fp16_to_fp32(q.d)) * 1.001 / 1024;
+  }
+  return slack;
+}
+
+// What the kernels compute, exactly: dequantized weights times the dequantized activation
+// quants, summed in double; `mag` = sum |w| |a| scales the float-rounding bound (plus, for Q8_1,
+// the slack of its stored sums in the same units, so that eps * mag covers it).
 void oracle(const Problem& p, TensorType act, std::vector<double>* y, std::vector<double>* mag) {
-  const TypeTraits& wt = p.w.traits();
-  const TypeTraits& at = type_traits(act);
   const int64_t cols = p.w.cols;
-  std::vector<float> wrow(static_cast<size_t>(cols)), arow(static_cast<size_t>(cols));
-  std::vector<uint8_t> abuf(row_bytes(at, cols));
+  std::vector<float> wrow(size_t(cols), 0.0f), arow(size_t(cols), 0.0f);
+  const std::vector<uint8_t> a = quantize_activations(p, act);
+  const size_t a_row = activation_row_bytes(act, cols);
   y->assign(size_t(p.n_tokens * p.w.rows), 0.0);
   mag->assign(y->size(), 0.0);
   for (int64_t t = 0; t < p.n_tokens; ++t) {
-    at.quantize_row(p.x.data() + t * cols, abuf.data(), cols);
-    at.dequantize_row(abuf.data(), arow.data(), cols);
+    dequantize_activation_row(act, a.data() + size_t(t) * a_row, arow.data(), cols);
     for (int64_t r = 0; r < p.w.rows; ++r) {
-      wt.dequantize_row(p.w.row(r), wrow.data(), cols);
+      p.w.traits().dequantize_row(p.w.row(r), wrow.data(), cols);
       double s = 0, m = 0;
       for (int64_t i = 0; i < cols; ++i) {
         s += double(wrow[size_t(i)]) * arow[size_t(i)];
         m += std::fabs(double(wrow[size_t(i)]) * arow[size_t(i)]);
+      }
+      if (act == TensorType::Q8_1) {
+        m += q8_1_sum_slack(p.w.row(r), a.data() + size_t(t) * a_row, cols, p.w.traits().bytes_per_block) /
+             rounding_bound(p.w.type, cols);
       }
       (*y)[size_t(t * p.w.rows + r)] = s;
       (*mag)[size_t(t * p.w.rows + r)] = m;
@@ -73,69 +141,260 @@ void oracle(const Problem& p, TensorType act, std::vector<double>* y, std::vecto
   }
 }
 
-class FormatsQuantDotTest : public ::testing::TestWithParam<TensorType> {};
+struct Shape {
+  int64_t rows, cols, n_tokens;
+};
 
-TEST_P(FormatsQuantDotTest, EveryPathMatchesReference) {
+std::vector<Shape> shapes_for(TensorType t) {
+  const int64_t bs = type_traits(t).block_size;
+  const int64_t b = bs == 1 ? 32 : bs;
+  std::vector<Shape> s = {{1, b, 1},  {3, 3 * b, 3},   {17, 5 * b, 17}, {33, 2 * b, 64},
+                          {5, 17 * b, 3}, {130, b, 1}, {2, bs == 256 ? 16 * b : 129 * b, 17}};
+  if (is_float(t)) {  // any row length: ragged tails of the SIMD loops
+    for (int64_t cols : {1, 7, 33, 172, 1000}) s.push_back({9, cols, 3});
+  }
+  return s;
+}
+
+class KernelsTest : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(KernelsTest, ScalarReferenceMatchesFloatOracle) {
+  const TensorType type = GetParam();
+  const QuantDotKernel* ref = find_quant_dot(type, CpuIsa::Scalar);
+  ASSERT_NE(ref, nullptr);
+  uint32_t seed = 1;
+  for (const Shape& s : shapes_for(type)) {
+    SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
+                 std::to_string(s.n_tokens));
+    const Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
+    std::vector<double> exact, mag;
+    oracle(p, ref->activation_type, &exact, &mag);
+    const std::vector<float> y = run_kernel(p, *ref);
+    const double eps = rounding_bound(type, s.cols);
+    for (size_t i = 0; i < y.size(); ++i) {
+      ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << "output " << i;
+    }
+  }
+}
+
+TEST_P(KernelsTest, EveryPathMatchesScalarReference) {
   const TensorType type = GetParam();
   const QuantDotKernel* ref = find_quant_dot(type, CpuIsa::Scalar);
   ASSERT_NE(ref, nullptr);
   int paths_checked = 0;
-  uint32_t seed = 1;
-  for (int64_t cols : {32, 64, 96, 160, 4128}) {
-    for (int64_t rows : {1, 3, 17, 33, 130}) {
-      for (int64_t n_tokens : {1, 2, 7}) {
-        SCOPED_TRACE("rows " + std::to_string(rows) + " cols " + std::to_string(cols) + " tokens " +
-                     std::to_string(n_tokens));
-        const Problem p = make_problem(type, rows, cols, n_tokens, seed++);
-        std::vector<double> exact, mag;
-        oracle(p, ref->activation_type, &exact, &mag);
-        const std::vector<float> y_ref = run(p, *ref);
-        // Block sums are exact integers; only the float accumulation over blocks rounds.
-        const double eps = 4 * double(cols / 32 + 2) * 6e-8;
-        for (size_t i = 0; i < y_ref.size(); ++i) {
-          ASSERT_NEAR(y_ref[i], exact[i], eps * mag[i] + 1e-30) << "scalar, output " << i;
-        }
-        for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
-          const QuantDotKernel* k = find_quant_dot(type, isa);
-          if (k == nullptr) continue;
-          const std::vector<float> y = run(p, *k);
-          for (size_t i = 0; i < y.size(); ++i) {
-            ASSERT_NEAR(y[i], y_ref[i], 2 * eps * mag[i] + 1e-30) << isa_name(isa) << ", output " << i;
-          }
-          ++paths_checked;
-        }
+  uint32_t seed = 100;
+  for (const Shape& s : shapes_for(type)) {
+    SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
+                 std::to_string(s.n_tokens));
+    const Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
+    std::vector<double> exact, mag;
+    oracle(p, ref->activation_type, &exact, &mag);
+    const std::vector<float> y_ref = run_kernel(p, *ref);
+    const double eps = rounding_bound(type, s.cols);
+    for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
+      const QuantDotKernel* k = find_quant_dot(type, isa);
+      if (!isa_available(isa)) {
+        EXPECT_EQ(k, nullptr);
+        continue;
       }
+      ASSERT_NE(k, nullptr) << isa_name(isa);
+      EXPECT_EQ(k->activation_type, ref->activation_type);
+      const std::vector<float> y = run_kernel(p, *k);
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_NEAR(y[i], y_ref[i], 2 * eps * mag[i] + 1e-30) << isa_name(isa) << ", output " << i;
+        ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << isa_name(isa) << " vs oracle, output " << i;
+      }
+      // A token's result does not depend on the tile it was computed in.
+      EXPECT_EQ(run_kernel(p, *k, 1), y) << isa_name(isa);
+      ++paths_checked;
     }
+    EXPECT_EQ(run_kernel(p, *ref, 1), y_ref);
   }
   if (isa_available(CpuIsa::Avx2)) {
     EXPECT_GT(paths_checked, 0);
   }
-  std::printf("[          ] %s: %d SIMD comparisons; default path %s\n",
-              std::string(type_traits(type).name).c_str(), paths_checked,
-              std::string(isa_name(default_isa())).c_str());
 }
 
-TEST_P(FormatsQuantDotTest, CloseToDequantizedMatmul) {
-  // Quantizing activations to 8 bits costs about 0.5% relative error on the outputs.
-  const Problem p = make_problem(GetParam(), 64, 512, 3, 99);
-  const std::vector<float> y = run(p, *find_quant_dot(GetParam(), default_isa()));
-  std::vector<float> y_deq(y.size());
-  matmul(p.w, p.x.data(), p.n_tokens, y_deq.data());
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    err += (double(y[i]) - y_deq[i]) * (double(y[i]) - y_deq[i]);
-    ref += double(y_deq[i]) * y_deq[i];
+// The kernel path of matmul() against the dequantize + Eigen path, which is exact in the
+// activations. Their difference is the activation quantization error, bounded per output by
+// sum_i |w_i| |x_i - a_i| (a = dequantized quantized activations), plus float rounding.
+TEST_P(KernelsTest, MatmulMatchesDequantizePathWithinActivationError) {
+  const TensorType type = GetParam();
+  uint32_t seed = 500;
+  for (const Shape& s : shapes_for(type)) {
+    SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
+                 std::to_string(s.n_tokens));
+    const Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
+    const int64_t cols = p.w.cols, rows = p.w.rows;
+    MatmulOptions deq_opt;
+    deq_opt.path = MatmulPath::Dequantize;
+    std::vector<float> y_deq(size_t(s.n_tokens * rows));
+    matmul(p.w, p.x.data(), s.n_tokens, y_deq.data(), {}, deq_opt);
+    for (CpuIsa isa : kAllIsas) {
+      if (!isa_available(isa)) continue;
+      MatmulOptions opt;
+      opt.isa = isa;
+      const QuantDotKernel* k = select_kernel(p.w, s.n_tokens, opt);
+      if (type == TensorType::F32 || (is_float(type) && s.n_tokens > kFloatKernelMaxTokens)) {
+        EXPECT_EQ(k, nullptr);
+        continue;
+      }
+      ASSERT_NE(k, nullptr);
+      std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, s.n_tokens, opt));
+      std::vector<float> y(y_deq.size(), NAN);
+      matmul(p.w, p.x.data(), s.n_tokens, y.data(), scratch, opt);
+      // Bound per output.
+      const std::vector<uint8_t> a = quantize_activations(p, k->activation_type);
+      const size_t a_row = activation_row_bytes(k->activation_type, cols);
+      std::vector<float> arow(size_t(cols), 0.0f), wrow(size_t(cols), 0.0f);
+      double worst = 0;
+      for (int64_t t = 0; t < s.n_tokens; ++t) {
+        dequantize_activation_row(k->activation_type, a.data() + size_t(t) * a_row, arow.data(), cols);
+        const float* xt = p.x.data() + t * cols;
+        for (int64_t r = 0; r < rows; ++r) {
+          p.w.traits().dequantize_row(p.w.row(r), wrow.data(), cols);
+          double act_err = 0, mag = 0;
+          for (int64_t i = 0; i < cols; ++i) {
+            act_err += std::fabs(double(wrow[size_t(i)])) * std::fabs(double(xt[i]) - arow[size_t(i)]);
+            mag += std::fabs(double(wrow[size_t(i)]) * xt[i]);
+          }
+          const double bound = act_err + 2 * rounding_bound(type, cols) * mag + 1e-30;
+          const double diff = std::fabs(double(y[size_t(t * rows + r)]) - y_deq[size_t(t * rows + r)]);
+          ASSERT_LE(diff, bound) << isa_name(isa) << " token " << t << " row " << r;
+          worst = std::max(worst, diff / bound);
+        }
+      }
+    }
   }
-  EXPECT_LT(std::sqrt(err / ref), 0.02);
-  EXPECT_GT(std::sqrt(err / ref), 0.0);  // activations really were quantized
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, FormatsQuantDotTest, ::testing::Values(TensorType::Q4_0, TensorType::Q8_0),
+TEST_P(KernelsTest, MatmulSameBitsForAnyThreadCount) {
+  const TensorType type = GetParam();
+  const Problem p = make_problem(type, 300, 4 * std::max<int64_t>(64, type_traits(type).block_size), 17, 7);
+  for (int64_t n_tokens : {int64_t(1), int64_t(17)}) {
+    std::vector<float> one(size_t(n_tokens * p.w.rows)), two(one.size());
+    {
+      tbb::global_control c(tbb::global_control::max_allowed_parallelism, 1);
+      matmul(p.w, p.x.data(), n_tokens, one.data());
+    }
+    {
+      tbb::global_control c(tbb::global_control::max_allowed_parallelism, 2);
+      matmul(p.w, p.x.data(), n_tokens, two.data());
+    }
+    EXPECT_EQ(one, two) << n_tokens << " tokens";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),
                          [](const auto& info) { return std::string(type_traits(info.param).name); });
 
-TEST(FormatsQuantDot, DefaultIsaFollowsEnvironment) {
-  const char* force = std::getenv("QBENCH_FORCE_SCALAR");
-  if (force != nullptr && std::string(force) == "1") {
+TEST(KernelsTable, SameFormatsOnEveryPath) {
+  for (CpuIsa isa : kAllIsas) {
+    if (!isa_available(isa)) continue;
+    for (TensorType t : quant_dot_weight_types()) {
+      const QuantDotKernel* k = find_quant_dot(t, isa);
+      ASSERT_NE(k, nullptr) << type_traits(t).name << " on " << isa_name(isa);
+      EXPECT_EQ(k->weight_type, t);
+      EXPECT_EQ(k->activation_type, find_quant_dot(t, CpuIsa::Scalar)->activation_type);
+    }
+  }
+  // llama.cpp's partner formats.
+  EXPECT_EQ(find_quant_dot(TensorType::Q4_0, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
+  EXPECT_EQ(find_quant_dot(TensorType::Q5_1, CpuIsa::Scalar)->activation_type, TensorType::Q8_1);
+  EXPECT_EQ(find_quant_dot(TensorType::Q3_K, CpuIsa::Scalar)->activation_type, TensorType::Q8_K);
+  // No kernel: the dequantize fallback.
+  EXPECT_EQ(find_quant_dot(TensorType::Q8_K, CpuIsa::Scalar), nullptr);
+  EXPECT_EQ(find_quant_dot(TensorType::IQ4_NL, CpuIsa::Scalar), nullptr);
+}
+
+// Q8_1 is Q8_0 plus s = d * sum(q): same scale, same quants (ggml's quantize_row_q8_1_ref).
+TEST(KernelsActivations, Q8_1IsQ8_0WithSums) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> x(32 * 40);
+  for (float& v : x) v = dist(rng);
+  std::fill(x.begin(), x.begin() + 32, 0.0f);  // an all-zero block
+  std::vector<uint8_t> a0(activation_row_bytes(TensorType::Q8_0, 1280));
+  std::vector<uint8_t> a1(activation_row_bytes(TensorType::Q8_1, 1280));
+  quantize_activation_row(TensorType::Q8_0, x.data(), a0.data(), 1280);
+  quantize_activation_row(TensorType::Q8_1, x.data(), a1.data(), 1280);
+  for (int b = 0; b < 40; ++b) {
+    BlockQ8_0 q0;
+    BlockQ8_1 q1;
+    std::memcpy(&q0, a0.data() + b * sizeof q0, sizeof q0);
+    std::memcpy(&q1, a1.data() + b * sizeof q1, sizeof q1);
+    EXPECT_EQ(q0.d, q1.d) << b;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      EXPECT_EQ(q0.qs[j], q1.qs[j]) << b;
+      sum += q1.qs[j];
+    }
+    float d = 0;
+    for (int j = 0; j < 32; ++j) d = std::max(d, std::fabs(x[size_t(b * 32 + j)]));
+    EXPECT_EQ(q1.s, fp32_to_fp16(float(sum) * (d / 127.0f))) << b;
+  }
+}
+
+// The activation quantizer of Q8_0 is a faster copy of the reference quantizer: same bytes,
+// including values that land exactly halfway between two quants (roundf rounds away from 0).
+TEST(KernelsActivations, Q8_0SameBytesAsReference) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> x(32 * 64);
+  for (float& v : x) v = dist(rng);
+  // Block 1: max 127 so that d = 1 and x * (1/d) = x; halfway values of both signs.
+  for (int j = 0; j < 32; ++j) x[32 + j] = (j == 0 ? 127.0f : float(j - 16) + 0.5f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // all zero
+  for (int j = 0; j < 32; ++j) x[96 + j] = 1e-30f * float(j + 1);  // tiny
+  std::vector<uint8_t> fast(activation_row_bytes(TensorType::Q8_0, int64_t(x.size())));
+  std::vector<uint8_t> ref(fast.size());
+  quantize_activation_row(TensorType::Q8_0, x.data(), fast.data(), int64_t(x.size()));
+  quantize_row_q8_0_ref(x.data(), ref.data(), int64_t(x.size()));
+  // The ggml blocks, then each block's d widened to fp32, then the quants contiguously.
+  const size_t blocks = x.size() / 32 * sizeof(BlockQ8_0);
+  ASSERT_EQ(fast.size(), blocks + x.size() / 32 * sizeof(float) + x.size());
+  EXPECT_TRUE(std::equal(fast.begin(), fast.begin() + long(blocks), ref.begin()));
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    BlockQ8_0 blk;
+    std::memcpy(&blk, ref.data() + b * sizeof blk, sizeof blk);
+    float d;
+    std::memcpy(&d, fast.data() + blocks + 4 * b, 4);
+    EXPECT_EQ(d, fp16_to_fp32(blk.d)) << b;
+    EXPECT_EQ(std::memcmp(fast.data() + blocks + x.size() / 8 + 32 * b, blk.qs, 32), 0) << b;
+  }
+  BlockQ8_0 b1;
+  std::memcpy(&b1, fast.data() + sizeof b1, sizeof b1);
+  EXPECT_EQ(b1.qs[1], -15);  // -14.5 -> -15
+  EXPECT_EQ(b1.qs[31], 16);  // 15.5 -> 16
+}
+
+TEST(KernelsActivations, Q8_KBlockSums) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(512);
+  for (float& v : x) v = dist(rng);
+  std::vector<uint8_t> a(activation_row_bytes(TensorType::Q8_K, 512));
+  quantize_activation_row(TensorType::Q8_K, x.data(), a.data(), 512);
+  for (int b = 0; b < 2; ++b) {
+    BlockQ8_K q;
+    std::memcpy(&q, a.data() + b * sizeof q, sizeof q);
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int j = 0; j < 16; ++j) sum += q.qs[16 * g + j];
+      EXPECT_EQ(q.bsums[g], sum);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path selection and the environment.
+
+TEST(KernelsDispatch, DefaultIsaFollowsEnvironment) {
+  const char* forced = std::getenv("QBENCH_FORCE_ISA");
+  const char* scalar = std::getenv("QBENCH_FORCE_SCALAR");
+  if (forced != nullptr && *forced != '\0') {
+    EXPECT_EQ(active_isa(), std::string(forced));
+  } else if (scalar != nullptr && std::string(scalar) == "1") {
     EXPECT_EQ(default_isa(), CpuIsa::Scalar);
   } else if (isa_available(CpuIsa::Avx512)) {
     EXPECT_EQ(default_isa(), CpuIsa::Avx512);
@@ -144,19 +403,56 @@ TEST(FormatsQuantDot, DefaultIsaFollowsEnvironment) {
   } else {
     EXPECT_EQ(default_isa(), CpuIsa::Scalar);
   }
+  EXPECT_EQ(active_isa(), isa_name(default_isa()));
+  const Problem p = make_problem(TensorType::Q4_K, 4, 256, 1, 1);
+  EXPECT_EQ(matmul_path_name(p.w, 1, {}), active_isa());
+  MatmulOptions deq;
+  deq.path = MatmulPath::Dequantize;
+  EXPECT_EQ(matmul_path_name(p.w, 1, deq), "dequant");
 }
 
-TEST(FormatsQuantDot, ForceScalarInChildProcess) {
-  if (std::getenv("QBENCH_FORCE_SCALAR") != nullptr) GTEST_SKIP() << "already forced";
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  const std::string cmd = "QBENCH_FORCE_SCALAR=1 '" + self +
-                          "' --gtest_filter=FormatsQuantDot.DefaultIsaFollowsEnvironment > /dev/null 2>&1";
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
+TEST(KernelsDispatch, BadForcedIsaIsAnError) {
+  const char* forced = std::getenv("QBENCH_FORCE_ISA");
+  if (forced == nullptr || std::string(forced) != "avx9") GTEST_SKIP() << "run by ForcedIsaInChildProcesses";
+  EXPECT_THROW(default_isa(), Error);
 }
 
-TEST(FormatsQuantDot, NoKernelForOtherTypes) {
-  EXPECT_EQ(find_quant_dot(TensorType::F32, CpuIsa::Scalar), nullptr);
-  EXPECT_EQ(find_quant_dot(TensorType::Q4_K, CpuIsa::Scalar), nullptr);
+std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
+
+int run_child(const std::string& env, const std::string& filter) {
+  const std::string cmd = "env -u QBENCH_FORCE_ISA -u QBENCH_FORCE_SCALAR " + env + " '" + self_exe() +
+                          "' --gtest_filter=" + filter + " > /dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+TEST(KernelsDispatch, ForcedIsaInChildProcesses) {
+  if (std::getenv("QBENCH_FORCE_ISA") != nullptr || std::getenv("QBENCH_FORCE_SCALAR") != nullptr) {
+    GTEST_SKIP() << "already forced";
+  }
+  EXPECT_EQ(run_child("QBENCH_FORCE_SCALAR=1", "KernelsDispatch.DefaultIsaFollowsEnvironment"), 0);
+  int forced = 0;
+  for (CpuIsa isa : kAllIsas) {
+    if (!isa_available(isa)) continue;
+    EXPECT_EQ(run_child("QBENCH_FORCE_ISA=" + std::string(isa_name(isa)),
+                        "KernelsDispatch.DefaultIsaFollowsEnvironment"),
+              0)
+        << isa_name(isa);
+    ++forced;
+  }
+  EXPECT_GE(forced, 1);
+  EXPECT_EQ(run_child("QBENCH_FORCE_ISA=avx9", "KernelsDispatch.BadForcedIsaIsAnError"), 0);
+}
+
+TEST(KernelsDispatch, FloatKernelsOnlyForDecode) {
+  const Problem p = make_problem(TensorType::F16, 8, 64, 1, 1);
+  EXPECT_NE(select_kernel(p.w, 1, {}), nullptr);
+  EXPECT_NE(select_kernel(p.w, kFloatKernelMaxTokens, {}), nullptr);
+  EXPECT_EQ(select_kernel(p.w, kFloatKernelMaxTokens + 1, {}), nullptr);
+  EXPECT_EQ(matmul_scratch_bytes(p.w, 1, {}), 0u);
+  const Problem f = make_problem(TensorType::F32, 8, 64, 1, 1);
+  EXPECT_EQ(select_kernel(f.w, 1, {}), nullptr);  // Eigen in place
+  const Problem q = make_problem(TensorType::Q4_0, 8, 64, 1, 1);
+  EXPECT_EQ(matmul_scratch_bytes(q.w, 5, {}), 5 * activation_row_bytes(TensorType::Q8_0, 64));
 }
 
 }  // namespace
