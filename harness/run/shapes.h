@@ -1,0 +1,29 @@
+// Random-weight models with the published dimensions of real architectures, built in memory
+// (no file) so that `qbench bench --shape NAME` measures speed at realistic sizes. Weights are
+// uniform with standard deviation 0.02 (values do not change the speed of any kernel); there is
+// no tokenizer. Sources of the dimensions: each model's config.json on Hugging Face
+// (TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T, meta-llama/Llama-3.2-1B, Qwen/Qwen2.5-0.5B).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/model/model.h"
+
+namespace qbench::run {
+
+struct ModelShape {
+  std::string name;
+  ModelConfig config;
+  bool tied_output = false;
+  bool qkv_bias = false;  // qwen2: q/k/v projections carry biases
+  std::string source;     // where the dimensions come from
+};
+
+const std::vector<ModelShape>& model_shapes();
+// Throws qbench::Error naming the unknown shape and listing the known ones.
+const ModelShape& find_shape(const std::string& name);
+// F32 random weights (deterministic for a seed; tensors filled in parallel).
+Model build_random_model(const ModelShape& shape, uint64_t seed = 1);
+
+}  // namespace qbench::run
