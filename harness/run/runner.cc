@@ -332,17 +332,27 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     try {
       quant::QuantizeReport rep;
       variants[i] = std::make_unique<Model>(quant::quantize_model(source, quant::make_recipe(c.schemes[i]), &rep));
+      // Bits per weight of the multiplied matrices: the token embedding is a lookup table (kept F32
+      // by non-GGUF schemes) unless the output shares it.
+      double linear_bits = 0, linear_n = 0;
+      for (const auto& t : rep.tensors) {
+        if (t.name == "token_embd.weight" && !source.tied_output) continue;
+        linear_bits += 8.0 * double(t.bytes);
+        linear_n += double(t.rows) * double(t.cols);
+      }
+      const double linear_bpw = linear_n > 0 ? linear_bits / linear_n : 0.0;
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
       document.update([&](json& d) {
         json& run = d["runs"][i];
         run["quantization"] = {{"seconds", rep.seconds}, {"bits_per_weight", rep.bits_per_weight},
                                {"bytes", rep.bytes}, {"n_weights", rep.n_weights}, {"all_ggml", rep.all_ggml}};
         run["memory"] = {{"weight_bytes", variants[i]->weight_bytes()}, {"linear_weight_bytes", rep.bytes},
-                         {"bits_per_weight", rep.bits_per_weight}, {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},
+                         {"bits_per_weight", linear_bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight},
+                         {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},
                          {"kv_ctx", kv_ctx}, {"peak_rss_bytes", peak_rss_bytes()}};
         run["status"] = "running";
       });
-      progress.finished("quantize " + canon[i], "ok, " + std::to_string(rep.bits_per_weight).substr(0, 5) + " bits/weight");
+      progress.finished("quantize " + canon[i], "ok, " + std::to_string(linear_bpw).substr(0, 5) + " bits/weight");
     } catch (const Error& e) {
       failed[i] = true;
       ++outcome.failed_units;

@@ -61,6 +61,14 @@ const ModelShape& find_shape(const std::string& name) {
   throw Error("unknown shape '" + name + "' (known: " + known + ")");
 }
 
+int64_t shape_parameters(const ModelShape& shape) {
+  const ModelConfig& c = shape.config;
+  const int64_t d = c.n_embd, dkv = c.n_embd_kv();
+  int64_t per_layer = 2 * d * d + 2 * dkv * d + 3 * d * c.n_ff + 2 * d;
+  if (shape.qkv_bias) per_layer += d + 2 * dkv;
+  return c.n_vocab * d * (shape.tied_output ? 1 : 2) + d + c.n_layer * per_layer;
+}
+
 Model build_random_model(const ModelShape& shape, uint64_t seed) {
   const ModelConfig& c = shape.config;
   validate_config(c, "shape " + shape.name);

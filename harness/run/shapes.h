@@ -23,6 +23,9 @@ struct ModelShape {
 const std::vector<ModelShape>& model_shapes();
 // Throws qbench::Error naming the unknown shape and listing the known ones.
 const ModelShape& find_shape(const std::string& name);
+// Parameters of the shape (embeddings, the output unless tied, every layer's weights, norms and
+// biases), computed from the dimensions without building anything.
+int64_t shape_parameters(const ModelShape& shape);
 // F32 random weights (deterministic for a seed; tensors filled in parallel).
 Model build_random_model(const ModelShape& shape, uint64_t seed = 1);
 
