@@ -7,6 +7,7 @@
 #include "engine/kernels/quant_dot.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
+#include "harness/run/config.h"
 #include "harness/run/shapes.h"
 #include "harness/run/speed.h"
 #include "harness/sysinfo.h"
@@ -60,7 +61,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   const std::string simd(isa_name(default_isa()));
   if (o.json) {
     print_json({{"command", "bench"}, {"model", mj}, {"shape", shape_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(shape_name)},
-                {"scheme", scheme}, {"scheme_canonical", recipe.ftype ? recipe.name : recipe.scheme.to_string()},
+                {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)},
                 {"bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
                 {"quantize_seconds", rep.seconds}, {"simd_path", simd}, {"cpu", cpu_name()},
                 {"peak_rss_bytes", peak_rss_bytes()}, {"speed", r.to_json()}});

@@ -42,6 +42,11 @@ bool read_value(const nlohmann::json& v, StringList& out) {
 
 }  // namespace
 
+std::string scheme_canonical(const std::string& scheme) {
+  const quant::Recipe r = quant::make_recipe(scheme);
+  return r.ftype ? std::string(quant::ftype_info(*r.ftype).name) : r.scheme.to_string();
+}
+
 nlohmann::json ExperimentConfig::to_json() const {
   nlohmann::json j = nlohmann::json::object();
   j["version"] = version;
@@ -99,8 +104,7 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
     // Only the spelling is checked here; a scheme that cannot apply to the model fails its run.
     std::string canonical;
     try {
-      const quant::Recipe r = quant::make_recipe(s);
-      canonical = r.ftype ? r.name : r.scheme.to_string();
+      canonical = scheme_canonical(s);
     } catch (const Error& e) {
       bad("schemes", e.what());
     }

@@ -25,7 +25,7 @@ inline constexpr int kConfigVersion = 1;
     "quantization schemes (qbench schemes), one run each, in this order")                                     \
   X(std::string, baseline, "", "scheme the relative table divides by (empty: the first scheme)")             \
   X(StringList, suites, (StringList{"math_reasoning", "chat"}), "task suites (qbench tasks)")                \
-  X(int64_t, limit, 30, "items per task (0: all); 30 keeps the default experiment to a few minutes on 2 cores") \
+  X(int64_t, limit, 50, "items per task (0: all); 50 keeps the default experiment to about 2 minutes on 2 cores") \
   X(int64_t, ctx, 0, "context window of the task suites in tokens (0: the model's)")                         \
   X(int64_t, threads, 2, "worker threads of the quality work (0: one per core)")                             \
   X(int64_t, seed, 1000, "seed of the generated task items and held-out text (1000: the evaluation seed)")   \
@@ -67,6 +67,10 @@ std::vector<FieldInfo> experiment_fields();
 // qbench::Error ("<where>: field 'limit': expected an integer, got \"x\"").
 ExperimentConfig parse_config(const nlohmann::json& j, const std::string& where);
 ExperimentConfig load_config(const std::string& path);
+// The canonical spelling of a scheme: every option written out ("rtn:int4,group=128,sym=true,
+// clip=none"), or llama-quantize's name of a file type with its mix ("q4_K" -> "Q4_K_M").
+// Throws qbench::Error on an unknown or malformed scheme.
+std::string scheme_canonical(const std::string& scheme);
 // Range checks (also run by parse_config).
 void validate_config(const ExperimentConfig& c, const std::string& where);
 

@@ -34,6 +34,19 @@ std::string pm(const json& v, const json& se, int digits) {
   return s;
 }
 
+// Significant digits, for values spanning magnitudes (KL divergences).
+std::string pm_sig(const json& v, const json& se) {
+  if (!v.is_number()) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g", v.get<double>());
+  std::string s = buf;
+  if (se.is_number()) {
+    std::snprintf(buf, sizeof buf, "%.2g", se.get<double>());
+    s += std::string(" ") + kPm + " " + buf;
+  }
+  return s;
+}
+
 std::string times(const json& v) { return v.is_number() ? fmt(v.get<double>(), 2) + "x" : "-"; }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
@@ -97,7 +110,7 @@ std::vector<Table> report_tables(const json& results) {
       const json* e = q["suites"].contains(s) ? &q["suites"][s] : nullptr;
       cells.push_back(e ? pm((*e)["pct"], (*e)["pct_stderr"], 1) : "-");
     }
-    if (kl) cells.push_back(q.contains("kld") ? pm(q["kld"]["value"], q["kld"]["stderr"], 4) : "-");
+    if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
     cells.push_back(times(row["speed_x"]["prefill"]));
     cells.push_back(times(row["speed_x"]["decode"]));
     cells.push_back(times(row["memory_x"]));

@@ -34,11 +34,6 @@ namespace qbench::run {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string scheme_canonical(const std::string& scheme) {
-  const quant::Recipe r = quant::make_recipe(scheme);
-  return r.ftype ? r.name : r.scheme.to_string();
-}
-
 std::string slug(const std::string& s) {
   std::string out;
   for (char ch : s) {

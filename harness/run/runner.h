@@ -46,7 +46,6 @@ RunOutcome run_experiment(const ExperimentConfig& config, const RunOptions& opti
 std::string default_results_path(const ExperimentConfig& config);
 
 // Helpers shared with compare/report.
-std::string scheme_canonical(const std::string& scheme);  // throws qbench::Error
 std::string slug(const std::string& s);                    // file-name-safe form
 // The held-out text named by `ppl_text` ("generated:story,dialogue" or a file path).
 std::string perplexity_text(const ExperimentConfig& c);

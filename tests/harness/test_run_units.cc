@@ -81,6 +81,14 @@ void expect_config_error(const nlohmann::json& j, const std::string& needle) {
   }
 }
 
+TEST(RunConfig, CanonicalSchemes) {
+  EXPECT_EQ(run::scheme_canonical("int4"), "rtn:int4,group=128,sym=true,clip=none");
+  EXPECT_EQ(run::scheme_canonical("rtn:int4,group=128"), "rtn:int4,group=128,sym=true,clip=none");
+  EXPECT_EQ(run::scheme_canonical("q4_K"), "Q4_K_M");  // a GGUF type name is llama-quantize's file type
+  EXPECT_EQ(run::scheme_canonical("f16"), "fp16");
+  EXPECT_THROW(run::scheme_canonical("int9"), Error);
+}
+
 TEST(RunConfig, ErrorsNameFileFieldAndValue) {
   expect_config_error({{"limt", 3}}, "unknown field 'limt'");
   expect_config_error({{"limit", "3"}}, "field 'limit': expected an integer, got \"3\"");
