@@ -218,9 +218,12 @@ std::string primary_metric(const std::string& kind) {
 }
 
 std::optional<double> quality_pct(double value, double ref, bool higher_is_better) {
-  if (!std::isfinite(value) || !std::isfinite(ref) || value == 0.0 || ref == 0.0) return std::nullopt;
-  if ((value > 0) != (ref > 0)) return std::nullopt;
-  if (higher_is_better && ref > 0) return 100.0 * value / ref;
+  if (!std::isfinite(value) || !std::isfinite(ref) || ref == 0.0) return std::nullopt;
+  if (higher_is_better && ref > 0) {
+    if (value < 0) return std::nullopt;
+    return 100.0 * value / ref;  // an accuracy that fell to 0 is 0%
+  }
+  if (value == 0.0 || (value > 0) != (ref > 0)) return std::nullopt;
   return 100.0 * ref / value;
 }
 
@@ -239,7 +242,9 @@ json pct_entry(double v, double se, std::optional<double> ref, bool hib) {
   if (!ref) return e;
   if (const auto p = quality_pct(v, *ref, hib)) {
     e["pct"] = *p;
-    e["pct_stderr"] = std::abs(*p * se / v);
+    // d pct / d v: 100/r for 100 v/r, and pct/v for 100 r/v.
+    const bool linear = hib && *ref > 0;
+    e["pct_stderr"] = linear ? std::abs(100.0 * se / *ref) : std::abs(*p * se / v);
   }
   return e;
 }

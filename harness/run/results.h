@@ -25,7 +25,7 @@ nlohmann::json load_results(const std::string& path);
 std::string primary_metric(const std::string& task_kind);
 // `value` as a percentage of `ref` such that lower quality is below 100 whatever the metric's
 // direction: 100 v/r for higher-is-better positive metrics, 100 r/v otherwise (perplexities,
-// negative log-likelihoods). nullopt when undefined (zero or mixed signs).
+// negative log-likelihoods). nullopt when undefined (a baseline of 0, mixed signs).
 std::optional<double> quality_pct(double value, double ref, bool higher_is_better);
 
 // {"baseline": canonical scheme or null, "rows": [...]} (SCHEMA.md, "relative").

@@ -121,6 +121,7 @@ TEST(RunResults, QualityPercentFollowsTheMetricsDirection) {
   EXPECT_DOUBLE_EQ(*run::quality_pct(0.45, 0.5, true), 90.0);   // accuracy
   EXPECT_DOUBLE_EQ(*run::quality_pct(12.5, 10.0, false), 80.0);  // perplexity up 25%
   EXPECT_DOUBLE_EQ(*run::quality_pct(-12.5, -10.0, true), 80.0); // log-likelihood down
+  EXPECT_DOUBLE_EQ(*run::quality_pct(0.0, 0.5, true), 0.0);     // accuracy fell to zero
   EXPECT_FALSE(run::quality_pct(0.3, 0.0, true));
   EXPECT_FALSE(run::quality_pct(-1.0, 2.0, true));
   EXPECT_EQ(run::primary_metric("multiple_choice"), "acc");
