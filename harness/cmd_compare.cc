@@ -12,7 +12,7 @@ namespace qbench::cli {
 int cmd_compare(const std::vector<std::string>& args) {
   std::vector<std::string> files, pair_args;
   run::CompareOptions opt;
-  bool json = false;
+  bool json = false, all = false;
   po::options_description desc("qbench compare options");
   desc.add_options()
       ("files", po::value(&files)->value_name("FILE"), "BASELINE.json NEW.json")
@@ -23,6 +23,7 @@ int cmd_compare(const std::vector<std::string>& args) {
        "relative slowdown tolerated beyond the measured spread (default 0.05)")
       ("alpha", po::value(&opt.alpha)->value_name("P"), "one-sided significance level (default 0.05)")
       ("pair", po::value(&pair_args)->value_name("BASE=NEW"), "compare these two schemes (repeatable)")
+      ("all", po::bool_switch(&all), "print every check, not only the regressions")
       ("json", po::bool_switch(&json), "print the findings as one JSON document")
       ("help,h", "show this help");
   po::positional_options_description pos;
@@ -51,10 +52,14 @@ int cmd_compare(const std::vector<std::string>& args) {
     print_json(rep.to_json());
   } else {
     for (const auto& n : rep.notes) std::printf("note: %s\n", n.c_str());
+    int passed = 0;
     for (const auto& f : rep.findings) {
+      passed += !f.regression;
+      if (!f.regression && !all) continue;
       std::printf("%-10s %s %s: %s\n", f.regression ? "REGRESSION" : "ok", f.scheme.c_str(), f.what.c_str(), f.detail.c_str());
     }
-    std::printf("%s\n", rep.regression() ? "result: regression" : "result: no regression");
+    std::printf("result: %s (%zu checks, %d within tolerance%s)\n", rep.regression() ? "regression" : "no regression",
+                rep.findings.size(), passed, all ? "" : "; --all lists them");
   }
   return rep.regression() ? 1 : 0;
 }
