@@ -2,8 +2,14 @@
 // interruption, failed schemes, compare (both outcomes), report formats, bench.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "engine/core/error.h"
 #include "harness/cli.h"
@@ -159,6 +165,61 @@ TEST(Run, InterruptedRunLeavesValidFileAndResumes) {
   // A file that is not a results document is never overwritten.
   std::ofstream(f.dir + "/junk.json") << "{\"hello\": 1}";
   EXPECT_THROW(run_quiet(c, f.dir + "/junk.json"), Error);
+}
+
+// A real Ctrl-C: SIGINT once the first unit is saved; the process stops after the units in
+// flight (exit 130), the file is valid and says "interrupted", and --resume finishes the rest.
+TEST(Run, SigintStopsCleanlyAndResumeFinishes) {
+  const auto f = make_fixture("run-sigint");
+  auto c = test::tiny_config(f.model, {"fp16", "int8", "q8_0", "rtn:int4,group=64", "rtn:int5,group=64", "nf4"});
+  c.suites = {"chat", "math_reasoning"};
+  c.limit = 10;
+  c.threads = 1;  // units one at a time, so the signal lands between them
+  const std::string cfg = f.dir + "/exp.json", out = f.dir + "/res.json";
+  test::write_json(cfg, c.to_json());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string log = f.dir + "/child.log";
+    freopen(log.c_str(), "w", stdout);
+    freopen(log.c_str(), "a", stderr);
+    execl(QBENCH_BINARY, "qbench", "run", "--config", cfg.c_str(), "--out", out.c_str(), "--quiet", (char*)nullptr);
+    _exit(127);
+  }
+  bool signalled = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!signalled && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (!fs::exists(out)) continue;
+    json doc;
+    try {
+      doc = test::read_json(out);  // replaced atomically: always a whole document
+    } catch (const json::exception&) {
+      FAIL() << "results file not valid JSON while running";
+    }
+    if (count_status(doc, "ok") >= 1) {
+      ASSERT_EQ(kill(pid, SIGINT), 0);
+      signalled = true;
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(signalled) << "no unit finished within 60 s";
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 130) << "the run finished before the signal; give it more work";
+  json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["status"], "interrupted");
+  const int done = count_status(doc, "ok"), pending = count_status(doc, "pending");
+  EXPECT_GE(done, 1);
+  EXPECT_GE(pending, 1);
+  const auto resumed = test::run_cli("run --config " + cfg + " --out " + out + " --resume", f.dir);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find(std::to_string(done) + " reused from the cache"), std::string::npos) << resumed.err;
+  doc = test::read_json(out);
+  EXPECT_EQ(doc["status"], "complete");
+  EXPECT_EQ(count_status(doc, "pending"), 0);
+  EXPECT_EQ(count_status(doc, "ok"), 6 * 5);
 }
 
 TEST(Run, FailedSchemeIsRecordedAndTheOthersComplete) {
