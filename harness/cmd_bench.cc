@@ -8,6 +8,7 @@
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "harness/run/config.h"
+#include "harness/run/memory.h"
 #include "harness/run/shapes.h"
 #include "harness/run/speed.h"
 #include "harness/sysinfo.h"
@@ -48,6 +49,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   quant::QuantizeReport rep;
   std::optional<Model> model;
   int64_t n_params = 0;
+  double bpw = 0;
   nlohmann::json mj;
   {
     // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
@@ -55,6 +57,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     n_params = source.n_params();
     mj = model_json(source);
     model.emplace(quant::quantize_model(source, recipe, &rep));
+    bpw = run::linear_bits_per_weight(rep, source.tied_output);
   }
   const run::SpeedResult r = run::measure_speed(*model, so);
   const std::string model_name = shape_name.empty() ? model->config.name : shape_name;
@@ -62,7 +65,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (o.json) {
     print_json({{"command", "bench"}, {"model", mj}, {"shape", shape_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(shape_name)},
                 {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)},
-                {"bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
+                {"bits_per_weight", bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
                 {"quantize_seconds", rep.seconds}, {"simd_path", simd}, {"cpu", cpu_name()},
                 {"peak_rss_bytes", peak_rss_bytes()}, {"speed", r.to_json()}});
     return 0;
@@ -79,7 +82,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::snprintf(size, sizeof size, "%.2f MiB", double(model->weight_bytes()) / (1024.0 * 1024.0));
     std::snprintf(rate, sizeof rate, "%.2f +/- %.2f", s.mean, s.sd);
     std::printf("| %-16s | %8s | %10s | %-20s | %5.2f | %7d | %6s | %18s | %9.2f |\n", model_name.c_str(), params, size,
-                scheme.c_str(), rep.bits_per_weight, so.threads, test.c_str(), rate, s.median);
+                scheme.c_str(), bpw, so.threads, test.c_str(), rate, s.median);
   }
   std::fprintf(stderr, "[%s, simd path %s, %lld reps after %lld warm-up, peak RSS %.1f MiB]\n", cpu_name().c_str(),
                simd.c_str(), (long long)so.reps, (long long)so.warmup, double(peak_rss_bytes()) / (1024.0 * 1024.0));

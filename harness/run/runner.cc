@@ -21,6 +21,7 @@
 #include "engine/core/mapped_file.h"
 #include "engine/kernels/quant_dot.h"
 #include "harness/cli.h"
+#include "harness/run/memory.h"
 #include "harness/run/results.h"
 #include "harness/run/speed.h"
 #include "harness/sha256.h"
@@ -94,6 +95,11 @@ class Progress {
     if (!enabled_) return;
     std::lock_guard lock(mu_);
     std::fprintf(stderr, "[%d/%d] start %s\n", done_, total_, what.c_str());
+  }
+  // Units that will not run (their scheme failed).
+  void drop(int n) {
+    std::lock_guard lock(mu_);
+    total_ -= n;
   }
   void finished(const std::string& what, const std::string& outcome) {
     std::lock_guard lock(mu_);
@@ -323,19 +329,11 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   std::vector<bool> failed(c.schemes.size(), false);
   for (size_t i = 0; i < c.schemes.size() && !stop_requested(o); ++i) {
     if (!needs_model[i]) continue;
-    progress.started("quantize " + canon[i]);
+    progress.started("quantize " + c.schemes[i]);
     try {
       quant::QuantizeReport rep;
       variants[i] = std::make_unique<Model>(quant::quantize_model(source, quant::make_recipe(c.schemes[i]), &rep));
-      // Bits per weight of the multiplied matrices: the token embedding is a lookup table (kept F32
-      // by non-GGUF schemes) unless the output shares it.
-      double linear_bits = 0, linear_n = 0;
-      for (const auto& t : rep.tensors) {
-        if (t.name == "token_embd.weight" && !source.tied_output) continue;
-        linear_bits += 8.0 * double(t.bytes);
-        linear_n += double(t.rows) * double(t.cols);
-      }
-      const double linear_bpw = linear_n > 0 ? linear_bits / linear_n : 0.0;
+      const double linear_bpw = linear_bits_per_weight(rep, source.tied_output);
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
       document.update([&](json& d) {
         json& run = d["runs"][i];
@@ -347,7 +345,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
                          {"kv_ctx", kv_ctx}, {"peak_rss_bytes", peak_rss_bytes()}};
         run["status"] = "running";
       });
-      progress.finished("quantize " + canon[i], "ok, " + std::to_string(linear_bpw).substr(0, 5) + " bits/weight");
+      progress.finished("quantize " + c.schemes[i], "ok, " + std::to_string(linear_bpw).substr(0, 5) + " bits/weight");
     } catch (const Error& e) {
       failed[i] = true;
       ++outcome.failed_units;
@@ -358,7 +356,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
           if (u["status"] == "pending") u = {{"key", u["key"]}, {"status", "skipped"}, {"error", "scheme failed"}};
         }
       });
-      progress.finished("quantize " + canon[i], std::string("FAILED: ") + e.what());
+      progress.finished("quantize " + c.schemes[i], std::string("FAILED: ") + e.what());
+      progress.drop(int(std::count_if(quality_units.begin(), quality_units.end(), [&](const Unit& u) { return u.run == i; }) +
+                        std::count_if(speed_units.begin(), speed_units.end(), [&](const Unit& u) { return u.run == i; })));
     }
   }
 
@@ -458,7 +458,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   tbb::parallel_for(size_t(0), runnable.size(), size_t(1), [&](size_t k) {
     const Unit& u = runnable[k];
     if (stop_requested(o)) return;
-    const std::string what = canon[u.run] + " " + u.name;
+    const std::string what = c.schemes[u.run] + " " + u.name;
     progress.started(what);
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -475,7 +475,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   for (const auto& u : speed_units) {
     if (stop_requested(o)) break;
     if (failed[u.run] || !variants[u.run]) continue;
-    const std::string what = canon[u.run] + " speed";
+    const std::string what = c.schemes[u.run] + " speed";
     progress.started(what);
     const auto t0 = std::chrono::steady_clock::now();
     try {

@@ -58,10 +58,6 @@ nlohmann::json SpeedResult::to_json() const {
           {"kv_cache_bytes", kv_cache_bytes}};
 }
 
-size_t kv_cache_bytes(const ModelConfig& c, int64_t n_ctx) {
-  return size_t(2) * size_t(c.n_layer) * size_t(n_ctx) * size_t(c.n_embd_kv()) * sizeof(float);
-}
-
 SpeedResult measure_speed(const Model& model, const SpeedOptions& opt) {
   QB_ASSERT(opt.prefill >= 1 && opt.decode >= 1 && opt.reps >= 1 && opt.warmup >= 0);
   const int64_t n_ctx = opt.prefill + opt.decode;

@@ -44,7 +44,4 @@ struct SpeedResult {
 // Throws qbench::Error when prefill + decode exceed what the model can take.
 SpeedResult measure_speed(const Model& model, const SpeedOptions& opt);
 
-// Bytes of the F32 KV cache of one sequence of n_ctx tokens (keys and values, all layers).
-size_t kv_cache_bytes(const ModelConfig& c, int64_t n_ctx);
-
 }  // namespace qbench::run
