@@ -1,5 +1,6 @@
 #include "harness/run/config.h"
 
+#include <cstdlib>
 #include <set>
 
 #include "engine/core/error.h"
@@ -45,6 +46,16 @@ bool read_value(const nlohmann::json& v, StringList& out) {
 std::string scheme_canonical(const std::string& scheme) {
   const quant::Recipe r = quant::make_recipe(scheme);
   return r.ftype ? std::string(quant::ftype_info(*r.ftype).name) : r.scheme.to_string();
+}
+
+std::string expand_path(const std::string& value, const std::string& field) {
+  const std::string var = "$QBENCH_SHARED/";
+  if (value.rfind(var, 0) != 0) return value;
+  const char* root = std::getenv("QBENCH_SHARED");
+  if (root == nullptr || *root == '\0') {
+    throw Error("field '" + field + "': '" + value + "' needs the environment variable QBENCH_SHARED, which is not set");
+  }
+  return std::string(root) + "/" + value.substr(var.size());
 }
 
 nlohmann::json ExperimentConfig::to_json() const {

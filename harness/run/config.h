@@ -19,7 +19,7 @@ inline constexpr int kConfigVersion = 1;
 // clang-format off
 #define QBENCH_EXPERIMENT_FIELDS(X)                                                                          \
   X(std::string, name, "default", "experiment name; the default output is results/runs/NAME.json")           \
-  X(std::string, model, "", "model file (GGUF, or llama2.c .bin with tokenizer); empty: the built-in default model") \
+  X(std::string, model, "", "model file (GGUF, or llama2.c .bin with tokenizer; may start with $QBENCH_SHARED/); empty: the built-in default model") \
   X(std::string, tokenizer, "", "llama2.c tokenizer.bin for a .bin model")                                    \
   X(StringList, schemes, (StringList{"fp16", "int8", "rtn:int4,group=128", "q4_K", "nf4"}),                   \
     "quantization schemes (qbench schemes), one run each, in this order")                                     \
@@ -71,6 +71,10 @@ ExperimentConfig load_config(const std::string& path);
 // clip=none"), or llama-quantize's name of a file type with its mix ("q4_K" -> "Q4_K_M").
 // Throws qbench::Error on an unknown or malformed scheme.
 std::string scheme_canonical(const std::string& scheme);
+// Path fields (model, tokenizer, ppl_text) may start with "$QBENCH_SHARED/" (the shared models
+// and datasets folder); other relative paths are relative to the working directory. Throws
+// qbench::Error naming the field when the variable is needed but not set.
+std::string expand_path(const std::string& value, const std::string& field);
 // Range checks (also run by parse_config).
 void validate_config(const ExperimentConfig& c, const std::string& where);
 

@@ -51,7 +51,7 @@ std::string default_results_path(const ExperimentConfig& config) {
 
 std::string perplexity_text(const ExperimentConfig& c) {
   const std::string prefix = "generated:";
-  if (c.ppl_text.rfind(prefix, 0) != 0) return read_text_file(c.ppl_text);
+  if (c.ppl_text.rfind(prefix, 0) != 0) return read_text_file(expand_path(c.ppl_text, "ppl_text"));
   std::string text;
   std::string list = c.ppl_text.substr(prefix.size());
   size_t start = 0;
@@ -184,7 +184,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   }
 
   // Model, data.
-  std::string model_path = c.model;
+  std::string model_path = expand_path(c.model, "model");
   if (model_path.empty()) {
     model_path = cli::default_model_path();
     if (!fs::exists(model_path)) {
@@ -192,7 +192,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
                   " does not exist yet (train it with 'qbench train', or set \"model\" in a --config)");
     }
   }
-  const Model source = load_model(model_path, c.tokenizer);
+  const Model source = load_model(model_path, expand_path(c.tokenizer, "tokenizer"));
   const std::string model_sha = sha256_file(model_path);
   const std::string items_dir_name = fs::path(o.out).stem().string() + ".items";
   const fs::path out_dir = fs::path(o.out).parent_path();

@@ -89,6 +89,19 @@ TEST(RunConfig, CanonicalSchemes) {
   EXPECT_THROW(run::scheme_canonical("int9"), Error);
 }
 
+TEST(RunConfig, SharedFolderInPaths) {
+  setenv("QBENCH_SHARED", "/data/shared", 1);
+  EXPECT_EQ(run::expand_path("$QBENCH_SHARED/models/m.gguf", "model"), "/data/shared/models/m.gguf");
+  EXPECT_EQ(run::expand_path("models/m.gguf", "model"), "models/m.gguf");
+  unsetenv("QBENCH_SHARED");
+  try {
+    run::expand_path("$QBENCH_SHARED/models/m.gguf", "model");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'model'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(RunConfig, ErrorsNameFileFieldAndValue) {
   expect_config_error({{"limt", 3}}, "unknown field 'limt'");
   expect_config_error({{"limit", "3"}}, "field 'limit': expected an integer, got \"3\"");
