@@ -226,7 +226,8 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
           const double floor = 1.0 - opt.max_slowdown - noise;
           rep.findings.push_back({scheme, std::string("speed ") + phase,
                                   f4(mb) + " -> " + f4(mn) + " tokens/s (x" + f4(ratio) + "; fails below x" + f4(floor) +
-                                      " = 1 - " + f4(opt.max_slowdown) + " tolerance - " + f4(noise) + " measured spread)",
+                                      " = 1 - " + f4(opt.max_slowdown) + " tolerance - " + f4(noise) + " measured spread" +
+                                      (floor <= 0 ? ": too noisy to detect any slowdown)" : ")"),
                                   ratio < floor});
         }
       } else if (name.rfind("suite:", 0) == 0) {

@@ -443,12 +443,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       }
       d["runs"][u.run]["units"][u.name] = unit;
       d["runs"][u.run]["memory"]["peak_rss_bytes"] = peak_rss_bytes();
+      // Counted under the document's lock: units finish on several threads.
+      ++(result ? outcome.measured_units : outcome.failed_units);
     });
-    if (result) {
-      ++outcome.measured_units;
-    } else {
-      ++outcome.failed_units;
-    }
   };
 
   std::vector<Unit> runnable;

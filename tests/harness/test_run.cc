@@ -284,6 +284,30 @@ TEST(Run, ReportFormats) {
   EXPECT_EQ(test::run_cli("report " + f.dir + "/tiny.gguf", f.dir).exit_code, 2);
 }
 
+// scripts/plot.py on a produced file (Debian's /usr/bin/python3 with python3-matplotlib).
+TEST(Run, PlotScriptWritesPngAndPdf) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+    if (test::in_ci()) FAIL() << "python3-matplotlib missing (scripts/setup.sh installs it)";
+    GTEST_SKIP() << "python3-matplotlib not installed";
+  }
+  const auto f = make_fixture("run-plot");
+  auto c = test::tiny_config(f.model, {"fp16", "q8_0", "rtn:int4,group=128"});  // the last one fails
+  run_quiet(c, f.dir + "/res.json");
+  const std::string cmd = "/usr/bin/python3 " QBENCH_SOURCE_DIR "/scripts/plot.py " + f.dir + "/res.json --out " + f.dir +
+                          "/plots >" + f.dir + "/plot.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  for (const char* name : {"pareto.png", "pareto.pdf", "degradation.png", "degradation.pdf"}) {
+    const std::string p = f.dir + "/plots/" + name;
+    ASSERT_TRUE(fs::exists(p)) << p;
+    EXPECT_GT(fs::file_size(p), 1000u) << p;
+  }
+  std::ofstream(f.dir + "/junk.json") << "{}";
+  const std::string bad = "/usr/bin/python3 " QBENCH_SOURCE_DIR "/scripts/plot.py " + f.dir + "/junk.json --out " + f.dir +
+                          "/p2 >/dev/null 2>&1";
+  const int status = std::system(bad.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
 TEST(Run, BenchOnATinyShape) {
   const std::string dir = test::temp_dir("run-bench");
   const auto r = test::run_cli("bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --json", dir);
