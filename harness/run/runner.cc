@@ -24,10 +24,10 @@
 #include "harness/run/memory.h"
 #include "harness/run/results.h"
 #include "harness/run/speed.h"
+#include "harness/run/units.h"
 #include "harness/sha256.h"
 #include "harness/sysinfo.h"
 #include "quantizers/quantize_model.h"
-#include "tasks/evaluate.h"
 #include "tasks/kl.h"
 #include "tasks/perplexity.h"
 
@@ -118,14 +118,6 @@ class Progress {
   std::mutex mu_;
 };
 
-struct SuiteData {
-  std::string name;
-  std::vector<TaskDef> tasks;
-  std::vector<std::vector<Example>> items;
-  std::string items_sha;
-  json task_defs = json::array();
-};
-
 struct Unit {
   size_t run = 0;
   std::string name;  // "perplexity", "kl", "suite:NAME", "speed"
@@ -200,23 +192,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
 
   const auto all_tasks = builtin_tasks();
   std::vector<SuiteData> suites;
-  for (const auto& s : c.suites) {
-    SuiteData sd;
-    sd.name = s;
-    Sha256 h;
-    for (const auto& tn : suite_tasks(s)) {
-      TaskDef t = find_task(all_tasks, tn);
-      if (!t.source.generator.empty()) t.source.seed = uint64_t(c.seed);
-      sd.items.push_back(task_items(t, c.limit));
-      for (const auto& e : sd.items.back()) h.update(cli::json_text(json{{"id", e.id}, {"context", e.context},
-                                                                          {"target", e.target}, {"answer", e.answer},
-                                                                          {"choices", e.choices}}));
-      sd.task_defs.push_back(t.to_json());
-      sd.tasks.push_back(std::move(t));
-    }
-    sd.items_sha = h.hex_digest();
-    suites.push_back(std::move(sd));
-  }
+  for (const auto& s : c.suites) suites.push_back(build_suite(s, all_tasks, uint64_t(c.seed), c.limit));
   std::vector<int32_t> ppl_tokens;
   std::string text_sha;
   if (c.perplexity) {
@@ -227,7 +203,6 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   PerplexityOptions popt;
   popt.n_ctx = c.ppl_ctx;
   popt.max_chunks = c.ppl_chunks;
-  popt.keep_token_nll = true;
 
   const std::string simd_path(isa_name(default_isa()));
   const int speed_threads = c.speed_threads > 0 ? int(c.speed_threads) : int(std::max(1u, std::thread::hardware_concurrency()));
@@ -374,54 +349,15 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       reference_error = std::string("reference logits: ") + e.what();
     }
   }
-  auto run_quality = [&](const Unit& u) -> std::pair<json, std::vector<json>> {
+  auto run_quality = [&](const Unit& u) -> UnitOutput {
     const Model& m = *variants[u.run];
-    std::vector<json> records;
-    if (u.name == "perplexity") {
-      const PerplexityResult r = llama_perplexity(m, ppl_tokens, popt);
-      const int64_t per = scored_per_chunk(r.n_ctx);
-      for (int64_t ch = 0; ch < r.n_chunks; ++ch) {
-        double s = 0;
-        for (int64_t k = 0; k < per; ++k) s += r.token_nll[size_t(ch * per + k)];
-        records.push_back({{"chunk", ch}, {"nll_sum", s}, {"count", per}});
-      }
-      return {{{"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.stats.mean()}, {"n_ctx", r.n_ctx},
-               {"n_chunks", r.n_chunks}, {"n_scored", r.stats.count}, {"n_text_tokens", r.n_text_tokens},
-               {"protocol", "llama.cpp llama-perplexity"}},
-              records};
-    }
+    if (u.name == "perplexity") return perplexity_unit(m, ppl_tokens, popt);
     if (u.name == "kl") {
       if (!reference) throw Error(reference_error);
-      const KlResult k = kl_divergence(m, *reference, ppl_tokens, popt);
-      const int64_t per = scored_per_chunk(c.ppl_ctx);
-      for (int64_t ch = 0; per > 0 && ch * per < int64_t(k.kld.size()); ++ch) {
-        double s = 0;
-        for (int64_t j = 0; j < per; ++j) s += k.kld[size_t(ch * per + j)];
-        records.push_back({{"chunk", ch}, {"kld_sum", s}, {"count", per}});
-      }
-      return {{{"kld_mean", k.kld_mean}, {"kld_stderr", k.kld_stderr}, {"kld_max", k.kld_max},
-               {"kld_p99", k.kld_p99}, {"kld_median", k.kld_median}, {"same_top", k.same_top},
-               {"same_top_stderr", k.same_top_stderr}, {"ppl_q", k.ppl_q}, {"ppl_ref", k.ppl_ref},
-               {"ln_ppl_ratio", k.ln_ppl_ratio}, {"ln_ppl_ratio_stderr", k.ln_ppl_ratio_stderr},
-               {"delta_p_rms", k.delta_p_rms}, {"n_positions", k.n_positions}, {"top_k", c.kl_top_k}},
-              records};
+      return kl_unit(m, *reference, ppl_tokens, popt);
     }
     QB_ASSERT(u.suite != nullptr);
-    const LanguageModel lm(m, c.ctx);
-    const SuiteData& sd = *u.suite;
-    std::vector<TaskResult> results(sd.tasks.size());
-    tbb::parallel_for(size_t(0), sd.tasks.size(),
-                      [&](size_t t) { results[t] = evaluate_task(lm, sd.tasks[t], sd.items[t], true); });
-    json tasks = json::array();
-    for (const auto& r : results) {
-      tasks.push_back(r.to_json());
-      for (const auto& it : r.items) {
-        json rec = it;
-        rec["task"] = r.task;
-        records.push_back(std::move(rec));
-      }
-    }
-    return {{{"tasks", tasks}}, records};
+    return suite_unit(m, *u.suite, c.ctx);
   };
 
   auto finish_unit = [&](const Unit& u, double seconds, std::optional<json> result, std::vector<json> records,
@@ -459,8 +395,8 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     progress.started(what);
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      auto [result, records] = run_quality(u);
-      finish_unit(u, seconds_since(t0), std::move(result), std::move(records), "");
+      UnitOutput r = run_quality(u);
+      finish_unit(u, seconds_since(t0), std::move(r.result), std::move(r.records), "");
       progress.finished(what, "ok");
     } catch (const Error& e) {
       finish_unit(u, seconds_since(t0), std::nullopt, {}, e.what());
