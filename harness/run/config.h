@@ -19,6 +19,10 @@ inline constexpr int kConfigVersion = 1;
 // clang-format off
 #define QBENCH_EXPERIMENT_FIELDS(X)                                                                          \
   X(std::string, name, "default", "experiment name; the default output is results/runs/NAME.json")           \
+  X(std::string, description,                                                                                 \
+    "the built-in model x fp16, int8, int4 (group 128), q4_K, nf4 x perplexity, KL, math_reasoning, chat, speed; " \
+    "50 items per task and 40 perplexity chunks of 128 tokens keep it to about 2 minutes on 2 cores",          \
+    "what the experiment measures and why its limits are what they are")                                      \
   X(std::string, model, "", "model file (GGUF, or llama2.c .bin with tokenizer; may start with $QBENCH_SHARED/); empty: the built-in default model") \
   X(std::string, tokenizer, "", "llama2.c tokenizer.bin for a .bin model")                                    \
   X(StringList, schemes, (StringList{"fp16", "int8", "rtn:int4,group=128", "q4_K", "nf4"}),                   \
