@@ -46,7 +46,9 @@ int cmd_run(const std::vector<std::string>& args) {
              "against the unquantized model and the task suites of all schemes concurrently, then measures\n"
              "prefill/decode speed alone. The results JSON (results/SCHEMA.md) is rewritten atomically after\n"
              "every unit, so Ctrl-C leaves a valid file; a rerun reuses units whose content key matches.\n"
-             "Without --config: the default experiment (experiments/default.json) on the built-in model.",
+             "Without --config: the default experiment (experiments/default.json) on the built-in model.\n"
+             "Exit status: 0 everything measured, 1 a scheme or unit failed (recorded in the file), 2 bad input,\n"
+             "130 interrupted (Ctrl-C; continue with --resume).",
              vm)) {
     return 0;
   }
