@@ -101,6 +101,30 @@ TEST(Run, ResultsFollowTheSchemaAndTheRelativeTable) {
   EXPECT_EQ(problems[2], "runs[1].units.perplexity.result.ppl: expected a number, got string");
 }
 
+// Same inputs and seed give the same quality numbers whatever the thread count (timings aside).
+TEST(Run, QualityIsIdenticalForAnyThreadCount) {
+  const auto f = make_fixture("run-threads");
+  auto c = test::tiny_config(f.model, {"fp16", "nf4"});
+  c.speed = false;
+  cli::set_threads(1);
+  run_quiet(c, f.dir + "/one.json");
+  cli::set_threads(2);
+  run_quiet(c, f.dir + "/two.json");
+  const json a = test::read_json(f.dir + "/one.json"), b = test::read_json(f.dir + "/two.json");
+  for (size_t i = 0; i < 2; ++i) {
+    for (const char* unit : {"perplexity", "kl", "suite:chat"}) {
+      json ra = a["runs"][i]["units"][unit]["result"], rb = b["runs"][i]["units"][unit]["result"];
+      if (ra.contains("tasks")) {
+        for (auto& t : ra["tasks"]) t.erase("seconds");
+        for (auto& t : rb["tasks"]) t.erase("seconds");
+      }
+      EXPECT_EQ(ra, rb) << unit;
+      EXPECT_EQ(a["runs"][i]["units"][unit]["key"], b["runs"][i]["units"][unit]["key"]);
+    }
+  }
+  EXPECT_EQ(a["relative"]["rows"][1]["quality"], b["relative"]["rows"][1]["quality"]);
+}
+
 TEST(Run, RerunReusesCachedUnitsByContentKey) {
   const auto f = make_fixture("run-cache");
   auto c = test::tiny_config(f.model, {"fp16", "int8"});
