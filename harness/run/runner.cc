@@ -166,7 +166,11 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   // Previous results (cache and --resume).
   json previous;
   if (fs::exists(o.out) && !o.force) {
-    previous = load_results(o.out);  // throws when unreadable: never silently overwrite a results file
+    try {
+      previous = load_results(o.out);  // never silently overwrite a file that is not ours
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (--force overwrites it; or choose another --out)");
+    }
     if (o.resume && previous["meta"]["experiment"].value("name", "") != c.name) {
       throw Error(o.out + ": holds experiment '" + previous["meta"]["experiment"].value("name", "") + "', not '" +
                   c.name + "'");
