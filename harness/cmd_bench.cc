@@ -35,7 +35,8 @@ int cmd_bench(const std::vector<std::string>& args) {
              "usage: qbench bench (--model FILE | --shape NAME) [--scheme S] [--prefill 128] [--decode 32] [--reps 5] [--json]\n\n"
              "Measures prefill (pp) and decode (tg) tokens/s of the quantized model alone, after warm-up, with a\n"
              "fixed thread count: mean +/- sd and median over the repetitions, like llama-bench. --shape builds\n"
-             "random weights of that architecture in memory (no file) and releases the F32 copy after quantizing.",
+             "random weights of that architecture in memory (no file): one F32 layer shared by all layers until each\n"
+             "is quantized into its own packed copy, then the F32 bytes are released.",
              vm)) {
     return 0;
   }
@@ -53,7 +54,9 @@ int cmd_bench(const std::vector<std::string>& args) {
   nlohmann::json mj;
   {
     // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
-    Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name));
+    // Shapes: layers share one F32 draw (each is packed separately), unless the scheme keeps F32.
+    const bool share = run::scheme_canonical(scheme) != "f32";
+    Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name), 1, share);
     n_params = source.n_params();
     mj = model_json(source);
     model.emplace(quant::quantize_model(source, recipe, &rep));

@@ -69,7 +69,7 @@ int64_t shape_parameters(const ModelShape& shape) {
   return c.n_vocab * d * (shape.tied_output ? 1 : 2) + d + c.n_layer * per_layer;
 }
 
-Model build_random_model(const ModelShape& shape, uint64_t seed) {
+Model build_random_model(const ModelShape& shape, uint64_t seed, bool share_layer_weights) {
   const ModelConfig& c = shape.config;
   validate_config(c, "shape " + shape.name);
   Model m;
@@ -94,7 +94,12 @@ Model build_random_model(const ModelShape& shape, uint64_t seed) {
   }
   m.output_norm.assign(size_t(d), 1.0f);
   m.layers.resize(size_t(c.n_layer));
-  for (auto& L : m.layers) {
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& L = m.layers[l];
+    if (share_layer_weights && l > 0) {
+      L = m.layers[0];  // views of layer 0's buffers (norms and biases are small copies)
+      continue;
+    }
     L.attn_norm.assign(size_t(d), 1.0f);
     L.ffn_norm.assign(size_t(d), 1.0f);
     matrix(L.wq, d, d);

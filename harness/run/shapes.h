@@ -26,7 +26,11 @@ const ModelShape& find_shape(const std::string& name);
 // Parameters of the shape (embeddings, the output unless tied, every layer's weights, norms and
 // biases), computed from the dimensions without building anything.
 int64_t shape_parameters(const ModelShape& shape);
-// F32 random weights (deterministic for a seed; tensors filled in parallel).
-Model build_random_model(const ModelShape& shape, uint64_t seed = 1);
+// F32 random weights (deterministic for a seed; tensors filled in parallel). With
+// `share_layer_weights` every layer's matrices view the same random draw, so the F32 model takes
+// one layer's bytes instead of n_layer: for callers that quantize at once (qbench bench), where
+// each layer still gets its own packed copy and the kernels read as many distinct bytes as with
+// independent layers. Not for schemes that keep F32 matrices as they are.
+Model build_random_model(const ModelShape& shape, uint64_t seed = 1, bool share_layer_weights = false);
 
 }  // namespace qbench::run

@@ -154,6 +154,14 @@ TEST(RunShapes, PublishedParameterCounts) {
   EXPECT_EQ(m.n_params(), run::shape_parameters(tiny));
   const Model q = run::build_random_model(run::find_shape("tiny"), 3);
   EXPECT_EQ(std::memcmp(m.layers[1].w_up.data, q.layers[1].w_up.data, m.layers[1].w_up.bytes()), 0);  // deterministic
+  EXPECT_NE(m.layers[1].w_up.data, m.layers[0].w_up.data);
+  // Shared layers: one F32 draw, but every layer packed into its own bytes.
+  const Model shared = run::build_random_model(tiny, 3, /*share_layer_weights=*/true);
+  EXPECT_EQ(shared.n_params(), m.n_params());
+  EXPECT_EQ(shared.layers[1].w_up.data, shared.layers[0].w_up.data);
+  const Model packed = quant::quantize_model(shared, quant::make_recipe("q8_0"));
+  EXPECT_NE(packed.layers[1].w_up.data, packed.layers[0].w_up.data);  // distinct packed copies
+  EXPECT_EQ(packed.layers[1].w_up.type, TensorType::Q8_0);
 }
 
 }  // namespace
