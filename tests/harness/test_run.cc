@@ -281,6 +281,13 @@ TEST(Run, CliErrorsAreOneLineWithExitCode2) {
   EXPECT_NE(r.err.find("absent.gguf"), std::string::npos) << r.err;
   r = test::run_cli("run --config " + f.dir + "/absent.json", f.dir);
   EXPECT_EQ(r.exit_code, 2);
+  // The field list printed from the one declaration: every field with its default.
+  r = test::run_cli("run --list-fields", f.dir);
+  EXPECT_EQ(r.exit_code, 0);
+  for (const auto& field : run::experiment_fields()) {
+    EXPECT_NE(r.out.find(field.name + " "), std::string::npos) << field.name;
+  }
+  EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
 }
 
 TEST(Run, ReportFormats) {
