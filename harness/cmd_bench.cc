@@ -1,0 +1,95 @@
+// qbench bench: prefill and decode speed of one scheme, llama-bench style, on a model file or a
+// random-weight model of a published architecture (--shape).
+#include <cstdio>
+#include <optional>
+
+#include "engine/core/error.h"
+#include "engine/kernels/quant_dot.h"
+#include "harness/cli.h"
+#include "harness/commands.h"
+#include "harness/run/config.h"
+#include "harness/run/memory.h"
+#include "harness/run/shapes.h"
+#include "harness/run/speed.h"
+#include "harness/sysinfo.h"
+#include "quantizers/quantize_model.h"
+
+namespace qbench::cli {
+
+int cmd_bench(const std::vector<std::string>& args) {
+  ModelOptions o;
+  std::string shape_name, scheme = "fp16";
+  run::SpeedOptions so;
+  po::options_description desc("qbench bench options");
+  desc.add_options()
+      ("shape", po::value(&shape_name)->value_name("NAME"),
+       "random-weight model of a published architecture instead of --model: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, tiny")
+      ("scheme,s", po::value(&scheme)->value_name("S"), "quantization scheme (default fp16; see qbench schemes)")
+      ("prefill,p", po::value(&so.prefill)->value_name("N"), "prefill tokens (default 128)")
+      ("decode,n", po::value(&so.decode)->value_name("N"), "decode tokens after the prefill (default 32)")
+      ("reps,r", po::value(&so.reps)->value_name("N"), "measured repetitions (default 5)")
+      ("warmup", po::value(&so.warmup)->value_name("N"), "unmeasured warm-up repetitions (default 1)");
+  add_model_options(desc, o);
+  po::variables_map vm;
+  if (!parse(args, desc,
+             "usage: qbench bench (--model FILE | --shape NAME) [--scheme S] [--prefill 128] [--decode 32] [--reps 5] [--json]\n\n"
+             "Measures prefill (pp) and decode (tg) tokens/s of the quantized model alone, after warm-up, with a\n"
+             "fixed thread count: mean +/- sd and median over the repetitions, like llama-bench. --shape builds\n"
+             "random weights of that architecture in memory (no file): one F32 layer shared by all layers until each\n"
+             "is quantized into its own packed copy, then the F32 bytes are released.",
+             vm)) {
+    return 0;
+  }
+  if (!shape_name.empty() && !o.model.empty()) throw Error("give --model or --shape, not both");
+  if (so.prefill < 1 || so.decode < 1 || so.reps < 1 || so.warmup < 0) {
+    throw Error("--prefill, --decode and --reps must be >= 1, --warmup >= 0");
+  }
+  set_threads(o.threads);
+  so.threads = thread_count();
+  const quant::Recipe recipe = quant::make_recipe(scheme);
+  quant::QuantizeReport rep;
+  std::optional<Model> model;
+  int64_t n_params = 0;
+  double bpw = 0;
+  nlohmann::json mj;
+  {
+    // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
+    // Shapes: layers share one F32 draw (each is packed separately), unless the scheme keeps F32.
+    const bool share = run::scheme_canonical(scheme) != "f32";
+    Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name), 1, share);
+    n_params = source.n_params();
+    mj = model_json(source);
+    model.emplace(quant::quantize_model(source, recipe, &rep));
+    bpw = run::linear_bits_per_weight(rep, source.tied_output);
+  }
+  const run::SpeedResult r = run::measure_speed(*model, so);
+  const std::string model_name = shape_name.empty() ? model->config.name : shape_name;
+  const std::string simd(isa_name(default_isa()));
+  if (o.json) {
+    print_json({{"command", "bench"}, {"model", mj}, {"shape", shape_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(shape_name)},
+                {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)},
+                {"bits_per_weight", bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
+                {"quantize_seconds", rep.seconds}, {"simd_path", simd}, {"cpu", cpu_name()},
+                {"peak_rss_bytes", peak_rss_bytes()}, {"speed", r.to_json()}});
+    return 0;
+  }
+  std::printf("| %-16s | %8s | %10s | %-20s | %5s | %7s | %6s | %18s | %9s |\n", "model", "params", "size", "scheme", "bpw",
+              "threads", "test", "t/s (mean +/- sd)", "median");
+  std::printf("| %-16s | %8s | %10s | %-20s | %5s | %7s | %6s | %18s | %9s |\n", "---", "---:", "---:", "---", "---:",
+              "---:", "---:", "---:", "---:");
+  for (int phase = 0; phase < 2; ++phase) {
+    const run::RateStats& s = phase == 0 ? r.prefill : r.decode;
+    const std::string test = (phase == 0 ? "pp" : "tg") + std::to_string(phase == 0 ? so.prefill : so.decode);
+    char params[32], size[32], rate[48];
+    std::snprintf(params, sizeof params, "%.2f M", double(n_params) / 1e6);
+    std::snprintf(size, sizeof size, "%.2f MiB", double(model->weight_bytes()) / (1024.0 * 1024.0));
+    std::snprintf(rate, sizeof rate, "%.2f +/- %.2f", s.mean, s.sd);
+    std::printf("| %-16s | %8s | %10s | %-20s | %5.2f | %7d | %6s | %18s | %9.2f |\n", model_name.c_str(), params, size,
+                scheme.c_str(), bpw, so.threads, test.c_str(), rate, s.median);
+  }
+  std::fprintf(stderr, "[%s, simd path %s, %lld reps after %lld warm-up, peak RSS %.1f MiB]\n", cpu_name().c_str(),
+               simd.c_str(), (long long)so.reps, (long long)so.warmup, double(peak_rss_bytes()) / (1024.0 * 1024.0));
+  return 0;
+}
+
+}  // namespace qbench::cli

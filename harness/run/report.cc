@@ -1,0 +1,203 @@
+#include "harness/run/report.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "engine/core/error.h"
+
+namespace qbench::run {
+using json = nlohmann::json;
+
+ReportFormat parse_report_format(const std::string& s) {
+  if (s == "md" || s == "markdown") return ReportFormat::Markdown;
+  if (s == "latex" || s == "tex") return ReportFormat::Latex;
+  if (s == "csv") return ReportFormat::Csv;
+  throw Error("--format: expected md, latex or csv, got '" + s + "'");
+}
+
+namespace {
+
+// Placeholder for "value ± error" cells; each renderer substitutes its own sign.
+constexpr const char* kPm = "\x01";
+
+std::string fmt(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string pm(const json& v, const json& se, int digits) {
+  if (!v.is_number()) return "-";
+  std::string s = fmt(v.get<double>(), digits);
+  if (se.is_number()) s += std::string(" ") + kPm + " " + fmt(se.get<double>(), digits);
+  return s;
+}
+
+// Significant digits, for values spanning magnitudes (KL divergences).
+std::string pm_sig(const json& v, const json& se) {
+  if (!v.is_number()) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g", v.get<double>());
+  std::string s = buf;
+  if (se.is_number()) {
+    std::snprintf(buf, sizeof buf, "%.2g", se.get<double>());
+    s += std::string(" ") + kPm + " " + buf;
+  }
+  return s;
+}
+
+std::string times(const json& v) { return v.is_number() ? fmt(v.get<double>(), 2) + "x" : "-"; }
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
+}
+
+std::string latex_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '_': out += "\\_"; break;
+      case '%': out += "\\%"; break;
+      case '&': out += "\\&"; break;
+      case '#': out += "\\#"; break;
+      case '$': out += "\\$"; break;
+      case '{': out += "\\{"; break;
+      case '}': out += "\\}"; break;
+      default: out += ch;
+    }
+  }
+  return replace_all(out, kPm, "$\\pm$");
+}
+
+std::string csv_cell(const std::string& s0) {
+  const std::string s = replace_all(s0, kPm, "+-");
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  return "\"" + replace_all(s, "\"", "\"\"") + "\"";
+}
+
+}  // namespace
+
+std::vector<Table> report_tables(const json& results) {
+  const json& rel = results["relative"];
+  const std::string baseline = rel["baseline"].is_string() ? rel["baseline"].get<std::string>() : "-";
+  std::vector<std::string> suites;
+  for (const auto& s : results["meta"]["experiment"].value("suites", json::array())) suites.push_back(s);
+  const bool ppl = results["meta"]["experiment"].value("perplexity", false);
+  const bool kl = results["meta"]["experiment"].value("kl", false);
+
+  Table summary;
+  summary.title = "Quality (% of " + baseline + "), speed and memory relative to " + baseline + "; model " +
+                  results["model"].value("name", "") + " (" + results["model"].value("path", "") + ")";
+  summary.header = {"method", "bits/weight"};
+  if (ppl) summary.header.push_back("perplexity %");
+  for (const auto& s : suites) summary.header.push_back(s + " %");
+  if (kl) summary.header.push_back("KLD (nats)");
+  summary.header.insert(summary.header.end(), {"prefill x", "decode x", "memory x"});
+  for (const auto& row : rel["rows"]) {
+    std::vector<std::string> cells = {row["scheme"].get<std::string>()};
+    if (row["status"] == "failed") {
+      cells.push_back("failed");
+      while (cells.size() < summary.header.size()) cells.push_back("-");
+      summary.rows.push_back(cells);
+      continue;
+    }
+    cells.push_back(row["bits_per_weight"].is_number() ? fmt(row["bits_per_weight"], 2) : "-");
+    const json& q = row["quality"];
+    if (ppl) cells.push_back(q.contains("perplexity") ? pm(q["perplexity"]["pct"], q["perplexity"]["pct_stderr"], 1) : "-");
+    for (const auto& s : suites) {
+      const json* e = q["suites"].contains(s) ? &q["suites"][s] : nullptr;
+      cells.push_back(e ? pm((*e)["pct"], (*e)["pct_stderr"], 1) : "-");
+    }
+    if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
+    cells.push_back(times(row["speed_x"]["prefill"]));
+    cells.push_back(times(row["speed_x"]["decode"]));
+    cells.push_back(times(row["memory_x"]));
+    summary.rows.push_back(cells);
+  }
+  std::vector<Table> tables = {summary};
+
+  for (const auto& s : suites) {
+    Table t;
+    t.title = "Suite " + s + ": primary metric per task, value " + std::string(kPm) + " stderr (% of " + baseline + ")";
+    t.header = {"method"};
+    std::vector<std::string> task_names;
+    for (const auto& row : rel["rows"]) {
+      if (!row["quality"]["suites"].contains(s)) continue;
+      for (const auto& [tn, te] : row["quality"]["suites"][s]["tasks"].items()) {
+        if (std::find(task_names.begin(), task_names.end(), tn) == task_names.end()) {
+          task_names.push_back(tn);
+          t.header.push_back(tn + " (" + te["primary_metric"].get<std::string>() + ")");
+        }
+      }
+    }
+    for (const auto& row : rel["rows"]) {
+      std::vector<std::string> cells = {row["scheme"].get<std::string>()};
+      const json* se = row["quality"]["suites"].contains(s) ? &row["quality"]["suites"][s] : nullptr;
+      for (const auto& tn : task_names) {
+        if (!se || !(*se)["tasks"].contains(tn)) {
+          cells.push_back("-");
+          continue;
+        }
+        const json& te = (*se)["tasks"][tn];
+        const json& m = te["metrics"][te["primary_metric"].get<std::string>()];
+        std::string c = pm(m["value"], m["stderr"], 3);
+        if (m["pct"].is_number()) c += " (" + fmt(m["pct"], 1) + "%)";
+        cells.push_back(c);
+      }
+      t.rows.push_back(cells);
+    }
+    tables.push_back(t);
+  }
+  return tables;
+}
+
+std::string render_tables(const std::vector<Table>& tables, ReportFormat format) {
+  std::string out;
+  for (const auto& t : tables) {
+    switch (format) {
+      case ReportFormat::Markdown: {
+        out += "**" + replace_all(t.title, kPm, "±") + "**\n\n|";
+        for (const auto& h : t.header) out += " " + h + " |";
+        out += "\n|";
+        for (size_t i = 0; i < t.header.size(); ++i) out += i == 0 ? " --- |" : " ---: |";
+        out += "\n";
+        for (const auto& r : t.rows) {
+          out += "|";
+          for (const auto& c : r) out += " " + replace_all(c, kPm, "±") + " |";
+          out += "\n";
+        }
+        out += "\n";
+        break;
+      }
+      case ReportFormat::Latex: {
+        out += "% " + replace_all(t.title, kPm, "+-") + "\n";
+        out += "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{l" + std::string(t.header.size() - 1, 'r') +
+               "}\n\\toprule\n";
+        for (size_t i = 0; i < t.header.size(); ++i) out += (i ? " & " : "") + latex_escape(t.header[i]);
+        out += " \\\\\n\\midrule\n";
+        for (const auto& r : t.rows) {
+          for (size_t i = 0; i < r.size(); ++i) out += (i ? " & " : "") + latex_escape(r[i]);
+          out += " \\\\\n";
+        }
+        out += "\\bottomrule\n\\end{tabular}\n\\caption{" + latex_escape(t.title) + "}\n\\end{table}\n\n";
+        break;
+      }
+      case ReportFormat::Csv: {
+        out += "table";
+        for (const auto& h : t.header) out += "," + csv_cell(h);
+        out += "\n";
+        for (const auto& r : t.rows) {
+          out += csv_cell(t.title);
+          for (const auto& c : r) out += "," + csv_cell(c);
+          out += "\n";
+        }
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace qbench::run

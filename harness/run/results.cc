@@ -1,0 +1,343 @@
+#include "harness/run/results.h"
+
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
+
+namespace qbench::run {
+using json = nlohmann::json;
+
+namespace {
+
+enum class T { String, Int, Number, Bool, Object, Array, Sha };
+
+const char* describe(T t) {
+  switch (t) {
+    case T::String: return "a string";
+    case T::Int: return "an integer";
+    case T::Number: return "a number";
+    case T::Bool: return "a boolean";
+    case T::Object: return "an object";
+    case T::Array: return "an array";
+    case T::Sha: return "a 64-digit hex sha256";
+  }
+  return "?";
+}
+
+bool is(const json& v, T t) {
+  switch (t) {
+    case T::String: return v.is_string();
+    case T::Int: return v.is_number_integer();
+    case T::Number: return v.is_number();
+    case T::Bool: return v.is_boolean();
+    case T::Object: return v.is_object();
+    case T::Array: return v.is_array();
+    case T::Sha: {
+      if (!v.is_string() || v.get<std::string>().size() != 64) return false;
+      for (char ch : v.get<std::string>()) {
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+class Checker {
+ public:
+  std::vector<std::string> problems;
+  // Checks j[key] (path names j); returns the value when present with the right type.
+  const json* need(const json& j, const std::string& path, const std::string& key, T t, bool nullable = false) {
+    const std::string where = path.empty() ? key : path + "." + key;
+    if (!j.is_object() || !j.contains(key)) {
+      problems.push_back(where + ": missing");
+      return nullptr;
+    }
+    const json& v = j[key];
+    if (nullable && v.is_null()) return nullptr;
+    if (!is(v, t)) {
+      problems.push_back(where + ": expected " + describe(t) + (nullable ? " or null" : "") + ", got " +
+                         std::string(v.type_name()));
+      return nullptr;
+    }
+    return &v;
+  }
+  void one_of(const json* v, const std::string& where, const std::set<std::string>& allowed) {
+    if (v && !allowed.count(v->get<std::string>())) problems.push_back(where + ": unexpected value " + v->dump());
+  }
+};
+
+void check_rates(Checker& c, const json& j, const std::string& p) {
+  for (const char* k : {"tokens_per_second_median", "tokens_per_second_mean", "tokens_per_second_sd",
+                        "tokens_per_second_min", "tokens_per_second_max"}) {
+    c.need(j, p, k, T::Number);
+  }
+}
+
+void check_unit(Checker& c, const std::string& name, const json& u, const std::string& p) {
+  c.need(u, p, "key", T::Sha);
+  const json* status = c.need(u, p, "status", T::String);
+  c.one_of(status, p + ".status", {"pending", "ok", "failed", "skipped"});
+  if (!status) return;
+  if (*status == "failed" || *status == "skipped") {
+    c.need(u, p, "error", T::String);
+    return;
+  }
+  if (*status != "ok") return;
+  c.need(u, p, "seconds", T::Number);
+  const json* r = c.need(u, p, "result", T::Object);
+  if (!r) return;
+  const std::string rp = p + ".result";
+  if (name == "perplexity") {
+    for (const char* k : {"ppl", "ppl_stderr", "mean_nll"}) c.need(*r, rp, k, T::Number);
+    for (const char* k : {"n_ctx", "n_chunks", "n_scored"}) c.need(*r, rp, k, T::Int);
+    c.need(u, p, "items_file", T::String);
+  } else if (name == "kl") {
+    for (const char* k : {"kld_mean", "kld_stderr", "same_top", "same_top_stderr"}) c.need(*r, rp, k, T::Number);
+    c.need(*r, rp, "n_positions", T::Int);
+    c.need(u, p, "items_file", T::String);
+  } else if (name == "speed") {
+    for (const char* k : {"prefill_tokens", "decode_tokens", "reps", "threads", "kv_cache_bytes"}) c.need(*r, rp, k, T::Int);
+    if (const json* pp = c.need(*r, rp, "prefill", T::Object)) check_rates(c, *pp, rp + ".prefill");
+    if (const json* tg = c.need(*r, rp, "decode", T::Object)) check_rates(c, *tg, rp + ".decode");
+  } else if (name.rfind("suite:", 0) == 0) {
+    c.need(u, p, "items_file", T::String, true);
+    const json* tasks = c.need(*r, rp, "tasks", T::Array);
+    if (!tasks) return;
+    for (size_t i = 0; i < tasks->size(); ++i) {
+      const std::string tp = rp + ".tasks[" + std::to_string(i) + "]";
+      const json& t = (*tasks)[i];
+      c.need(t, tp, "task", T::String);
+      c.need(t, tp, "kind", T::String);
+      c.need(t, tp, "version", T::Int);
+      c.need(t, tp, "n_items", T::Int);
+      const json* ms = c.need(t, tp, "metrics", T::Object);
+      if (!ms) continue;
+      for (const auto& [mn, mv] : ms->items()) {
+        const std::string mp = tp + ".metrics." + mn;
+        c.need(mv, mp, "value", T::Number);
+        c.need(mv, mp, "stderr", T::Number);
+        c.need(mv, mp, "higher_is_better", T::Bool);
+      }
+    }
+  } else {
+    c.problems.push_back(p + ": unknown unit name");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> validate_results(const json& j) {
+  Checker c;
+  if (!j.is_object()) return {"(document): expected an object"};
+  if (const json* s = c.need(j, "", "schema", T::String); s && *s != kResultsSchema) {
+    c.problems.push_back("schema: expected \"" + std::string(kResultsSchema) + "\", got " + s->dump());
+  }
+  if (const json* v = c.need(j, "", "schema_version", T::Int); v && *v != kResultsSchemaVersion) {
+    c.problems.push_back("schema_version: this qbench reads " + std::to_string(kResultsSchemaVersion) + ", got " + v->dump());
+  }
+  c.one_of(c.need(j, "", "status", T::String), "status", {"running", "complete", "interrupted"});
+  if (const json* meta = c.need(j, "", "meta", T::Object)) {
+    for (const char* k : {"qbench_version", "git_commit", "date", "command_line"}) c.need(*meta, "meta", k, T::String);
+    for (const char* k : {"threads", "seed"}) c.need(*meta, "meta", k, T::Int);
+    c.need(*meta, "meta", "experiment", T::Object);
+    if (const json* host = c.need(*meta, "meta", "host", T::Object)) {
+      for (const char* k : {"cpu", "simd_compiled", "simd_path"}) c.need(*host, "meta.host", k, T::String);
+    }
+  }
+  if (const json* model = c.need(j, "", "model", T::Object)) {
+    for (const char* k : {"name", "path", "architecture"}) c.need(*model, "model", k, T::String);
+    c.need(*model, "model", "sha256", T::Sha);
+    c.need(*model, "model", "parameters", T::Int);
+  }
+  c.need(j, "", "data", T::Object);
+  if (const json* runs = c.need(j, "", "runs", T::Array)) {
+    for (size_t i = 0; i < runs->size(); ++i) {
+      const json& r = (*runs)[i];
+      const std::string p = "runs[" + std::to_string(i) + "]";
+      c.need(r, p, "scheme", T::String);
+      c.need(r, p, "scheme_canonical", T::String);
+      const json* status = c.need(r, p, "status", T::String);
+      c.one_of(status, p + ".status", {"pending", "running", "ok", "partial", "failed"});
+      if (status && *status == "failed") c.need(r, p, "error", T::String);
+      if (const json* q = c.need(r, p, "quantization", T::Object, true)) {
+        c.need(*q, p + ".quantization", "seconds", T::Number);
+        c.need(*q, p + ".quantization", "bits_per_weight", T::Number);
+        c.need(*q, p + ".quantization", "bytes", T::Int);
+      }
+      if (const json* m = c.need(r, p, "memory", T::Object, true)) {
+        for (const char* k : {"weight_bytes", "kv_cache_bytes", "kv_ctx", "peak_rss_bytes"}) c.need(*m, p + ".memory", k, T::Int);
+        c.need(*m, p + ".memory", "bits_per_weight", T::Number);
+      }
+      if (const json* units = c.need(r, p, "units", T::Object)) {
+        for (const auto& [name, u] : units->items()) check_unit(c, name, u, p + ".units." + name);
+      }
+    }
+  }
+  if (const json* rel = c.need(j, "", "relative", T::Object)) {
+    c.need(*rel, "relative", "baseline", T::String, true);
+    if (const json* rows = c.need(*rel, "relative", "rows", T::Array)) {
+      for (size_t i = 0; i < rows->size(); ++i) {
+        const std::string p = "relative.rows[" + std::to_string(i) + "]";
+        c.need((*rows)[i], p, "scheme_canonical", T::String);
+        c.need((*rows)[i], p, "quality", T::Object);
+        c.need((*rows)[i], p, "speed_x", T::Object);
+        c.need((*rows)[i], p, "memory_x", T::Number, true);
+        c.need((*rows)[i], p, "bits_per_weight", T::Number, true);
+      }
+    }
+  }
+  return c.problems;
+}
+
+json load_results(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": not a valid JSON results file (" + std::string(e.what()) + ")");
+  }
+  const auto problems = validate_results(j);
+  if (!problems.empty()) {
+    throw Error(path + ": not a qbench results file of schema version " + std::to_string(kResultsSchemaVersion) + ": " +
+                problems.front() + (problems.size() > 1 ? " (and " + std::to_string(problems.size() - 1) + " more)" : ""));
+  }
+  return j;
+}
+
+std::string primary_metric(const std::string& kind) {
+  if (kind == "multiple_choice") return "acc";
+  if (kind == "exact_match") return "exact_match";
+  if (kind == "instruction") return "prompt_level_acc";
+  if (kind == "target_loglik") return "logprob";
+  if (kind == "rolling_loglik") return "byte_perplexity";
+  return "";
+}
+
+std::optional<double> quality_pct(double value, double ref, bool higher_is_better) {
+  if (!std::isfinite(value) || !std::isfinite(ref) || ref == 0.0) return std::nullopt;
+  if (higher_is_better && ref > 0) {
+    if (value < 0) return std::nullopt;
+    return 100.0 * value / ref;  // an accuracy that fell to 0 is 0%
+  }
+  if (value == 0.0 || (value > 0) != (ref > 0)) return std::nullopt;
+  return 100.0 * ref / value;
+}
+
+namespace {
+
+const json* ok_result(const json& run, const std::string& unit) {
+  if (!run.contains("units") || !run["units"].contains(unit)) return nullptr;
+  const json& u = run["units"][unit];
+  if (u.value("status", "") != "ok" || !u.contains("result")) return nullptr;
+  return &u["result"];
+}
+
+// {value, stderr, pct, pct_stderr}; pct_stderr treats the baseline value as fixed.
+json pct_entry(double v, double se, std::optional<double> ref, bool hib) {
+  json e = {{"value", v}, {"stderr", se}, {"pct", nullptr}, {"pct_stderr", nullptr}};
+  if (!ref) return e;
+  if (const auto p = quality_pct(v, *ref, hib)) {
+    e["pct"] = *p;
+    // d pct / d v: 100/r for 100 v/r, and pct/v for 100 r/v.
+    const bool linear = hib && *ref > 0;
+    e["pct_stderr"] = linear ? std::abs(100.0 * se / *ref) : std::abs(*p * se / v);
+  }
+  return e;
+}
+
+}  // namespace
+
+json relative_table(const json& results) {
+  json out = {{"baseline", nullptr}, {"rows", json::array()}};
+  if (!results.contains("runs") || !results["runs"].is_array() || results["runs"].empty()) return out;
+  const json& runs = results["runs"];
+  std::string wanted;
+  if (results.contains("meta") && results["meta"].contains("experiment")) {
+    wanted = results["meta"]["experiment"].value("baseline", "");
+  }
+  const json* base = &runs[0];
+  for (const auto& r : runs) {
+    if (!wanted.empty() && r.value("scheme", "") == wanted) base = &r;
+  }
+  out["baseline"] = (*base)["scheme_canonical"];
+  auto num = [](const json* j, const char* k) -> std::optional<double> {
+    if (j && j->contains(k) && (*j)[k].is_number()) return (*j)[k].get<double>();
+    return std::nullopt;
+  };
+  auto ratio = [](std::optional<double> a, std::optional<double> b) -> json {
+    if (a && b && *b != 0.0) return *a / *b;
+    return nullptr;
+  };
+  const json* base_mem = base->contains("memory") && (*base)["memory"].is_object() ? &(*base)["memory"] : nullptr;
+  const json* base_ppl = ok_result(*base, "perplexity");
+  const json* base_speed = ok_result(*base, "speed");
+  for (const auto& r : runs) {
+    json row = {{"scheme", r["scheme"]}, {"scheme_canonical", r["scheme_canonical"]}, {"status", r["status"]}};
+    const json* mem = r.contains("memory") && r["memory"].is_object() ? &r["memory"] : nullptr;
+    row["bits_per_weight"] = mem ? json(num(mem, "bits_per_weight").value_or(0)) : json(nullptr);
+    row["memory_x"] = ratio(num(mem, "weight_bytes"), num(base_mem, "weight_bytes"));
+    json quality = json::object();
+    if (const json* p = ok_result(r, "perplexity")) {
+      quality["perplexity"] = pct_entry((*p)["ppl"], (*p)["ppl_stderr"], num(base_ppl, "ppl"), false);
+    }
+    if (const json* k = ok_result(r, "kl")) {
+      quality["kld"] = {{"value", (*k)["kld_mean"]}, {"stderr", (*k)["kld_stderr"]},
+                        {"same_top", (*k)["same_top"]}, {"same_top_stderr", (*k)["same_top_stderr"]}};
+    }
+    json suites = json::object();
+    if (r.contains("units")) {
+      for (const auto& [name, u] : r["units"].items()) {
+        if (name.rfind("suite:", 0) != 0) continue;
+        const json* res = ok_result(r, name);
+        const json* bres = ok_result(*base, name);
+        if (!res) continue;
+        json tasks = json::object();
+        double sum = 0, var = 0;
+        int n = 0;
+        for (const auto& t : (*res)["tasks"]) {
+          const std::string tn = t["task"];
+          const json* bt = nullptr;
+          if (bres) {
+            for (const auto& x : (*bres)["tasks"]) {
+              if (x["task"] == tn) bt = &x;
+            }
+          }
+          json metrics = json::object();
+          for (const auto& [mn, mv] : t["metrics"].items()) {
+            std::optional<double> ref;
+            if (bt && (*bt)["metrics"].contains(mn)) ref = (*bt)["metrics"][mn]["value"].get<double>();
+            metrics[mn] = pct_entry(mv["value"], mv["stderr"], ref, mv["higher_is_better"]);
+          }
+          const std::string pm = primary_metric(t.value("kind", ""));
+          if (metrics.contains(pm) && !metrics[pm]["pct"].is_null()) {
+            sum += metrics[pm]["pct"].get<double>();
+            var += std::pow(metrics[pm]["pct_stderr"].get<double>(), 2);
+            ++n;
+          }
+          tasks[tn] = {{"primary_metric", pm}, {"metrics", metrics}};
+        }
+        suites[name.substr(6)] = {{"pct", n ? json(sum / n) : json(nullptr)},
+                                  {"pct_stderr", n ? json(std::sqrt(var) / n) : json(nullptr)},
+                                  {"n_tasks_with_pct", n}, {"tasks", tasks}};
+      }
+    }
+    quality["suites"] = suites;
+    row["quality"] = quality;
+    const json* sp = ok_result(r, "speed");
+    row["speed_x"] = json::object();
+    for (const char* phase : {"prefill", "decode"}) {
+      const json* a = sp ? &(*sp)[phase] : nullptr;
+      const json* b = base_speed ? &(*base_speed)[phase] : nullptr;
+      row["speed_x"][phase] = ratio(num(a, "tokens_per_second_median"), num(b, "tokens_per_second_median"));
+      row["tokens_per_second"][phase] = a ? (*a)["tokens_per_second_median"] : json(nullptr);
+    }
+    out["rows"].push_back(row);
+  }
+  return out;
+}
+
+}  // namespace qbench::run

@@ -1,0 +1,420 @@
+// qbench run end to end on tiny random models: results schema, caching, resume after an
+// interruption, failed schemes, compare (both outcomes), report formats, bench.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "engine/core/error.h"
+#include "harness/cli.h"
+#include "harness/run/compare.h"
+#include "harness/run/report.h"
+#include "harness/run/results.h"
+#include "harness/run/runner.h"
+#include "harness/sha256.h"
+#include "tests/harness/test_run_util.h"
+
+namespace qbench {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Fixture {
+  std::string dir, model;
+};
+
+Fixture make_fixture(const std::string& name) {
+  Fixture f;
+  f.dir = test::temp_dir(name);
+  f.model = test::write_tiny_model(f.dir + "/tiny.gguf", test::run_tiny_spec());
+  return f;
+}
+
+run::RunOutcome run_quiet(const run::ExperimentConfig& c, const std::string& out, bool force = false,
+                          const std::atomic<bool>* stop = nullptr, bool resume = false) {
+  run::RunOptions o;
+  o.out = out;
+  o.force = force;
+  o.stop = stop;
+  o.resume = resume;
+  o.command_line = "test";
+  return run::run_experiment(c, o);
+}
+
+int count_status(const json& doc, const std::string& status) {
+  int n = 0;
+  for (const auto& r : doc["runs"]) {
+    for (const auto& [name, u] : r["units"].items()) n += u["status"] == status;
+  }
+  return n;
+}
+
+TEST(Run, ResultsFollowTheSchemaAndTheRelativeTable) {
+  const auto f = make_fixture("run-schema");
+  const auto c = test::tiny_config(f.model, {"fp16", "int8", "q8_0"});
+  const std::string out = f.dir + "/res.json";
+  const auto r = run_quiet(c, out);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.failed_units, 0);
+  EXPECT_EQ(r.measured_units, 3 * 4);  // perplexity, kl, suite:chat, speed
+  const json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["status"], "complete");
+  EXPECT_EQ(doc["model"]["sha256"], sha256_file(f.model));
+  EXPECT_EQ(doc["model"]["parameters"].get<int64_t>(), load_model(f.model).n_params());
+  EXPECT_EQ(doc["runs"].size(), 3u);
+  for (const auto& run : doc["runs"]) {
+    EXPECT_EQ(run["status"], "ok") << run.dump();
+    EXPECT_GT(run["memory"]["weight_bytes"].get<int64_t>(), 0);
+    EXPECT_GT(run["memory"]["kv_cache_bytes"].get<int64_t>(), 0);
+    EXPECT_GT(run["units"]["speed"]["result"]["decode"]["tokens_per_second_median"].get<double>(), 0.0);
+    // Per-item files exist next to the results and hold one record per item.
+    const std::string items = (fs::path(out).parent_path() / run["units"]["suite:chat"]["items_file"].get<std::string>()).string();
+    EXPECT_TRUE(fs::exists(items)) << items;
+  }
+  // fp16 is the baseline: 100% of itself; int8 close to it, fewer bytes.
+  const json& rows = doc["relative"]["rows"];
+  EXPECT_EQ(doc["relative"]["baseline"], "fp16");
+  EXPECT_DOUBLE_EQ(rows[0]["quality"]["perplexity"]["pct"].get<double>(), 100.0);
+  EXPECT_NEAR(rows[1]["quality"]["perplexity"]["pct"].get<double>(), 100.0, 2.0);
+  EXPECT_LT(rows[1]["memory_x"].get<double>(), 1.0);
+  // int8 per channel: 8 bits + one fp16 scale per row, over the multiplied matrices (output and
+  // layers; the token embedding is a lookup): 49152 weights in rows of 192 (ffn_down), 235008 in rows of 128.
+  EXPECT_NEAR(rows[1]["bits_per_weight"].get<double>(), (235008 * (8 + 16.0 / 128) + 49152 * (8 + 16.0 / 192)) / 284160, 1e-9);
+  EXPECT_DOUBLE_EQ(rows[0]["bits_per_weight"].get<double>(), 16.0);
+  EXPECT_LT(rows[1]["quality"]["kld"]["value"].get<double>(), 0.01);
+  // The validator catches missing and mistyped fields.
+  json broken = doc;
+  broken["meta"].erase("date");
+  broken["runs"][1]["units"]["perplexity"]["result"]["ppl"] = "12";
+  broken["schema_version"] = 99;
+  const auto problems = run::validate_results(broken);
+  ASSERT_EQ(problems.size(), 3u);
+  EXPECT_EQ(problems[0], "schema_version: this qbench reads 1, got 99");
+  EXPECT_EQ(problems[1], "meta.date: missing");
+  EXPECT_EQ(problems[2], "runs[1].units.perplexity.result.ppl: expected a number, got string");
+}
+
+// Same inputs and seed give the same quality numbers whatever the thread count (timings aside).
+TEST(Run, QualityIsIdenticalForAnyThreadCount) {
+  const auto f = make_fixture("run-threads");
+  auto c = test::tiny_config(f.model, {"fp16", "nf4"});
+  c.speed = false;
+  cli::set_threads(1);
+  run_quiet(c, f.dir + "/one.json");
+  cli::set_threads(2);
+  run_quiet(c, f.dir + "/two.json");
+  const json a = test::read_json(f.dir + "/one.json"), b = test::read_json(f.dir + "/two.json");
+  for (size_t i = 0; i < 2; ++i) {
+    for (const char* unit : {"perplexity", "kl", "suite:chat"}) {
+      json ra = a["runs"][i]["units"][unit]["result"], rb = b["runs"][i]["units"][unit]["result"];
+      if (ra.contains("tasks")) {
+        for (auto& t : ra["tasks"]) t.erase("seconds");
+        for (auto& t : rb["tasks"]) t.erase("seconds");
+      }
+      EXPECT_EQ(ra, rb) << unit;
+      EXPECT_EQ(a["runs"][i]["units"][unit]["key"], b["runs"][i]["units"][unit]["key"]);
+    }
+  }
+  EXPECT_EQ(a["relative"]["rows"][1]["quality"], b["relative"]["rows"][1]["quality"]);
+}
+
+TEST(Run, RerunReusesCachedUnitsByContentKey) {
+  const auto f = make_fixture("run-cache");
+  auto c = test::tiny_config(f.model, {"fp16", "int8"});
+  c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  const auto first = run_quiet(c, out);
+  EXPECT_EQ(first.measured_units, 6);
+  const json doc1 = test::read_json(out);
+  const auto again = run_quiet(c, out);
+  EXPECT_EQ(again.measured_units, 0);
+  EXPECT_EQ(again.cached_units, 6);
+  // A changed item limit changes the suites' keys only.
+  c.limit = 2;
+  const auto changed = run_quiet(c, out);
+  EXPECT_EQ(changed.measured_units, 2);
+  EXPECT_EQ(changed.cached_units, 4);
+  const json doc2 = test::read_json(out);
+  EXPECT_EQ(doc1["runs"][0]["units"]["perplexity"]["key"], doc2["runs"][0]["units"]["perplexity"]["key"]);
+  EXPECT_NE(doc1["runs"][0]["units"]["suite:chat"]["key"], doc2["runs"][0]["units"]["suite:chat"]["key"]);
+  EXPECT_NE(doc1["runs"][0]["units"]["perplexity"]["key"], doc1["runs"][1]["units"]["perplexity"]["key"]);  // scheme
+  // Keys depend on the model file's content.
+  test::write_tiny_model(f.model, [] { auto s = test::run_tiny_spec(); s.seed = 8; return s; }());
+  const auto other_model = run_quiet(c, out);
+  EXPECT_EQ(other_model.measured_units, 6);
+  EXPECT_EQ(run_quiet(c, out, /*force=*/true).measured_units, 6);
+}
+
+TEST(Run, InterruptedRunLeavesValidFileAndResumes) {
+  const auto f = make_fixture("run-resume");
+  auto c = test::tiny_config(f.model, {"fp16", "int8"});
+  c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  // Interrupted before any unit: a valid file saying so.
+  std::atomic<bool> stop{true};
+  const auto r0 = run_quiet(c, out, false, &stop);
+  EXPECT_TRUE(r0.interrupted);
+  json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["status"], "interrupted");
+  // A partial file as an interruption mid-way leaves it: some units done, others pending.
+  run_quiet(c, out);
+  doc = test::read_json(out);
+  const json done_kl = doc["runs"][1]["units"]["kl"];
+  doc["status"] = "interrupted";
+  doc["runs"][1]["units"]["suite:chat"] = {{"key", doc["runs"][1]["units"]["suite:chat"]["key"]}, {"status", "pending"}};
+  doc["runs"][1]["status"] = "running";
+  doc["runs"][0]["units"]["perplexity"] = {{"key", doc["runs"][0]["units"]["perplexity"]["key"]}, {"status", "pending"}};
+  test::write_json(out, doc);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  const auto resumed = run_quiet(c, out, false, nullptr, /*resume=*/true);
+  EXPECT_EQ(resumed.measured_units, 2);
+  EXPECT_EQ(resumed.cached_units, 4);
+  doc = test::read_json(out);
+  EXPECT_EQ(doc["status"], "complete");
+  EXPECT_EQ(count_status(doc, "ok"), 6);
+  EXPECT_EQ(doc["runs"][1]["units"]["kl"]["result"], done_kl["result"]);  // kept, not remeasured
+  EXPECT_TRUE(doc["runs"][1]["units"]["kl"]["cached"].get<bool>());
+  // --resume needs a file, and one of the same experiment.
+  EXPECT_THROW(run_quiet(c, f.dir + "/absent.json", false, nullptr, true), Error);
+  c.name = "other";
+  EXPECT_THROW(run_quiet(c, out, false, nullptr, true), Error);
+  // A file that is not a results document is never overwritten.
+  std::ofstream(f.dir + "/junk.json") << "{\"hello\": 1}";
+  EXPECT_THROW(run_quiet(c, f.dir + "/junk.json"), Error);
+}
+
+// A real Ctrl-C: SIGINT once the first unit is saved; the process stops after the units in
+// flight (exit 130), the file is valid and says "interrupted", and --resume finishes the rest.
+TEST(Run, SigintStopsCleanlyAndResumeFinishes) {
+  const auto f = make_fixture("run-sigint");
+  auto c = test::tiny_config(f.model, {"fp16", "int8", "q8_0", "rtn:int4,group=64", "rtn:int5,group=64", "nf4"});
+  c.suites = {"chat", "math_reasoning"};
+  c.limit = 10;
+  c.threads = 1;  // units one at a time, so the signal lands between them
+  const std::string cfg = f.dir + "/exp.json", out = f.dir + "/res.json";
+  test::write_json(cfg, c.to_json());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string log = f.dir + "/child.log";
+    freopen(log.c_str(), "w", stdout);
+    freopen(log.c_str(), "a", stderr);
+    execl(QBENCH_BINARY, "qbench", "run", "--config", cfg.c_str(), "--out", out.c_str(), "--quiet", (char*)nullptr);
+    _exit(127);
+  }
+  bool signalled = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!signalled && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (!fs::exists(out)) continue;
+    json doc;
+    try {
+      doc = test::read_json(out);  // replaced atomically: always a whole document
+    } catch (const json::exception&) {
+      FAIL() << "results file not valid JSON while running";
+    }
+    if (count_status(doc, "ok") >= 1) {
+      ASSERT_EQ(kill(pid, SIGINT), 0);
+      signalled = true;
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(signalled) << "no unit finished within 60 s";
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 130) << "the run finished before the signal; give it more work";
+  json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["status"], "interrupted");
+  const int done = count_status(doc, "ok"), pending = count_status(doc, "pending");
+  EXPECT_GE(done, 1);
+  EXPECT_GE(pending, 1);
+  const auto resumed = test::run_cli("run --config " + cfg + " --out " + out + " --resume", f.dir);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find(std::to_string(done) + " reused from the cache"), std::string::npos) << resumed.err;
+  doc = test::read_json(out);
+  EXPECT_EQ(doc["status"], "complete");
+  EXPECT_EQ(count_status(doc, "pending"), 0);
+  EXPECT_EQ(count_status(doc, "ok"), 6 * 5);
+}
+
+TEST(Run, FailedSchemeIsRecordedAndTheOthersComplete) {
+  const auto f = make_fixture("run-fail");
+  auto c = test::tiny_config(f.model, {"fp16", "rtn:int4,group=128", "nf4"});
+  c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  const auto r = run_quiet(c, out);
+  EXPECT_EQ(r.failed_units, 1);
+  const json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["runs"][0]["status"], "ok");
+  EXPECT_EQ(doc["runs"][1]["status"], "failed");
+  EXPECT_NE(doc["runs"][1]["error"].get<std::string>().find("ffn_down"), std::string::npos) << doc["runs"][1]["error"];
+  EXPECT_EQ(doc["runs"][1]["units"]["kl"]["status"], "skipped");
+  EXPECT_EQ(doc["runs"][2]["status"], "ok");
+  // The CLI reports it with exit status 1; the table marks it.
+  const std::string cfg = f.dir + "/exp.json";
+  test::write_json(cfg, c.to_json());
+  const auto cli = test::run_cli("run --config " + cfg + " --out " + f.dir + "/cli.json --quiet", f.dir);
+  EXPECT_EQ(cli.exit_code, 1) << cli.err;
+  EXPECT_NE(cli.out.find("| rtn:int4,group=128 | failed |"), std::string::npos) << cli.out;
+}
+
+TEST(Run, CliErrorsAreOneLineWithExitCode2) {
+  const auto f = make_fixture("run-cli");
+  std::ofstream(f.dir + "/bad.json") << R"({"version": 1, "limit": "many"})";
+  auto r = test::run_cli("run --config " + f.dir + "/bad.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("field 'limit'"), std::string::npos) << r.err;
+  std::ofstream(f.dir + "/nomodel.json") << R"({"model": ")" + f.dir + R"(/absent.gguf"})";
+  r = test::run_cli("run --config " + f.dir + "/nomodel.json --out " + f.dir + "/o.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("absent.gguf"), std::string::npos) << r.err;
+  r = test::run_cli("run --config " + f.dir + "/absent.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2);
+  // The field list printed from the one declaration: every field with its default.
+  r = test::run_cli("run --list-fields", f.dir);
+  EXPECT_EQ(r.exit_code, 0);
+  for (const auto& field : run::experiment_fields()) {
+    EXPECT_NE(r.out.find(field.name + " "), std::string::npos) << field.name;
+  }
+  EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
+}
+
+TEST(Run, ReportFormats) {
+  const auto f = make_fixture("run-report");
+  auto c = test::tiny_config(f.model, {"fp16", "q8_0"});
+  const std::string out = f.dir + "/res.json";
+  run_quiet(c, out);
+  auto md = test::run_cli("report " + out + " --format md", f.dir);
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_NE(md.out.find("| method | bits/weight | perplexity % | chat % | KLD (nats) | prefill x | decode x | memory x |"),
+            std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| fp16 | 16.00 | 100.0 ± "), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("Suite chat"), std::string::npos);
+  const auto tex = test::run_cli("report " + out + " --format latex --out " + f.dir + "/t.tex", f.dir);
+  ASSERT_EQ(tex.exit_code, 0) << tex.err;
+  std::ifstream in(f.dir + "/t.tex");
+  const std::string latex((std::istreambuf_iterator<char>(in)), {});
+  for (const char* s : {"\\toprule", "\\midrule", "\\bottomrule", "$\\pm$", "perplexity \\%", "q8\\_0"}) {
+    EXPECT_NE(latex.find(s), std::string::npos) << s << "\n" << latex;
+  }
+  const auto csv = test::run_cli("report " + out + " --format csv", f.dir);
+  ASSERT_EQ(csv.exit_code, 0);
+  EXPECT_EQ(csv.out.rfind("table,method,bits/weight,perplexity %", 0), 0u) << csv.out;
+  EXPECT_EQ(test::run_cli("report " + out + " --format pdf", f.dir).exit_code, 2);
+  EXPECT_EQ(test::run_cli("report " + f.dir + "/tiny.gguf", f.dir).exit_code, 2);
+}
+
+// scripts/plot.py on a produced file (Debian's /usr/bin/python3 with python3-matplotlib).
+TEST(Run, PlotScriptWritesPngAndPdf) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+    if (test::in_ci()) FAIL() << "python3-matplotlib missing (scripts/setup.sh installs it)";
+    GTEST_SKIP() << "python3-matplotlib not installed";
+  }
+  const auto f = make_fixture("run-plot");
+  auto c = test::tiny_config(f.model, {"fp16", "q8_0", "rtn:int4,group=128"});  // the last one fails
+  run_quiet(c, f.dir + "/res.json");
+  const std::string cmd = "/usr/bin/python3 " QBENCH_SOURCE_DIR "/scripts/plot.py " + f.dir + "/res.json --out " + f.dir +
+                          "/plots >" + f.dir + "/plot.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  for (const char* name : {"pareto.png", "pareto.pdf", "degradation.png", "degradation.pdf"}) {
+    const std::string p = f.dir + "/plots/" + name;
+    ASSERT_TRUE(fs::exists(p)) << p;
+    EXPECT_GT(fs::file_size(p), 1000u) << p;
+  }
+  std::ofstream(f.dir + "/junk.json") << "{}";
+  const std::string bad = "/usr/bin/python3 " QBENCH_SOURCE_DIR "/scripts/plot.py " + f.dir + "/junk.json --out " + f.dir +
+                          "/p2 >/dev/null 2>&1";
+  const int status = std::system(bad.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+TEST(Run, BenchOnATinyShape) {
+  const std::string dir = test::temp_dir("run-bench");
+  const auto r = test::run_cli("bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --json", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["shape"], "tiny");
+  EXPECT_EQ(j["speed"]["reps"], 3);
+  EXPECT_EQ(j["speed"]["prefill"]["tokens_per_second"].size(), 3u);
+  EXPECT_GT(j["speed"]["decode"]["tokens_per_second_median"].get<double>(), 0.0);
+  EXPECT_NEAR(j["bits_per_weight"].get<double>(), 8.5, 0.01);
+  const auto table = test::run_cli("bench --shape tiny --prefill 8 --decode 2 --reps 1", dir);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find(" pp8 |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(" tg2 |"), std::string::npos) << table.out;
+  EXPECT_EQ(test::run_cli("bench --shape nope", dir).exit_code, 2);
+}
+
+// The stored baseline results/baselines/tiny.json (tiny model, int8, few items) against a fresh
+// run: the same scheme passes, a degraded one (int2) fails. QBENCH_UPDATE_BASELINES=1 rewrites it.
+TEST(Run, CompareAgainstStoredBaseline) {
+  const auto f = make_fixture("run-compare");
+  auto c = test::tiny_config(f.model, {"int8"});
+  c.name = "tiny";
+  const std::string baseline = QBENCH_SOURCE_DIR "/results/baselines/tiny.json";
+  if (const char* u = std::getenv("QBENCH_UPDATE_BASELINES"); u && std::string(u) == "1") {
+    fs::remove_all(QBENCH_SOURCE_DIR "/results/baselines/tiny.items");
+    run_quiet(c, baseline, /*force=*/true);
+  }
+  ASSERT_TRUE(fs::exists(baseline)) << "missing " << baseline << " (QBENCH_UPDATE_BASELINES=1 writes it)";
+  const json base = run::load_results(baseline);
+  EXPECT_EQ(base["model"]["sha256"], sha256_file(f.model)) << "the tiny model changed: refresh the baseline";
+  run_quiet(c, f.dir + "/same.json");
+  // Speed on a shared machine varies far beyond its spread within one run; quality is the point here.
+  auto r = test::run_cli("compare " + baseline + " " + f.dir + "/same.json --max-slowdown 0.9", f.dir);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("result: no regression"), std::string::npos) << r.out;
+  c.schemes = {"rtn:int2,group=64"};
+  run_quiet(c, f.dir + "/int2.json");
+  r = test::run_cli("compare " + baseline + " " + f.dir + "/int2.json --max-slowdown 0.9", f.dir);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("REGRESSION rtn:int8,group=channel,sym=true,clip=none -> rtn:int2,group=64"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("perplexity: PPL"), std::string::npos) << r.out;
+  // JSON form and bad input.
+  r = test::run_cli("compare " + baseline + " " + f.dir + "/int2.json --max-slowdown 0.9 --json", f.dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(json::parse(r.out)["regression"].get<bool>());
+  EXPECT_EQ(test::run_cli("compare " + baseline, f.dir).exit_code, 2);
+  EXPECT_EQ(test::run_cli("compare " + baseline + " " + f.model, f.dir).exit_code, 2);
+  EXPECT_EQ(test::run_cli("compare " + baseline + " " + f.dir + "/int2.json --pair nope=int2", f.dir).exit_code, 2);
+}
+
+TEST(Run, CompareFlagsSpeedBeyondTheMeasuredSpread) {
+  const auto f = make_fixture("run-speed");
+  auto c = test::tiny_config(f.model, {"fp16"});
+  run_quiet(c, f.dir + "/a.json");
+  json a = test::read_json(f.dir + "/a.json");
+  json slow = a;
+  auto& dec = slow["runs"][0]["units"]["speed"]["result"]["decode"];
+  const double med = dec["tokens_per_second_median"];
+  dec["tokens_per_second_median"] = med * 0.5;
+  dec["tokens_per_second_min"] = med * 0.49;
+  dec["tokens_per_second_max"] = med * 0.51;
+  a["runs"][0]["units"]["speed"]["result"]["decode"]["tokens_per_second_min"] = med * 0.99;
+  a["runs"][0]["units"]["speed"]["result"]["decode"]["tokens_per_second_max"] = med * 1.01;
+  slow["runs"][0]["units"]["speed"]["result"]["prefill"] = a["runs"][0]["units"]["speed"]["result"]["prefill"];
+  test::write_json(f.dir + "/a.json", a);
+  test::write_json(f.dir + "/slow.json", slow);
+  run::CompareOptions opt;
+  const auto rep = run::compare_results(a, f.dir + "/a.json", slow, f.dir + "/slow.json", opt);
+  EXPECT_TRUE(rep.regression());
+  int speed_regressions = 0;
+  for (const auto& x : rep.findings) speed_regressions += x.regression && x.what == "speed decode";
+  EXPECT_EQ(speed_regressions, 1);
+  const auto same = run::compare_results(a, f.dir + "/a.json", a, f.dir + "/a.json", opt);
+  EXPECT_FALSE(same.regression());
+}
+
+}  // namespace
+}  // namespace qbench
