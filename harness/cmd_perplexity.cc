@@ -9,6 +9,7 @@
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "harness/sysinfo.h"
+#include "harness/calib_options.h"
 #include "quantizers/quantize_model.h"
 #include "tasks/kl.h"
 #include "tasks/perplexity.h"
@@ -21,6 +22,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   PerplexityOptions popt;
   bool kl = false;
   int64_t kl_top_k = 64;
+  CalibOptions calib_opts;
   po::options_description desc("qbench perplexity options");
   desc.add_options()
       ("text,f", po::value(&text_path)->required()->value_name("FILE"), "UTF-8 text file to score")
@@ -31,6 +33,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
                                    "on the same positions (llama.cpp --kl-divergence statistics)")
       ("kl-top-k", po::value(&kl_top_k)->default_value(64)->value_name("K"), "reference log-probabilities kept per position")
       ("rolling", po::bool_switch(&popt.rolling), "also report word/byte perplexity and bits per byte over every position");
+  add_calib_options(desc, calib_opts);
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
@@ -45,7 +48,10 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   if (kl && scheme.empty()) throw Error("--kl needs --scheme (the reference is the unquantized model)");
   const Model source = load_model_from(o);
   quant::QuantizeReport qreport;
-  const Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
+  const std::optional<quant::Calibration> calib = make_calibration(source, calib_opts);
+  const Model m = scheme.empty() ? source
+                                 : quant::quantize_model(source, quant::make_recipe(scheme), &qreport,
+                                                         calib ? &*calib : nullptr);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();
@@ -85,7 +91,8 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   }
   nlohmann::json jq = nullptr;
   if (!scheme.empty()) {
-    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds}};
+    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds},
+          {"calibration", qreport.calibration}, {"calib_seconds", qreport.calib_seconds}};
   }
   if (o.json) {
     print_json({

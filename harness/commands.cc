@@ -15,6 +15,7 @@ const std::vector<Command>& commands() {
       {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
       {"schemes", "list quantization schemes, their options and llama.cpp mixes", cmd_schemes},
       {"quantize", "quantize a model with a scheme and write a GGUF", cmd_quantize},
+      {"imatrix", "importance matrix (mean x^2 per input channel) of a model over a calibration text", cmd_imatrix},
   };
   return table;
 }

@@ -15,5 +15,6 @@ int cmd_eval(const std::vector<std::string>& args);
 int cmd_tasks(const std::vector<std::string>& args);
 int cmd_schemes(const std::vector<std::string>& args);
 int cmd_quantize(const std::vector<std::string>& args);
+int cmd_imatrix(const std::vector<std::string>& args);
 
 }  // namespace qbench::cli
