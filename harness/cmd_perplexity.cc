@@ -23,12 +23,15 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   bool kl = false;
   int64_t kl_top_k = 64;
   CalibOptions calib_opts;
+  std::vector<std::string> tensor_types;
   po::options_description desc("qbench perplexity options");
   desc.add_options()
       ("text,f", po::value(&text_path)->required()->value_name("FILE"), "UTF-8 text file to score")
       ("ctx,c", po::value(&popt.n_ctx)->default_value(512)->value_name("N"), "chunk size in tokens (llama.cpp's -c)")
       ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)")
       ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
+      ("tensor-type", po::value(&tensor_types)->value_name("PATTERN=S"),
+       "with --scheme: scheme for tensors matching the regex PATTERN (as qbench quantize)")
       ("kl", po::bool_switch(&kl), "with --scheme: KL divergence of the quantized model against the unquantized one "
                                    "on the same positions (llama.cpp --kl-divergence statistics)")
       ("kl-top-k", po::value(&kl_top_k)->default_value(64)->value_name("K"), "reference log-probabilities kept per position")
@@ -49,9 +52,14 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   const Model source = load_model_from(o);
   quant::QuantizeReport qreport;
   const std::optional<quant::Calibration> calib = make_calibration(source, calib_opts);
-  const Model m = scheme.empty() ? source
-                                 : quant::quantize_model(source, quant::make_recipe(scheme), &qreport,
-                                                         calib ? &*calib : nullptr);
+  quant::Recipe recipe;
+  if (!scheme.empty()) {
+    recipe = quant::make_recipe(scheme);
+    for (const auto& t : tensor_types) recipe.rules.push_back(quant::parse_rule(t));
+  } else if (!tensor_types.empty()) {
+    throw Error("--tensor-type needs --scheme");
+  }
+  const Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();

@@ -41,7 +41,21 @@ struct Linear {
   Matrix* m;
   std::string name;
   bool clip;  // llm-awq skips q/k in the clip search
+  const SchemeSpec* spec = nullptr;  // its awq spec; nullptr: quantized by another scheme or kept
 };
+
+// The integer format of an awq spec, after checking that it fits the weight (so that no search
+// runs on a shape the final quantization would reject).
+IntFormat checked_format(const SchemeSpec& spec, const Matrix& w, const std::string& name) {
+  const IntFormat f = int_format_of_spec(spec);
+  const int64_t unit = f.per_row() ? type_traits(int_format_type(f)).block_size : f.group;
+  if (w.cols % unit != 0) {
+    throw Error(name + ".weight: " + spec.to_string() + ": group " + std::to_string(unit) +
+                " does not divide the row length " + std::to_string(w.cols) +
+                " (give it group=channel with --tensor-type)");
+  }
+  return f;
+}
 
 // Σ_rows e H e^T for e = what - W (row-major rows x cols), H cols x cols.
 double output_error(const std::vector<float>& approx, const float* w, int64_t rows, int64_t cols, const MatD& H) {
@@ -51,9 +65,11 @@ double output_error(const std::vector<float>& approx, const float* w, int64_t ro
 }
 
 // The loss of scales `s` over the site's linears, original coordinates.
-double scaled_loss(const IntFormat& f, const std::vector<Linear>& lins, const std::vector<double>& s, const MatD& H) {
+double scaled_loss(const std::vector<Linear>& lins, const std::vector<double>& s, const MatD& H) {
   double loss = 0.0;
   for (const Linear& l : lins) {
+    if (!l.spec) continue;
+    const IntFormat f = int_format_of_spec(*l.spec);
     const int64_t rows = l.m->rows, cols = l.m->cols;
     const float* w = mutable_f32(*l.m);
     std::vector<float> ws(size_t(rows * cols));
@@ -70,7 +86,9 @@ double scaled_loss(const IntFormat& f, const std::vector<Linear>& lins, const st
 }
 
 // Clamp search for one linear whose input Hessian (in its current coordinates) is H.
-void search_clip(const IntFormat& f, int grid, Linear& l, const MatD& H) {
+void search_clip(Linear& l, const MatD& H) {
+  const IntFormat f = int_format_of_spec(*l.spec);
+  const int grid = l.spec->get_int("grid");
   const int64_t rows = l.m->rows, cols = l.m->cols;
   const int64_t g = f.per_row() ? cols : f.group;
   float* w = mutable_f32(*l.m);
@@ -101,10 +119,7 @@ void search_clip(const IntFormat& f, int grid, Linear& l, const MatD& H) {
   });
 }
 
-void awq_prepare(Model& m, const SchemeSpec& spec, const CalibStats& stats, std::vector<std::string>& notes) {
-  const IntFormat f = int_format_of_spec(spec);
-  const int grid = spec.get_int("grid");
-  const bool clip = spec.get_bool("clip");
+void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes) {
   const ModelConfig& c = m.config;
   for (int64_t li = 0; li < c.n_layer; ++li) {
     LayerWeights& L = m.layers[size_t(li)];
@@ -132,6 +147,16 @@ void awq_prepare(Model& m, const SchemeSpec& spec, const CalibStats& stats, std:
     sites.push_back({LinearInput::FfnDown, {{&L.w_down, p + "ffn_down", true}}, nullptr, &L.w_up, nullptr});
 
     for (Site& site : sites) {
+      // The site's awq tensors; the grid of the first one drives the scale search.
+      int grid = 0;
+      for (Linear& l : site.lins) {
+        const SchemeSpec* sp = spec_of(l.name + ".weight");
+        if (!sp || sp->method != "awq") continue;
+        checked_format(*sp, *l.m, l.name);
+        l.spec = sp;
+        if (grid == 0) grid = sp->get_int("grid");
+      }
+      if (grid == 0) continue;  // no awq tensor reads this input
       const InputStats& st = stats.at(li, site.in);
       QB_ASSERT(!st.hessian.empty());
       const int64_t cols = st.cols;
@@ -146,7 +171,7 @@ void awq_prepare(Model& m, const SchemeSpec& spec, const CalibStats& stats, std:
       bool any_input = false;
       for (int64_t j = 0; j < cols; ++j) any_input = any_input || st.mean_abs(j) > 0;
       if (can_scale && any_input) {
-        double best = scaled_loss(f, site.lins, s, H);
+        double best = scaled_loss(site.lins, s, H);
         int best_g = 0;
         std::vector<double> cand(static_cast<size_t>(cols));
         for (int gi = 1; gi < grid; ++gi) {
@@ -158,7 +183,7 @@ void awq_prepare(Model& m, const SchemeSpec& spec, const CalibStats& stats, std:
             mn = std::min(mn, cand[size_t(j)]);
           }
           for (auto& v : cand) v /= std::sqrt(mx * mn);
-          const double loss = scaled_loss(f, site.lins, cand, H);
+          const double loss = scaled_loss(site.lins, cand, H);
           if (loss < best) {
             best = loss;
             best_g = gi;
@@ -186,13 +211,13 @@ void awq_prepare(Model& m, const SchemeSpec& spec, const CalibStats& stats, std:
           }
         }
       }
-      if (clip && any_input) {
+      if (any_input) {
         // Inputs are now x / s: H' = S^-1 H S^-1.
         for (int64_t i = 0; i < cols; ++i) {
           for (int64_t j = 0; j < cols; ++j) H(i, j) /= s[size_t(i)] * s[size_t(j)];
         }
         for (Linear& l : site.lins) {
-          if (l.clip) search_clip(f, grid, l, H);
+          if (l.clip && l.spec && l.spec->get_bool("clip")) search_clip(l, H);
         }
       }
     }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <regex>
 
@@ -219,9 +220,9 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     if (!have_text) throw Error("scheme " + p.spec->to_string() + " (for " + p.name + ") needs calibration text: --calib FILE");
     sequential = sequential || me.calib == CalibUse::Sequential;
     if (me.prepare) {
-      if (prep_spec && !(*prep_spec == *p.spec)) {
+      if (prep_spec && prep_spec->method != p.spec->method) {
         throw Error("schemes " + prep_spec->to_string() + " and " + p.spec->to_string() +
-                    " both transform the whole model; a recipe may use only one");
+                    " both transform the whole model; a recipe may use only one such method");
       }
       prep = &me;
       prep_spec = *p.spec;
@@ -236,7 +237,17 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     const CalibStats stats = collect_stats(m, calib->windows, CollectOptions{true, -1});
     rep.calib_seconds += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
-    prep->prepare(work, *prep_spec, stats, rep.notes);
+    std::map<std::string, SchemeSpec> specs;
+    for (const TensorPlan& p : plan_model(m, r)) {
+      if (p.spec) specs.emplace(p.name, *p.spec);
+    }
+    prep->prepare(
+        work,
+        [&](const std::string& name) -> const SchemeSpec* {
+          const auto it = specs.find(name);
+          return it == specs.end() ? nullptr : &it->second;
+        },
+        stats, rep.notes);
     rep.transform_seconds = seconds_since(t0);
   }
   std::optional<Imatrix> imatrix;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,8 +53,10 @@ enum class CalibUse {
 using QuantizeCalibFn = PackedTensor (*)(const WeightView& w, const SchemeSpec& spec, const CalibContext& ctx);
 // A model-level FP transform run before any tensor is quantized (AWQ's and SmoothQuant's scale
 // folding): `m` has owned F32 linears and norms that the transform may rewrite in place (via
-// mutable_f32). Appends one line per decision to `notes`.
-using PrepareFn = void (*)(Model& m, const SchemeSpec& spec, const CalibStats& stats, std::vector<std::string>& notes);
+// mutable_f32). `spec_of(tensor name)` is the scheme the recipe gives that tensor (nullptr: kept);
+// the transform optimises for the tensors of its own method. Appends one line per decision to `notes`.
+using SpecLookup = std::function<const SchemeSpec*(const std::string& tensor_name)>;
+using PrepareFn = void (*)(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes);
 struct Method {
   std::string name;
   std::string summary;  // one line
