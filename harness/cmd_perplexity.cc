@@ -9,6 +9,7 @@
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "harness/sysinfo.h"
+#include "harness/calib_options.h"
 #include "quantizers/quantize_model.h"
 #include "tasks/kl.h"
 #include "tasks/perplexity.h"
@@ -21,16 +22,21 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   PerplexityOptions popt;
   bool kl = false;
   int64_t kl_top_k = 64;
+  CalibOptions calib_opts;
+  std::vector<std::string> tensor_types;
   po::options_description desc("qbench perplexity options");
   desc.add_options()
       ("text,f", po::value(&text_path)->required()->value_name("FILE"), "UTF-8 text file to score")
       ("ctx,c", po::value(&popt.n_ctx)->default_value(512)->value_name("N"), "chunk size in tokens (llama.cpp's -c)")
       ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)")
       ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
+      ("tensor-type", po::value(&tensor_types)->value_name("PATTERN=S"),
+       "with --scheme: scheme for tensors matching the regex PATTERN (as qbench quantize)")
       ("kl", po::bool_switch(&kl), "with --scheme: KL divergence of the quantized model against the unquantized one "
                                    "on the same positions (llama.cpp --kl-divergence statistics)")
       ("kl-top-k", po::value(&kl_top_k)->default_value(64)->value_name("K"), "reference log-probabilities kept per position")
       ("rolling", po::bool_switch(&popt.rolling), "also report word/byte perplexity and bits per byte over every position");
+  add_calib_options(desc, calib_opts);
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
@@ -45,7 +51,15 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   if (kl && scheme.empty()) throw Error("--kl needs --scheme (the reference is the unquantized model)");
   const Model source = load_model_from(o);
   quant::QuantizeReport qreport;
-  const Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
+  const std::optional<quant::Calibration> calib = make_calibration(source, calib_opts);
+  quant::Recipe recipe;
+  if (!scheme.empty()) {
+    recipe = quant::make_recipe(scheme);
+    for (const auto& t : tensor_types) recipe.rules.push_back(quant::parse_rule(t));
+  } else if (!tensor_types.empty()) {
+    throw Error("--tensor-type needs --scheme");
+  }
+  const Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();
@@ -85,7 +99,8 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   }
   nlohmann::json jq = nullptr;
   if (!scheme.empty()) {
-    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds}};
+    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds},
+          {"calibration", qreport.calibration}, {"calib_seconds", qreport.calib_seconds}};
   }
   if (o.json) {
     print_json({

@@ -5,6 +5,7 @@
 
 #include "engine/core/error.h"
 #include "engine/model/model_writer.h"
+#include "harness/calib_options.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "quantizers/quantize_model.h"
@@ -16,6 +17,7 @@ int cmd_quantize(const std::vector<std::string>& args) {
   std::string scheme, out, output_type, embd_type;
   std::vector<std::string> tensor_types;
   bool pure = false;
+  CalibOptions calib_opts;
   po::options_description desc("qbench quantize options");
   desc.add_options()
       ("scheme,s", po::value(&scheme)->required()->value_name("S"),
@@ -26,11 +28,13 @@ int cmd_quantize(const std::vector<std::string>& args) {
        "scheme for tensors whose name matches the regex PATTERN (repeatable; first match wins)")
       ("output-tensor-type", po::value(&output_type)->value_name("S"), "scheme for output.weight")
       ("token-embedding-type", po::value(&embd_type)->value_name("S"), "scheme for token_embd.weight");
+  add_calib_options(desc, calib_opts);
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
              "usage: qbench quantize [--model FILE] --scheme S --out FILE.gguf [--pure] [--tensor-type PATTERN=S]...\n"
-             "                       [--output-tensor-type S] [--token-embedding-type S] [--json]\n\n"
+             "                       [--output-tensor-type S] [--token-embedding-type S] [--json]\n"
+             "                       [--calib FILE [--calib-samples N] [--calib-ctx T] [--calib-seed S]] [--imatrix FILE]\n\n"
              "Quantizes every linear weight (and, for GGUF types, the token embedding) and writes a GGUF with the\n"
              "source's metadata. Files whose tensors all use ggml types load in llama.cpp. Prints per-tensor\n"
              "format, bits per weight, bytes, weight MSE, SQNR and time, and the totals.",
@@ -45,7 +49,8 @@ int cmd_quantize(const std::vector<std::string>& args) {
   if (!embd_type.empty()) recipe.token_embd = quant::parse_scheme(embd_type);
   const Model m = load_model_from(o);
   quant::QuantizeReport rep;
-  const Model q = quant::quantize_model(m, recipe, &rep);
+  const std::optional<quant::Calibration> calib = make_calibration(m, calib_opts);
+  const Model q = quant::quantize_model(m, recipe, &rep, calib ? &*calib : nullptr);
   gguf::Writer w = model_gguf_writer(q);
   w.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(recipe, rep.all_ggml)));
   w.set("general.quantization_version", gguf::Value::u32(2));
@@ -62,6 +67,8 @@ int cmd_quantize(const std::vector<std::string>& args) {
     j["out"] = out;
     j["file_bytes"] = file_bytes;
     j["threads"] = thread_count();
+    j["model_params"] = m.n_params();
+    j["model_bytes"] = m.weight_bytes();
     print_json(j);
     return 0;
   }
@@ -73,6 +80,13 @@ int cmd_quantize(const std::vector<std::string>& args) {
                 t.bits_per_weight, t.bytes, t.mse, std::isfinite(t.sqnr_db) ? t.sqnr_db : INFINITY, 1e3 * t.seconds,
                 t.note.c_str());
   }
+  for (const auto& n : rep.notes) std::printf("note: %s\n", n.c_str());
+  if (!rep.calibration.empty()) {
+    std::printf("calibration: %s; observing %.3f s, transform %.3f s\n", rep.calibration.c_str(), rep.calib_seconds,
+                rep.transform_seconds);
+  }
+  if (!rep.imatrix.empty()) std::printf("imatrix: %s\n", rep.imatrix.c_str());
+  std::printf("model: %lld parameters, %zu bytes\n", (long long)m.n_params(), m.weight_bytes());
   std::printf("total: %lld weights, %zu bytes, %.4f bits/weight, quantized in %.3f s; wrote %s (%zu bytes%s)\n",
               (long long)rep.n_weights, rep.bytes, rep.bits_per_weight, rep.seconds, out.c_str(), file_bytes,
               rep.all_ggml ? ", llama.cpp-loadable types" : ", uses qbench-only formats");

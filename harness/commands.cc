@@ -20,6 +20,7 @@ const std::vector<Command>& commands() {
       {"bench", "prefill/decode speed of one scheme (llama-bench style), also on published shapes", cmd_bench},
       {"compare", "regression check of a results file against a baseline (exit 1 on regression)", cmd_compare},
       {"report", "tables of a results file as Markdown, LaTeX or CSV", cmd_report},
+      {"imatrix", "importance matrix (mean x^2 per input channel) of a model over a calibration text", cmd_imatrix},
   };
   return table;
 }

@@ -20,5 +20,6 @@ int cmd_run(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
+int cmd_imatrix(const std::vector<std::string>& args);
 
 }  // namespace qbench::cli

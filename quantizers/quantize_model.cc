@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <regex>
 
@@ -171,61 +172,204 @@ ErrorStats weight_error(const float* w, int64_t rows, int64_t cols, TensorType t
   return st;
 }
 
-Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report) {
-  Model out = m;
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The field of `dst` that corresponds to `w`, a matrix of `src` (a copy of the same model).
+Matrix* field_of(Model& dst, const Model& src, const Matrix* w) {
+  if (w == &src.tok_embd) return &dst.tok_embd;
+  if (w == &src.output) return &dst.output;
+  for (size_t i = 0; i < src.layers.size(); ++i) {
+    const LayerWeights& a = src.layers[i];
+    LayerWeights& b = dst.layers[i];
+    const std::pair<const Matrix*, Matrix*> fields[] = {{&a.wq, &b.wq},         {&a.wk, &b.wk},         {&a.wv, &b.wv},
+                                                        {&a.wo, &b.wo},         {&a.w_gate, &b.w_gate}, {&a.w_up, &b.w_up},
+                                                        {&a.w_down, &b.w_down}};
+    for (const auto& [from, to] : fields) {
+      if (from == w) return to;
+    }
+  }
+  QB_ASSERT(false && "matrix is not a field of the model");
+  return nullptr;
+}
+
+}  // namespace
+
+bool recipe_needs_calibration(const Model& m, const Recipe& r) {
+  for (const TensorPlan& p : plan_model(m, r)) {
+    if (!p.spec) continue;
+    const CalibUse use = registry().method(*p.spec).calib;
+    if (use == CalibUse::Required || use == CalibUse::Sequential) return true;
+  }
+  return false;
+}
+
+Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, const Calibration* calib) {
   QuantizeReport rep;
   const auto t_all = std::chrono::steady_clock::now();
+  const bool have_text = calib && !calib->windows.windows.empty();
+
+  // What the plan needs from calibration.
+  bool sequential = false, want_importance = false;
+  const Method* prep = nullptr;
+  std::optional<SchemeSpec> prep_spec;
   for (const TensorPlan& p : plan_model(m, r)) {
+    if (!p.spec) continue;
+    const Method& me = registry().method(*p.spec);
+    if (me.calib == CalibUse::Optional) want_importance = true;
+    if (me.calib != CalibUse::Required && me.calib != CalibUse::Sequential) continue;
+    if (p.name == "token_embd.weight") {
+      throw Error("token_embd.weight: " + me.name +
+                  " quantizes linear weights from their inputs; the token embedding is a lookup table (give it "
+                  "another --token-embedding-type)");
+    }
+    if (!have_text) throw Error("scheme " + p.spec->to_string() + " (for " + p.name + ") needs calibration text: --calib FILE");
+    sequential = sequential || me.calib == CalibUse::Sequential;
+    if (me.prepare) {
+      if (prep_spec && prep_spec->method != p.spec->method) {
+        throw Error("schemes " + prep_spec->to_string() + " and " + p.spec->to_string() +
+                    " both transform the whole model; a recipe may use only one such method");
+      }
+      prep = &me;
+      prep_spec = *p.spec;
+    }
+  }
+  if (have_text) rep.calibration = calib->windows.description;
+
+  // Phase 1 for model transforms: observe the FP model, rewrite an F32 working copy.
+  Model work = prep ? f32_working_copy(m) : m;
+  if (prep) {
+    auto t0 = std::chrono::steady_clock::now();
+    const CalibStats stats = collect_stats(m, calib->windows, CollectOptions{true, -1});
+    rep.calib_seconds += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    std::map<std::string, SchemeSpec> specs;
+    for (const TensorPlan& p : plan_model(m, r)) {
+      if (p.spec) specs.emplace(p.name, *p.spec);
+    }
+    prep->prepare(
+        work,
+        [&](const std::string& name) -> const SchemeSpec* {
+          const auto it = specs.find(name);
+          return it == specs.end() ? nullptr : &it->second;
+        },
+        stats, rep.notes);
+    rep.transform_seconds = seconds_since(t0);
+  }
+  std::optional<Imatrix> imatrix;
+  if (want_importance && calib) {
+    if (calib->imatrix) {
+      imatrix = calib->imatrix;
+    } else if (have_text) {
+      const auto t0 = std::chrono::steady_clock::now();
+      imatrix = make_imatrix(work, collect_stats(work, calib->windows, CollectOptions{false, -1}),
+                             calib->windows.description);
+      rep.calib_seconds += seconds_since(t0);
+    }
+    if (imatrix) rep.imatrix = imatrix->source.empty() ? "given" : imatrix->source;
+  }
+
+  Model out = work;
+  const std::vector<TensorPlan> plan = plan_model(work, r);
+  std::vector<TensorReport> reports(plan.size());
+  std::vector<Matrix*> dsts(plan.size());
+
+  auto quantize_entry = [&](size_t i, const CalibContext& ctx) {
+    const TensorPlan& p = plan[i];
     const Matrix& src = *p.source;
-    TensorReport tr;
+    TensorReport& tr = reports[i];
     tr.name = p.name;
     tr.rows = src.rows;
     tr.cols = src.cols;
     tr.note = p.reason;
-    Matrix* dst = &out.tok_embd;
-    if (p.name == "output.weight") {
-      dst = &out.output;
-    } else if (p.name != "token_embd.weight") {
-      // Map the source matrix to the same field of the copy.
-      for (size_t i = 0; i < m.layers.size(); ++i) {
-        const LayerWeights& a = m.layers[i];
-        LayerWeights& b = out.layers[i];
-        const std::pair<const Matrix*, Matrix*> fields[] = {{&a.wq, &b.wq},         {&a.wk, &b.wk},
-                                                            {&a.wv, &b.wv},         {&a.wo, &b.wo},
-                                                            {&a.w_gate, &b.w_gate}, {&a.w_up, &b.w_up},
-                                                            {&a.w_down, &b.w_down}};
-        for (const auto& [from, to] : fields) dst = from == &src ? to : dst;
-      }
-    }
+    Matrix* dst = field_of(out, work, p.source);
+    dsts[i] = dst;
     if (!p.spec) {
       tr.scheme = "keep";
       tr.format = std::string(src.traits().name);
       tr.bytes = src.bytes();
       tr.sqnr_db = std::numeric_limits<double>::infinity();
-    } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      const F32Matrix f = to_f32(src);
-      const WeightView view{p.name, src.rows, src.cols, f.data};
-      auto packed = std::make_shared<PackedTensor>(quantize_tensor(view, *p.spec));
-      tr.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const ErrorStats es = weight_error(f.data, src.rows, src.cols, packed->type, packed->bytes.data());
-      tr.scheme = p.spec->to_string();
-      tr.format = std::string(type_traits(packed->type).name);
-      tr.bytes = packed->bytes.size();
-      tr.mse = es.mse();
-      tr.sqnr_db = es.sqnr_db();
-      if (!packed->note.empty()) tr.note += "; fallback " + packed->note;
-      *dst = Matrix{packed->type, src.rows, src.cols, packed->bytes.data()};
-      out.storage.push_back(std::shared_ptr<const void>(packed, packed->bytes.data()));
+      return;
     }
-    if (m.tied_output && dst == &out.tok_embd) out.output = out.tok_embd;
+    const Method& me = registry().method(*p.spec);
+    const auto t0 = std::chrono::steady_clock::now();
+    const F32Matrix f = to_f32(src);
+    const WeightView view{p.name, src.rows, src.cols, f.data};
+    PackedTensor pt;
+    if (me.quantize_calib && (ctx.stats || ctx.importance || me.calib == CalibUse::Required)) {
+      check_weights_finite(view);
+      pt = me.quantize_calib(view, *p.spec, ctx);
+      QB_ASSERT(pt.bytes.size() == size_t(view.rows) * row_bytes(type_traits(pt.type), view.cols));
+      if (ctx.importance) tr.note += "; imatrix";
+    } else {
+      pt = quantize_tensor(view, *p.spec);
+    }
+    auto packed = std::make_shared<PackedTensor>(std::move(pt));
+    tr.seconds = seconds_since(t0);
+    const ErrorStats es = weight_error(f.data, src.rows, src.cols, packed->type, packed->bytes.data());
+    tr.scheme = p.spec->to_string();
+    tr.format = std::string(type_traits(packed->type).name);
+    tr.bytes = packed->bytes.size();
+    tr.mse = es.mse();
+    tr.sqnr_db = es.sqnr_db();
+    if (!packed->note.empty()) tr.note += "; " + packed->note;
+    *dst = Matrix{packed->type, src.rows, src.cols, packed->bytes.data()};
+    out.storage.push_back(std::shared_ptr<const void>(packed, packed->bytes.data()));
+    if (work.tied_output && dst == &out.tok_embd) out.output = out.tok_embd;
+  };
+  auto importance_of = [&](const TensorPlan& p) -> const std::vector<float>* {
+    if (!imatrix || !p.spec || registry().method(*p.spec).calib != CalibUse::Optional) return nullptr;
+    const auto it = imatrix->tensors.find(p.name);
+    if (it == imatrix->tensors.end()) return nullptr;  // as llama-quantize: quantized without one
+    if (int64_t(it->second.size()) != p.source->cols) {
+      throw Error("imatrix entry " + p.name + " has " + std::to_string(it->second.size()) + " values, the tensor has " +
+                  std::to_string(p.source->cols) + " columns");
+    }
+    return &it->second;
+  };
+
+  if (!sequential) {
+    for (size_t i = 0; i < plan.size(); ++i) quantize_entry(i, CalibContext{nullptr, importance_of(plan[i])});
+  } else {
+    // Layer by layer: token_embd (layer -1), blk.0 .. blk.(n-1), output (layer n_layer).
+    const int64_t n_layer = work.config.n_layer;
+    for (int64_t layer = -1; layer <= n_layer; ++layer) {
+      std::vector<size_t> here;
+      bool needs_stats = false;
+      for (size_t i = 0; i < plan.size(); ++i) {
+        const auto site = linear_site(work, plan[i].name);
+        if ((site ? site->layer : -1) != layer) continue;
+        here.push_back(i);
+        needs_stats = needs_stats || (plan[i].spec && registry().method(*plan[i].spec).calib == CalibUse::Sequential);
+      }
+      CalibStats stats;
+      if (needs_stats) {
+        const auto t0 = std::chrono::steady_clock::now();
+        stats = collect_stats(out, calib->windows, CollectOptions{true, layer});
+        rep.calib_seconds += seconds_since(t0);
+      }
+      for (size_t i : here) {
+        CalibContext ctx{nullptr, importance_of(plan[i])};
+        const auto site = linear_site(work, plan[i].name);
+        if (needs_stats && site && plan[i].spec && registry().method(*plan[i].spec).calib == CalibUse::Sequential) {
+          ctx.stats = &stats.at(site->layer, site->input);
+        }
+        quantize_entry(i, ctx);
+      }
+    }
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    TensorReport& tr = reports[i];
     tr.bits_per_weight = 8.0 * double(tr.bytes) / double(tr.rows * tr.cols);
-    rep.all_ggml = rep.all_ggml && uint32_t(dst->type) < uint32_t(TensorType::INT_FIRST);
+    rep.all_ggml = rep.all_ggml && uint32_t(dsts[i]->type) < uint32_t(TensorType::INT_FIRST);
     rep.n_weights += tr.rows * tr.cols;
     rep.bytes += tr.bytes;
     rep.tensors.push_back(std::move(tr));
   }
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
+  rep.seconds = seconds_since(t_all);
   rep.bits_per_weight = rep.n_weights ? 8.0 * double(rep.bytes) / double(rep.n_weights) : 0.0;
   if (report) *report = std::move(rep);
   return out;
@@ -244,6 +388,11 @@ nlohmann::json QuantizeReport::to_json() const {
           {"bytes", bytes},
           {"bits_per_weight", bits_per_weight},
           {"seconds", seconds},
+          {"calibration", calibration},
+          {"imatrix", imatrix},
+          {"calib_seconds", calib_seconds},
+          {"transform_seconds", transform_seconds},
+          {"notes", notes},
           {"llama_cpp_loadable", all_ggml}};
 }
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model/model.h"
+#include "quantizers/calibration.h"
 #include "quantizers/llama_mix.h"
 #include "quantizers/spec.h"
 
@@ -72,11 +73,28 @@ struct QuantizeReport {
   double bits_per_weight = 0;
   double seconds = 0;
   bool all_ggml = true;   // every tensor in a ggml type (llama.cpp can load the file)
+  // Calibration (empty when none was used): what was run, and the seconds spent observing
+  // (forward passes; included in `seconds`) and transforming (AWQ/SmoothQuant scale search).
+  std::string calibration;
+  std::string imatrix;          // source of the importance matrix used, or empty
+  double calib_seconds = 0;
+  double transform_seconds = 0;
+  std::vector<std::string> notes;  // per-decision lines of calibration methods (AWQ's alphas, ...)
   nlohmann::json to_json() const;
 };
 
-// Throws qbench::Error naming the tensor on NaN/Inf weights, shapes a scheme cannot take, etc.
-Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report = nullptr);
+// Throws qbench::Error naming the tensor on NaN/Inf weights, shapes a scheme cannot take, etc.,
+// and when a scheme needs calibration text that `calib` does not give.
+// Calibration (quantizers/calibration.h): CalibUse::Optional methods get the imatrix row of each
+// tensor (from calib->imatrix, else computed from calib->windows); Required methods run their
+// PrepareFn on an F32 working copy with statistics of the FP model, then quantize;
+// Sequential methods (GPTQ) quantize layer by layer, re-collecting layer l's statistics on the
+// model whose layers < l are already quantized (output.weight last).
+// True when some tensor of the plan uses a method that needs calibration text (gptq, awq).
+bool recipe_needs_calibration(const Model& m, const Recipe& r);
+
+Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report = nullptr,
+                     const Calibration* calib = nullptr);
 
 // Error of `packed` (type `t`) against the F32 `w` (rows x cols): sums of squares.
 struct ErrorStats {

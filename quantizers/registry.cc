@@ -21,6 +21,7 @@ bool Registry::taken(std::string_view name) const { return find(name) || find_al
 
 void Registry::add(Method m) {
   QB_ASSERT(m.quantize != nullptr);
+  QB_ASSERT((m.calib == CalibUse::None) == (m.quantize_calib == nullptr && m.prepare == nullptr));
   if (taken(m.name)) throw Error("quantizer registry: duplicate name '" + m.name + "'");
   methods_.push_back(std::move(m));
 }
@@ -61,6 +62,8 @@ void register_builtins(Registry& r) {
   register_rtn(r);
   register_codebooks(r);
   register_gguf_types(r);
+  register_gptq(r);
+  register_awq(r);
 }
 
 void check_range(const WeightView& w, float limit, std::string_view format) {
@@ -83,7 +86,7 @@ void check_row_multiple(const WeightView& w, int64_t multiple, std::string_view 
   }
 }
 
-PackedTensor quantize_tensor(const WeightView& w, const SchemeSpec& spec) {
+void check_weights_finite(const WeightView& w) {
   QB_ASSERT(w.rows > 0 && w.cols > 0 && w.data != nullptr);
   for (int64_t r = 0; r < w.rows; ++r) {
     const float* row = w.data + r * w.cols;
@@ -94,6 +97,10 @@ PackedTensor quantize_tensor(const WeightView& w, const SchemeSpec& spec) {
       }
     }
   }
+}
+
+PackedTensor quantize_tensor(const WeightView& w, const SchemeSpec& spec) {
+  check_weights_finite(w);
   PackedTensor p = registry().method(spec).quantize(w, spec);
   QB_ASSERT(p.bytes.size() == size_t(w.rows) * row_bytes(type_traits(p.type), w.cols));
   return p;

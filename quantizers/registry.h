@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/formats/types.h"
+#include "engine/model/model.h"
 #include "quantizers/spec.h"
 
 namespace qbench::quant {
@@ -34,6 +36,27 @@ struct PackedTensor {
 // Throws qbench::Error naming the tensor when the method cannot handle its shape or range.
 using QuantizeFn = PackedTensor (*)(const WeightView& w, const SchemeSpec& spec);
 
+// Calibration-based methods (quantizers/calibration.h; observe first, then convert).
+struct InputStats;
+struct CalibStats;
+struct CalibContext {
+  const InputStats* stats = nullptr;               // statistics of the weight's input, or nullptr
+  const std::vector<float>* importance = nullptr;  // imatrix row (mean x^2 per input column), or nullptr
+};
+enum class CalibUse {
+  None,        // never uses calibration
+  Optional,    // uses an importance matrix when one is given (--imatrix or --calib), plain otherwise
+  Required,    // needs calibration text (--calib); quantize_calib gets the input statistics
+  Sequential,  // Required, and layer l's statistics are re-collected with layers < l already
+               // quantized (GPTQ's sequential setting)
+};
+using QuantizeCalibFn = PackedTensor (*)(const WeightView& w, const SchemeSpec& spec, const CalibContext& ctx);
+// A model-level FP transform run before any tensor is quantized (AWQ's and SmoothQuant's scale
+// folding): `m` has owned F32 linears and norms that the transform may rewrite in place (via
+// mutable_f32). `spec_of(tensor name)` is the scheme the recipe gives that tensor (nullptr: kept);
+// the transform optimises for the tensors of its own method. Appends one line per decision to `notes`.
+using SpecLookup = std::function<const SchemeSpec*(const std::string& tensor_name)>;
+using PrepareFn = void (*)(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes);
 struct Method {
   std::string name;
   std::string summary;  // one line
@@ -42,6 +65,9 @@ struct Method {
   std::string positional_prefix;  // stripped from that token (e.g. "int" in "rtn:int4")
   QuantizeFn quantize = nullptr;
   std::optional<TensorType> ggml_type;  // the ggml type it always writes (GGUF block types, casts)
+  CalibUse calib = CalibUse::None;
+  QuantizeCalibFn quantize_calib = nullptr;  // used instead of `quantize` when calibration is available
+  PrepareFn prepare = nullptr;               // model transform before quantization (Required only)
 };
 
 struct Alias {
@@ -75,6 +101,9 @@ void register_builtins(Registry& r);
 // and runs the spec's method.
 PackedTensor quantize_tensor(const WeightView& w, const SchemeSpec& spec);
 
+// Throws qbench::Error naming the tensor, row and column of the first NaN/Inf weight.
+void check_weights_finite(const WeightView& w);
+
 // Shared by the methods: throws qbench::Error naming the tensor when a value exceeds `limit` in
 // magnitude (what the target format can scale), and when `cols` is not a multiple of `multiple`.
 void check_range(const WeightView& w, float limit, std::string_view format);
@@ -84,5 +113,7 @@ void check_row_multiple(const WeightView& w, int64_t multiple, std::string_view 
 void register_rtn(Registry& r);
 void register_gguf_types(Registry& r);
 void register_codebooks(Registry& r);
+void register_gptq(Registry& r);
+void register_awq(Registry& r);
 
 }  // namespace qbench::quant

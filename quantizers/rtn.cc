@@ -16,13 +16,11 @@
 
 #include "engine/core/error.h"
 #include "engine/formats/int_quants.h"
+#include "quantizers/int_rules.h"
 #include "quantizers/registry.h"
 
 namespace qbench::quant {
 namespace {
-
-constexpr int kClipSteps = 51;  // ratios 1.00 down to 0.50
-float clip_ratio(int step) { return 1.0f - 0.01f * float(step); }
 
 struct Extremes {
   float mn = 0.0f, mx = 0.0f;
@@ -36,21 +34,16 @@ Extremes extremes(const float* x, int64_t n) {
   return e;
 }
 
-// Parameters for one group of values: the min/max rule, or the MSE-best clipped variant.
-IntParams group_params(const IntFormat& f, const float* x, int64_t n, bool mse) {
-  const Extremes e = extremes(x, n);
-  IntParams best = int_params_from_range(f, e.mn, e.mx, 1.0f);
-  if (!mse) return best;
-  double best_err = int_sq_error(f, x, n, best);
-  for (int s = 1; s < kClipSteps; ++s) {
-    const IntParams p = int_params_from_range(f, e.mn, e.mx, clip_ratio(s));
-    const double err = int_sq_error(f, x, n, p);
-    if (err < best_err) {
-      best_err = err;
-      best = p;
-    }
+double weighted_sq_error(const IntFormat& f, const float* x, int64_t n, IntParams p, const float* importance,
+                         float* scratch) {
+  if (!importance) return int_sq_error(f, x, n, p);
+  int_fake_quant(f, x, n, p, scratch);
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = double(x[i]) - double(scratch[i]);
+    err += double(importance[i]) * e * e;
   }
-  return best;
+  return err;
 }
 
 // One scale for the whole tensor (the same header written into every row of the row format).
@@ -79,12 +72,9 @@ IntParams tensor_params(const IntFormat& f, const WeightView& w, bool mse) {
   return best;
 }
 
-PackedTensor quantize_rtn(const WeightView& w, const SchemeSpec& spec) {
+PackedTensor quantize_rtn_weighted(const WeightView& w, const SchemeSpec& spec, const float* importance) {
   const std::string& g = spec.get("group");
-  IntFormat f;
-  f.bits = spec.get_int("bits");
-  f.sym = spec.get_bool("sym");
-  f.group = (g == "channel" || g == "tensor") ? 0 : std::stoi(g);
+  const IntFormat f = int_format_of_spec(spec);
   const bool per_tensor = g == "tensor";
   const bool mse = spec.get("clip") == "mse";
   const TypeTraits& t = type_traits(int_format_type(f));
@@ -103,15 +93,60 @@ PackedTensor quantize_rtn(const WeightView& w, const SchemeSpec& spec) {
     const float* x = w.data + r * w.cols;
     uint8_t* dst = out.bytes.data() + size_t(r) * rb;
     if (f.per_row()) {
-      int_pack(f, x, w.cols, per_tensor ? shared : group_params(f, x, w.cols, mse), dst);
+      int_pack(f, x, w.cols, per_tensor ? shared : rtn_group_params(f, x, w.cols, mse, importance), dst);
       return;
     }
-    for (int64_t c = 0; c < w.cols; c += f.group) dst += int_pack(f, x + c, f.group, group_params(f, x + c, f.group, mse), dst);
+    for (int64_t c = 0; c < w.cols; c += f.group) {
+      dst += int_pack(f, x + c, f.group, rtn_group_params(f, x + c, f.group, mse, importance ? importance + c : nullptr), dst);
+    }
   });
   return out;
 }
 
+PackedTensor quantize_rtn(const WeightView& w, const SchemeSpec& spec) { return quantize_rtn_weighted(w, spec, nullptr); }
+
+// With an importance matrix (qbench quantize --imatrix / --calib): clip=mse weighs each value's
+// squared error by its input channel's mean x^2, as llama.cpp's quant_weights do.
+PackedTensor quantize_rtn_calib(const WeightView& w, const SchemeSpec& spec, const CalibContext& ctx) {
+  return quantize_rtn_weighted(w, spec, ctx.importance ? ctx.importance->data() : nullptr);
+}
+
 }  // namespace
+
+IntParams rtn_group_params(const IntFormat& f, const float* x, int64_t n, bool mse, const float* importance) {
+  const Extremes e = extremes(x, n);
+  IntParams best = int_params_from_range(f, e.mn, e.mx, 1.0f);
+  if (!mse) return best;
+  std::vector<float> scratch(importance ? size_t(n) : 0);
+  double best_err = weighted_sq_error(f, x, n, best, importance, scratch.data());
+  for (int s = 1; s < kClipSteps; ++s) {
+    const IntParams p = int_params_from_range(f, e.mn, e.mx, clip_ratio(s));
+    const double err = weighted_sq_error(f, x, n, p, importance, scratch.data());
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+IntFormat int_format_of_spec(const SchemeSpec& spec) {
+  const std::string& g = spec.get("group");
+  IntFormat f;
+  f.bits = spec.get_int("bits");
+  f.sym = spec.get_bool("sym");
+  f.group = (g == "channel" || g == "tensor") ? 0 : std::stoi(g);
+  return f;
+}
+
+void rtn_fake_quant(const IntFormat& f, bool mse, const float* w, int64_t rows, int64_t cols, float* y) {
+  tbb::parallel_for(int64_t(0), rows, [&](int64_t r) {
+    const float* x = w + r * cols;
+    float* out = y + r * cols;
+    const int64_t g = f.per_row() ? cols : f.group;
+    for (int64_t c = 0; c < cols; c += g) int_fake_quant(f, x + c, g, rtn_group_params(f, x + c, g, mse), out + c);
+  });
+}
 
 void register_rtn(Registry& r) {
   r.add(Method{
@@ -129,6 +164,8 @@ void register_rtn(Registry& r) {
       "int",
       quantize_rtn,
       std::nullopt,
+      CalibUse::Optional,
+      quantize_rtn_calib,
   });
   for (int b = 2; b <= 8; ++b) {
     const std::string n = "int" + std::to_string(b);

@@ -126,6 +126,14 @@ void int_unpack(const IntFormat& f, const uint8_t* src, float* y, int64_t n) {
   }
 }
 
+void int_fake_quant(const IntFormat& f, const float* x, int64_t n, IntParams p, float* y) {
+  const float d = fp16_to_fp32(p.d);
+  const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+  const int off = code_offset(f, p);
+  const CodeRange r = code_range(f);
+  for (int64_t i = 0; i < n; ++i) y[i] = d * float(encode(x[i], inv, off, r.lo, r.hi) - off);
+}
+
 double int_sq_error(const IntFormat& f, const float* x, int64_t n, IntParams p) {
   const float d = fp16_to_fp32(p.d);
   const float inv = d != 0.0f ? 1.0f / d : 0.0f;

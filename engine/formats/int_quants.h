@@ -64,6 +64,9 @@ IntParams int_params_minmax(const IntFormat& f, const float* x, int64_t n, float
 size_t int_pack(const IntFormat& f, const float* x, int64_t n, IntParams p, uint8_t* dst);
 // Reads what int_pack wrote.
 void int_unpack(const IntFormat& f, const uint8_t* src, float* dst, int64_t n);
+// dequant(quant(x_i)) with parameters `p` into y[0..n) (y may equal x): the values int_pack
+// would store, without packing. Used by algorithms that round with error feedback (GPTQ).
+void int_fake_quant(const IntFormat& f, const float* x, int64_t n, IntParams p, float* y);
 // Squared error sum_i (x_i - dequant(quant(x_i)))^2 of packing `x` with `p`, without packing.
 double int_sq_error(const IntFormat& f, const float* x, int64_t n, IntParams p);
 

@@ -109,10 +109,14 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
     }
   };
 
+  auto observe = [&](int64_t layer, LinearInput input, const float* x, int64_t rows, int64_t cols) {
+    if (observer_) observer_(layer, input, x, rows, cols);
+  };
   const float kq_scale = 1.0f / std::sqrt(float(hd));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layers[size_t(l)];
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+    observe(l, LinearInput::AttnIn, xn_.data(), n, d);
     linear(L.wq, xn_.data(), n, q_.data());
     linear(L.wk, xn_.data(), n, k_.data());
     linear(L.wv, xn_.data(), n, v_.data());
@@ -156,16 +160,19 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
         for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];
       }
     });
+    observe(l, LinearInput::AttnOut, attn_.data(), n, d);
     linear(L.wo, attn_.data(), n, ffn_.data());
     for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+    observe(l, LinearInput::FfnIn, xn_.data(), n, d);
     linear(L.w_gate, xn_.data(), n, gate_.data());
     linear(L.w_up, xn_.data(), n, up_.data());
     for (int64_t i = 0; i < n * ff; ++i) {
       const float g = gate_[size_t(i)];
       gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];
     }
+    observe(l, LinearInput::FfnDown, gate_.data(), n, ff);
     linear(L.w_down, gate_.data(), n, ffn_.data());
     for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];
   }
@@ -175,6 +182,7 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
   for (int64_t t = 0; t < m; ++t) {
     rms_norm(x_.data() + (logits_from + t) * d, model_.output_norm.data(), xn_.data() + t * d, d, c.rms_eps);
   }
+  observe(c.n_layer, LinearInput::Output, xn_.data(), m, d);
   linear(model_.output, xn_.data(), m, logits);
 }
 

@@ -8,12 +8,27 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
 #include "engine/model/model.h"
 
 namespace qbench {
+
+// The input activation of a group of linears, as seen by an ActivationObserver. Linears that
+// share an input are observed once: AttnIn feeds attn_q/k/v (after attn_norm), AttnOut feeds
+// attn_output (the attention heads' output), FfnIn feeds ffn_gate/up (after ffn_norm), FfnDown
+// feeds ffn_down (silu(gate) * up), Output feeds output.weight (after output_norm; layer index
+// n_layer).
+enum class LinearInput { AttnIn, AttnOut, FfnIn, FfnDown, Output };
+inline constexpr int kLinearInputCount = 5;
+
+// Called before the matmul(s) reading `x`, row-major [n_tokens x cols] FP32, valid only during
+// the call. Calibration (quantizers/calibration.h) accumulates statistics from it; the forward
+// pass itself is unchanged by an observer.
+using ActivationObserver =
+    std::function<void(int64_t layer, LinearInput input, const float* x, int64_t n_tokens, int64_t cols)>;
 
 class Forward {
  public:
@@ -30,6 +45,8 @@ class Forward {
   }
 
   void reset() { n_past_ = 0; }
+  // Observer of every linear's input (empty function: none). Not thread-safe with eval().
+  void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
@@ -41,6 +58,7 @@ class Forward {
   const Model& model_;
   int64_t n_ctx_;
   int64_t n_past_ = 0;
+  ActivationObserver observer_;
   std::vector<float> k_cache_, v_cache_;  // [layer][pos][n_embd_kv]
   std::vector<float> rope_cos_, rope_sin_;  // [pos][n_rot/2]
   // Scratch, sized for the largest batch seen.

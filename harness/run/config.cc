@@ -132,6 +132,10 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
   if (c.seed < 0) bad("seed", "must be >= 0, got " + std::to_string(c.seed));
   if (c.ppl_text.empty()) bad("ppl_text", "must name a file or generated:GEN,...");
   if (c.ppl_items < 1) bad("ppl_items", "must be >= 1, got " + std::to_string(c.ppl_items));
+  if (c.calib_text.empty()) bad("calib_text", "must name a file or generated:GEN,...");
+  if (c.calib_items < 1) bad("calib_items", "must be >= 1, got " + std::to_string(c.calib_items));
+  if (c.calib_samples < 1) bad("calib_samples", "must be >= 1, got " + std::to_string(c.calib_samples));
+  if (c.calib_ctx < 8) bad("calib_ctx", "must be >= 8, got " + std::to_string(c.calib_ctx));
   if (c.ppl_ctx < 8) bad("ppl_ctx", "must be >= 8, got " + std::to_string(c.ppl_ctx));
   if (c.ppl_chunks == 0 || c.ppl_chunks < -1) bad("ppl_chunks", "must be -1 (all) or >= 1, got " + std::to_string(c.ppl_chunks));
   if (c.kl && !c.perplexity) bad("kl", "needs perplexity: true (KL is measured on the perplexity chunks)");

@@ -20,12 +20,12 @@ inline constexpr int kConfigVersion = 1;
 #define QBENCH_EXPERIMENT_FIELDS(X)                                                                          \
   X(std::string, name, "default", "experiment name; the default output is results/runs/NAME.json")           \
   X(std::string, description,                                                                                 \
-    "the built-in model x fp16, int8, int4 (group 128), q4_K, nf4 x perplexity, KL, math_reasoning, chat, speed; " \
+    "the built-in model x fp16, int8, int4 (group 128, RTN and GPTQ), q4_K, nf4 x perplexity, KL, math_reasoning, chat, speed; " \
     "50 items per task and 40 perplexity chunks of 128 tokens keep it to about 2 minutes on 2 cores",          \
     "what the experiment measures and why its limits are what they are")                                      \
   X(std::string, model, "", "model file (GGUF, or llama2.c .bin with tokenizer; may start with $QBENCH_SHARED/); empty: the built-in default model") \
   X(std::string, tokenizer, "", "llama2.c tokenizer.bin for a .bin model")                                    \
-  X(StringList, schemes, (StringList{"fp16", "int8", "rtn:int4,group=128", "q4_K", "nf4"}),                   \
+  X(StringList, schemes, (StringList{"fp16", "int8", "rtn:int4,group=128", "gptq:int4,group=128", "q4_K", "nf4"}),                   \
     "quantization schemes (qbench schemes), one run each, in this order")                                     \
   X(std::string, baseline, "", "scheme the relative table divides by (empty: the first scheme)")             \
   X(StringList, suites, (StringList{"math_reasoning", "chat"}), "task suites (qbench tasks)")                \
@@ -39,6 +39,12 @@ inline constexpr int kConfigVersion = 1;
   X(int64_t, ppl_items, 300, "items per generator of a generated: text")                                     \
   X(int64_t, ppl_ctx, 128, "perplexity chunk size in tokens (llama.cpp's -c)")                               \
   X(int64_t, ppl_chunks, 40, "perplexity chunks scored (-1: all)")                                            \
+  X(std::string, calib_text, "generated:story,dialogue,add3,sub3,word",                                        \
+    "calibration text of gptq/awq schemes: a file path, or generated:GEN,... (items of the training seed 2000, "  \
+    "disjoint from the evaluation items)")                                                                    \
+  X(int64_t, calib_items, 200, "items per generator of a generated: calibration text")                       \
+  X(int64_t, calib_samples, 128, "calibration windows drawn from calib_text")                                \
+  X(int64_t, calib_ctx, 128, "tokens per calibration window")                                                \
   X(bool, kl, true, "KL divergence of each scheme against the unquantized model on the perplexity chunks")  \
   X(int64_t, kl_top_k, 64, "reference log-probabilities kept per position (the rest is one tail bin)")       \
   X(bool, speed, true, "measure prefill and decode speed, alone, after the quality work")                    \

@@ -74,7 +74,10 @@ std::string latex_escape(const std::string& s) {
 std::string csv_cell(const std::string& s0) {
   const std::string s = replace_all(s0, kPm, "+-");
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  return "\"" + replace_all(s, "\"", "\"\"") + "\"";
+  std::string quoted(1, '"');  // built by appending: GCC 12 misreports "x" + s + "x" (-Wrestrict, PR 105329)
+  quoted += replace_all(s, "\"", "\"\"");
+  quoted += '"';
+  return quoted;
 }
 
 }  // namespace
@@ -158,39 +161,61 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
   for (const auto& t : tables) {
     switch (format) {
       case ReportFormat::Markdown: {
-        out += "**" + replace_all(t.title, kPm, "±") + "**\n\n|";
+        out += "**";
+        out += replace_all(t.title, kPm, "±");
+        out += "**\n\n|";
         for (const auto& h : t.header) out += " " + h + " |";
         out += "\n|";
         for (size_t i = 0; i < t.header.size(); ++i) out += i == 0 ? " --- |" : " ---: |";
         out += "\n";
         for (const auto& r : t.rows) {
           out += "|";
-          for (const auto& c : r) out += " " + replace_all(c, kPm, "±") + " |";
+          for (const auto& c : r) {
+            out += " ";
+            out += replace_all(c, kPm, "±");
+            out += " |";
+          }
           out += "\n";
         }
         out += "\n";
         break;
       }
       case ReportFormat::Latex: {
-        out += "% " + replace_all(t.title, kPm, "+-") + "\n";
+        out += "% ";
+        out += replace_all(t.title, kPm, "+-");
+        out += "\n";
         out += "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{l" + std::string(t.header.size() - 1, 'r') +
                "}\n\\toprule\n";
-        for (size_t i = 0; i < t.header.size(); ++i) out += (i ? " & " : "") + latex_escape(t.header[i]);
+        for (size_t i = 0; i < t.header.size(); ++i) {
+          if (i) out += " & ";
+          out += latex_escape(t.header[i]);
+        }
         out += " \\\\\n\\midrule\n";
         for (const auto& r : t.rows) {
-          for (size_t i = 0; i < r.size(); ++i) out += (i ? " & " : "") + latex_escape(r[i]);
+          for (size_t i = 0; i < r.size(); ++i) {
+            if (i) out += " & ";
+            out += latex_escape(r[i]);
+          }
           out += " \\\\\n";
         }
-        out += "\\bottomrule\n\\end{tabular}\n\\caption{" + latex_escape(t.title) + "}\n\\end{table}\n\n";
+        out += "\\bottomrule\n\\end{tabular}\n\\caption{";
+        out += latex_escape(t.title);
+        out += "}\n\\end{table}\n\n";
         break;
       }
       case ReportFormat::Csv: {
         out += "table";
-        for (const auto& h : t.header) out += "," + csv_cell(h);
+        for (const auto& h : t.header) {
+          out += ",";
+          out += csv_cell(h);
+        }
         out += "\n";
         for (const auto& r : t.rows) {
           out += csv_cell(t.title);
-          for (const auto& c : r) out += "," + csv_cell(c);
+          for (const auto& c : r) {
+            out += ",";
+            out += csv_cell(c);
+          }
           out += "\n";
         }
         break;

@@ -49,11 +49,14 @@ std::string default_results_path(const ExperimentConfig& config) {
   return QBENCH_SOURCE_DIR "/results/runs/" + config.name + ".json";
 }
 
-std::string perplexity_text(const ExperimentConfig& c) {
+namespace {
+
+// `spec` is a file path or "generated:GEN,GEN,..." (`items` items of each generator at `seed`).
+std::string text_source(const std::string& spec, const std::string& field, int64_t items, uint64_t seed) {
   const std::string prefix = "generated:";
-  if (c.ppl_text.rfind(prefix, 0) != 0) return read_text_file(expand_path(c.ppl_text, "ppl_text"));
+  if (spec.rfind(prefix, 0) != 0) return read_text_file(expand_path(spec, field));
   std::string text;
-  std::string list = c.ppl_text.substr(prefix.size());
+  std::string list = spec.substr(prefix.size());
   size_t start = 0;
   while (start <= list.size()) {
     const size_t comma = std::min(list.find(',', start), list.size());
@@ -61,15 +64,25 @@ std::string perplexity_text(const ExperimentConfig& c) {
     start = comma + 1;
     if (name.empty()) continue;
     if (!builtin_generators().contains(name)) {
-      throw Error("ppl_text: unknown generator '" + name + "' in '" + c.ppl_text + "'");
+      throw Error(field + ": unknown generator '" + name + "' in '" + spec + "'");
     }
-    for (const Example& e : builtin_generators().get(name).generate(c.ppl_items, uint64_t(c.seed))) {
+    for (const Example& e : builtin_generators().get(name).generate(items, seed)) {
       text += e.context + e.target;
       if (text.empty() || text.back() != '\n') text += '\n';
     }
   }
-  if (text.empty()) throw Error("ppl_text: '" + c.ppl_text + "' names no generator");
+  if (text.empty()) throw Error(field + ": '" + spec + "' names no generator");
   return text;
+}
+
+}  // namespace
+
+std::string perplexity_text(const ExperimentConfig& c) {
+  return text_source(c.ppl_text, "ppl_text", c.ppl_items, uint64_t(c.seed));
+}
+
+std::string calibration_text(const ExperimentConfig& c) {
+  return text_source(c.calib_text, "calib_text", c.calib_items, kCalibItemSeed);
 }
 
 namespace {
@@ -204,6 +217,24 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     text_sha = sha256_hex(text);
     ppl_tokens = source.require_tokenizer().encode(text, true);
   }
+  // Calibration text, only when some scheme needs one (gptq, awq); its hash joins those schemes' keys.
+  std::vector<bool> calibrated(c.schemes.size(), false);
+  for (size_t i = 0; i < c.schemes.size(); ++i) {
+    calibrated[i] = quant::recipe_needs_calibration(source, quant::make_recipe(c.schemes[i]));
+  }
+  std::optional<quant::Calibration> calibration;
+  json calib_json = nullptr;
+  if (std::count(calibrated.begin(), calibrated.end(), true) > 0) {
+    const Tokenizer& tok = source.require_tokenizer();
+    const std::string text = calibration_text(c);
+    const quant::CalibConfig cc{"", c.calib_samples, c.calib_ctx, 0};
+    calibration.emplace();
+    calibration->windows = quant::make_calib_windows(tok.encode(text, true), cc, "calib_text " + c.calib_text,
+                                                     tok.add_bos() ? tok.bos() : -1);
+    calib_json = {{"calib_text", c.calib_text}, {"calib_text_sha256", sha256_hex(text)},
+                  {"samples", c.calib_samples}, {"ctx", c.calib_ctx}, {"item_seed", kCalibItemSeed},
+                  {"description", calibration->windows.description}};
+  }
   PerplexityOptions popt;
   popt.n_ctx = c.ppl_ctx;
   popt.max_chunks = c.ppl_chunks;
@@ -213,6 +244,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   auto key_of = [&](const std::string& canonical, const std::string& unit, const json& extra) {
     json k = {{"qbench_version", QBENCH_VERSION}, {"model_sha256", model_sha}, {"tokenizer", c.tokenizer},
               {"scheme", canonical}, {"unit", unit}, {"extra", extra}};
+    for (size_t i = 0; i < c.schemes.size(); ++i) {
+      if (calibrated[i] && scheme_canonical(c.schemes[i]) == canonical) k["calibration"] = calib_json;
+    }
     return sha256_hex(k.dump());
   };
 
@@ -229,7 +263,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       {"model", cli::model_json(source)},
       {"data",
        {{"ppl_text", c.perplexity ? json(c.ppl_text) : json(nullptr)}, {"ppl_text_sha256", text_sha},
-        {"ppl_tokens", ppl_tokens.size()}, {"suites", json::object()}}},
+        {"ppl_tokens", ppl_tokens.size()}, {"calibration", calib_json}, {"suites", json::object()}}},
       {"reference", {{"kl", "the unquantized model as loaded (" + std::string(type_traits(source.output.type).name) +
                                 " weights)"}}},
       {"runs", json::array()},
@@ -311,13 +345,16 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     progress.started("quantize " + c.schemes[i]);
     try {
       quant::QuantizeReport rep;
-      variants[i] = std::make_unique<Model>(quant::quantize_model(source, quant::make_recipe(c.schemes[i]), &rep));
+      variants[i] = std::make_unique<Model>(quant::quantize_model(
+          source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr));
       const double linear_bpw = linear_bits_per_weight(rep, source.tied_output);
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
       document.update([&](json& d) {
         json& run = d["runs"][i];
         run["quantization"] = {{"seconds", rep.seconds}, {"bits_per_weight", rep.bits_per_weight},
-                               {"bytes", rep.bytes}, {"n_weights", rep.n_weights}, {"all_ggml", rep.all_ggml}};
+                               {"bytes", rep.bytes}, {"n_weights", rep.n_weights}, {"all_ggml", rep.all_ggml},
+                               {"calibration", rep.calibration.empty() ? json(nullptr) : json(rep.calibration)},
+                               {"calib_seconds", rep.calib_seconds}};
         run["memory"] = {{"weight_bytes", variants[i]->weight_bytes()}, {"linear_weight_bytes", rep.bytes},
                          {"bits_per_weight", linear_bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight},
                          {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},

@@ -152,6 +152,34 @@ TEST(Run, RerunReusesCachedUnitsByContentKey) {
   EXPECT_EQ(run_quiet(c, out, /*force=*/true).measured_units, 6);
 }
 
+TEST(Run, CalibratedSchemesGetTheCalibrationTextAndItsKey) {
+  const auto f = make_fixture("run-calib");
+  auto c = test::tiny_config(f.model, {"int8", "gptq:int4,group=32"});
+  c.speed = false;
+  c.calib_samples = 8;
+  c.calib_ctx = 32;
+  const std::string out = f.dir + "/res.json";
+  const auto first = run_quiet(c, out);
+  EXPECT_EQ(first.failed_units, 0);
+  const json doc1 = test::read_json(out);
+  ASSERT_TRUE(doc1["data"]["calibration"].is_object());
+  EXPECT_EQ(doc1["data"]["calibration"]["samples"], 8);
+  EXPECT_EQ(doc1["runs"][1]["status"], "ok");
+  EXPECT_TRUE(doc1["runs"][1]["quantization"]["calibration"].is_string());
+  EXPECT_TRUE(doc1["runs"][0]["quantization"]["calibration"].is_null());
+  // Other calibration windows change the gptq run's keys only.
+  c.calib_samples = 6;
+  const auto changed = run_quiet(c, out);
+  EXPECT_EQ(changed.cached_units, 3);
+  EXPECT_EQ(changed.measured_units, 3);
+  // No calibrated scheme: no calibration text is read (a bad one is not an error).
+  c.schemes = {"int8"};
+  c.calib_text = "generated:no_such_generator";
+  EXPECT_NO_THROW(run_quiet(c, out));
+  c.schemes = {"gptq:int4,group=32"};
+  EXPECT_THROW(run_quiet(c, out), Error);
+}
+
 TEST(Run, InterruptedRunLeavesValidFileAndResumes) {
   const auto f = make_fixture("run-resume");
   auto c = test::tiny_config(f.model, {"fp16", "int8"});
@@ -287,7 +315,7 @@ TEST(Run, CliErrorsAreOneLineWithExitCode2) {
   for (const auto& field : run::experiment_fields()) {
     EXPECT_NE(r.out.find(field.name + " "), std::string::npos) << field.name;
   }
-  EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"gptq:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
 }
 
 TEST(Run, ReportFormats) {

@@ -48,7 +48,7 @@ TEST(Sha256, IncrementalEqualsOneShot) {
 TEST(RunConfig, DefaultFileIsTheBuiltInDefault) {
   const auto c = run::load_config(QBENCH_SOURCE_DIR "/experiments/default.json");
   EXPECT_EQ(c.to_json(), run::ExperimentConfig{}.to_json());
-  EXPECT_EQ(c.schemes, (std::vector<std::string>{"fp16", "int8", "rtn:int4,group=128", "q4_K", "nf4"}));
+  EXPECT_EQ(c.schemes, (std::vector<std::string>{"fp16", "int8", "rtn:int4,group=128", "gptq:int4,group=128", "q4_K", "nf4"}));
   // Round trip through JSON.
   EXPECT_EQ(run::parse_config(c.to_json(), "x").to_json(), c.to_json());
   // Every declared field is listed and written.

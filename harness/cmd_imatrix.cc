@@ -1,0 +1,46 @@
+// qbench imatrix: the importance matrix (per linear, mean x^2 of every input channel) of a model
+// over calibration windows of a text, written as qbench's JSON imatrix (docs/schemes.md).
+#include <cstdio>
+
+#include "engine/core/error.h"
+#include "harness/calib_options.h"
+#include "harness/commands.h"
+
+namespace qbench::cli {
+
+int cmd_imatrix(const std::vector<std::string>& args) {
+  ModelOptions o;
+  CalibOptions c;
+  std::string out;
+  po::options_description desc("qbench imatrix options");
+  desc.add_options()
+      ("text,f", po::value(&c.config.text_path)->required()->value_name("FILE"), "calibration text")
+      ("out,o", po::value(&out)->required()->value_name("FILE"), "output .imatrix (JSON, written atomically)")
+      ("calib-samples", po::value(&c.config.samples)->default_value(128)->value_name("N"), "windows")
+      ("calib-ctx", po::value(&c.config.ctx)->default_value(256)->value_name("T"), "tokens per window")
+      ("calib-seed", po::value(&c.config.seed)->default_value(0)->value_name("S"), "seed of the window positions");
+  add_model_options(desc, o);
+  po::variables_map vm;
+  if (!parse(args, desc,
+             "usage: qbench imatrix [--model FILE] --text FILE --out FILE.imatrix [--calib-samples N] [--calib-ctx T]\n\n"
+             "Runs the model over N random windows of T tokens and writes, for every linear weight, the mean\n"
+             "square of each input channel (llama.cpp's importance matrix), for qbench quantize --imatrix.",
+             vm)) {
+    return 0;
+  }
+  set_threads(o.threads);
+  const Model m = load_model_from(o);
+  const quant::CalibWindows w = quant::make_calib_windows(m, c.config);
+  const quant::Imatrix im = quant::make_imatrix(m, quant::collect_stats(m, w, {false, -1}), w.description);
+  quant::write_imatrix(im, out);
+  if (o.json) {
+    print_json({{"command", "imatrix"}, {"model", model_json(m)}, {"source", im.source}, {"n_tokens", im.n_tokens},
+                {"tensors", im.tensors.size()}, {"out", out}});
+  } else {
+    std::printf("imatrix of %zu tensors over %lld tokens (%s); wrote %s\n", im.tensors.size(), (long long)im.n_tokens,
+                im.source.c_str(), out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace qbench::cli

@@ -1,0 +1,300 @@
+// Calibration-based PTQ: statistics, GPTQ, AWQ, the importance matrix, and their fallbacks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
+#include "engine/model/forward.h"
+#include "quantizers/calibration.h"
+#include "quantizers/quantize_model.h"
+#include "quantizers/registry.h"
+#include "tests/test_util.h"
+#include "tests/tiny_model.h"
+
+namespace qbench::quant {
+namespace {
+
+// Synthetic layer: inputs x = A z (correlated channels) with a few outlier channels x10.
+struct Layer {
+  int64_t rows, cols, n;
+  std::vector<float> w, x;  // w rows x cols, x n x cols
+  InputStats stats;
+};
+
+Layer make_layer(int64_t rows, int64_t cols, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  Layer L{rows, cols, n, std::vector<float>(size_t(rows * cols)), std::vector<float>(size_t(n * cols)), {}};
+  for (auto& v : L.w) v = 0.1f * g(rng);
+  const int64_t k = 8;  // latent factors
+  std::vector<float> a(size_t(k * cols));
+  for (auto& v : a) v = g(rng);
+  for (int64_t t = 0; t < n; ++t) {
+    float z[8];
+    for (float& v : z) v = g(rng);
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = 0.3f * g(rng);
+      for (int64_t i = 0; i < k; ++i) s += a[size_t(i * cols + j)] * z[i];
+      if (j % 37 == 5) s *= 10.0f;  // outlier channels
+      L.x[size_t(t * cols + j)] = s;
+    }
+  }
+  L.stats.init(cols, true);
+  L.stats.add(L.x.data(), n);
+  return L;
+}
+
+std::vector<float> dequantize(const PackedTensor& p, int64_t rows, int64_t cols) {
+  const TypeTraits& t = type_traits(p.type);
+  std::vector<float> out(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) t.dequantize_row(p.bytes.data() + size_t(r) * row_bytes(t, cols), out.data() + r * cols, cols);
+  return out;
+}
+
+// ||W X - Ŵ X||² over the layer's tokens, from the activations themselves (not the Hessian).
+double output_error(const Layer& L, const std::vector<float>& wq) {
+  double err = 0;
+  for (int64_t t = 0; t < L.n; ++t) {
+    for (int64_t r = 0; r < L.rows; ++r) {
+      double e = 0;
+      for (int64_t j = 0; j < L.cols; ++j) e += double(wq[size_t(r * L.cols + j)] - L.w[size_t(r * L.cols + j)]) * L.x[size_t(t * L.cols + j)];
+      err += e * e;
+    }
+  }
+  return err;
+}
+
+PackedTensor run(const std::string& scheme, const Layer& L, const InputStats* stats) {
+  const SchemeSpec spec = parse_scheme(scheme);
+  const WeightView v{"w", L.rows, L.cols, L.w.data()};
+  const Method& m = registry().method(spec);
+  if (stats) return m.quantize_calib(v, spec, CalibContext{stats, nullptr});
+  return quantize_tensor(v, spec);
+}
+
+TEST(Gptq, BeatsRtnOnCorrelatedInputs) {
+  const Layer L = make_layer(64, 256, 1024, 7);
+  for (const std::string fmt : {"int4,group=32", "int4,group=channel", "int3,group=32"}) {
+    SCOPED_TRACE(fmt);
+    const double rtn = output_error(L, dequantize(run("rtn:" + fmt, L, nullptr), L.rows, L.cols));
+    const double gptq = output_error(L, dequantize(run("gptq:" + fmt, L, &L.stats), L.rows, L.cols));
+    const double gptq_ao =
+        output_error(L, dequantize(run("gptq:" + fmt + ",act_order=true", L, &L.stats), L.rows, L.cols));
+    EXPECT_LT(gptq, 0.8 * rtn) << "rtn " << rtn;
+    EXPECT_LT(gptq_ao, 0.8 * rtn) << "rtn " << rtn;
+  }
+}
+
+TEST(Gptq, DiagonalHessianEqualsRtn) {
+  const Layer L = make_layer(16, 128, 4, 3);
+  InputStats diag;
+  diag.init(L.cols, true);
+  diag.n_tokens = 10;
+  for (int64_t j = 0; j < L.cols; ++j) diag.hessian[size_t(j * L.cols + j)] = 1.0 + 0.1 * double(j % 5);
+  for (const std::string fmt : {"int4,group=32", "int4,group=channel", "int3,group=128,sym=false"}) {
+    SCOPED_TRACE(fmt);
+    for (const char* order : {"false", "true"}) {
+      EXPECT_EQ(run("gptq:" + fmt + ",act_order=" + order, L, &diag).bytes, run("rtn:" + fmt, L, nullptr).bytes);
+    }
+  }
+}
+
+TEST(Gptq, DegenerateInputsFallBackWithoutNans) {
+  const Layer L = make_layer(16, 64, 4, 5);
+  auto finite = [&](const PackedTensor& p) {
+    for (float v : dequantize(p, L.rows, L.cols)) {
+      if (!std::isfinite(v)) return false;
+    }
+    return true;
+  };
+  // All-zero inputs: plain RTN, with a note.
+  InputStats zero;
+  zero.init(L.cols, true);
+  zero.add(std::vector<float>(size_t(8 * L.cols), 0.0f).data(), 8);
+  PackedTensor p = run("gptq:int4,group=32", L, &zero);
+  EXPECT_EQ(p.bytes, run("rtn:int4,group=32", L, nullptr).bytes);
+  EXPECT_NE(p.note.find("all inputs are zero"), std::string::npos) << p.note;
+  // Singular Hessian (4 tokens, 64 channels) without damping: damping is raised, never NaN.
+  p = run("gptq:int4,group=32,damp=0", L, &L.stats);
+  EXPECT_TRUE(finite(p));
+  EXPECT_NE(p.note.find("damping raised"), std::string::npos) << p.note;
+  // Dead inputs (some channels always zero): their weight columns become 0, as the reference.
+  std::vector<float> x = L.x;
+  for (int64_t t = 0; t < L.n; ++t) x[size_t(t * L.cols + 3)] = 0.0f;
+  InputStats dead;
+  dead.init(L.cols, true);
+  dead.add(x.data(), L.n);
+  p = run("gptq:int4,group=32", L, &dead);
+  EXPECT_TRUE(finite(p));
+  EXPECT_NE(p.note.find("1 dead inputs"), std::string::npos) << p.note;
+  const auto wq = dequantize(p, L.rows, L.cols);
+  for (int64_t r = 0; r < L.rows; ++r) EXPECT_EQ(wq[size_t(r * L.cols + 3)], 0.0f);
+  // No calibration tokens at all.
+  InputStats none;
+  none.init(L.cols, true);
+  EXPECT_NE(run("gptq:int4,group=32", L, &none).note.find("no calibration tokens"), std::string::npos);
+}
+
+TEST(Calibration, TooShortTextIsAnError) {
+  const std::vector<int32_t> tokens(100, 5);
+  CalibConfig c;
+  c.ctx = 128;
+  try {
+    make_calib_windows(tokens, c, "short.txt", 1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("short.txt: calibration text has 100 tokens"), std::string::npos) << e.what();
+  }
+  c.ctx = 50;
+  c.samples = 3;
+  const CalibWindows w = make_calib_windows(tokens, c, "short.txt", 1);
+  ASSERT_EQ(w.windows.size(), 3u);
+  EXPECT_EQ(w.windows[0].size(), 50u);
+  EXPECT_EQ(w.windows[0][0], 1);  // BOS first
+}
+
+// A tiny model (no GQA, so AWQ folds attn_v -> attn_output too) with outlier input channels:
+// a few norm weights are large.
+struct TinyCalib {
+  Model m;
+  Calibration calib;
+};
+TinyCalib tiny_with_outliers(const std::string& dir, bool zero_layer0_attn) {
+  test::TinySpec s;
+  s.n_embd = 64;
+  s.n_ff = 128;
+  s.n_head = 4;
+  s.n_head_kv = 4;
+  gguf::Writer w = test::tiny_model_writer(s);
+  for (int l = 0; l < 2; ++l) {
+    std::vector<float> norm(64, 1.0f);
+    for (int j = 0; j < 64; j += 13) norm[size_t(j)] = 12.0f;
+    if (zero_layer0_attn && l == 0) norm.assign(64, 0.0f);
+    std::vector<uint8_t> b(norm.size() * 4);
+    std::memcpy(b.data(), norm.data(), b.size());
+    for (const char* n : {"attn_norm.weight", "ffn_norm.weight"}) {
+      const std::string name = "blk." + std::to_string(l) + "." + n;
+      w.remove_tensor(name);
+      w.add_tensor(name, {64}, TensorType::F32, b);
+    }
+  }
+  const std::string path = dir + "/tiny.gguf";
+  w.write(path);
+  TinyCalib t{load_model(path), {}};
+  std::mt19937 rng(11);
+  std::vector<int32_t> tokens(4000);
+  for (auto& v : tokens) v = int32_t(3 + rng() % (s.n_vocab - 3));
+  CalibConfig c;
+  c.samples = 16;
+  c.ctx = 64;
+  t.calib.windows = make_calib_windows(tokens, c, "random tokens", 1);
+  return t;
+}
+
+// Mean squared logit difference against the FP model over fresh tokens.
+double logit_mse(const Model& ref, const Model& q) {
+  std::mt19937 rng(99);
+  std::vector<int32_t> tokens(128);
+  for (auto& v : tokens) v = int32_t(3 + rng() % (ref.config.n_vocab - 3));
+  Forward a(ref, 128), b(q, 128);
+  std::vector<float> la, lb;
+  a.eval(tokens, la, 0);
+  b.eval(tokens, lb, 0);
+  double e = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(lb[i]));
+    e += double(la[i] - lb[i]) * double(la[i] - lb[i]);
+  }
+  return e / double(la.size());
+}
+
+TEST(Awq, FoldingIsExactInFp) {
+  const std::string dir = test::temp_dir("calib_awq_fold");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
+  Model work = f32_working_copy(t.m);
+  const SchemeSpec spec = parse_scheme("awq:int3,group=32,clip=false");
+  std::vector<std::string> notes;
+  registry().find("awq")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
+  bool scaled = false;
+  for (const auto& n : notes) scaled = scaled || (n.find("alpha") != std::string::npos && n.find("alpha 0.000") == std::string::npos);
+  EXPECT_TRUE(scaled) << "no site chose a non-trivial scale";
+  EXPECT_NE(t.m.layers[0].attn_norm, work.layers[0].attn_norm);
+  EXPECT_LT(logit_mse(t.m, work), 1e-8);
+}
+
+TEST(Awq, GptqAndAwqBeatRtnOnTinyModel) {
+  const std::string dir = test::temp_dir("calib_tiny");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  const double rtn = logit_mse(t.m, quantize_model(t.m, make_recipe("rtn:int3,group=32")));
+  const double awq = logit_mse(t.m, quantize_model(t.m, make_recipe("awq:int3,group=32"), nullptr, &t.calib));
+  const double gptq = logit_mse(t.m, quantize_model(t.m, make_recipe("gptq:int3,group=32"), nullptr, &t.calib));
+  EXPECT_LT(awq, rtn);
+  EXPECT_LT(gptq, rtn);
+}
+
+TEST(Calibration, SchemesNeedCalibrationText) {
+  const std::string dir = test::temp_dir("calib_need");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32"}) {
+    try {
+      quantize_model(t.m, make_recipe(s));
+      FAIL() << s;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("needs calibration text: --calib FILE"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Calibration, AllZeroLayerInputsGiveFiniteModels) {
+  const std::string dir = test::temp_dir("calib_zero");
+  const TinyCalib t = tiny_with_outliers(dir, true);  // layer 0's attention inputs are all zero
+  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32"}) {
+    SCOPED_TRACE(s);
+    QuantizeReport rep;
+    const Model q = quantize_model(t.m, make_recipe(s), &rep, &t.calib);
+    logit_mse(t.m, q);  // asserts finite logits
+    bool noted = false;
+    for (const auto& tr : rep.tensors) noted = noted || tr.note.find("all inputs are zero") != std::string::npos;
+    if (std::string(s).starts_with("gptq")) {
+      EXPECT_TRUE(noted);
+    }
+  }
+}
+
+TEST(Imatrix, RoundTripAndWeightedClip) {
+  const std::string dir = test::temp_dir("calib_imatrix");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  const Imatrix im = make_imatrix(t.m, collect_stats(t.m, t.calib.windows, {false, -1}), "test");
+  ASSERT_EQ(im.tensors.size(), t.m.linear_weights().size());
+  write_imatrix(im, dir + "/x.imatrix");
+  const Imatrix back = read_imatrix(dir + "/x.imatrix");
+  EXPECT_EQ(back.tensors, im.tensors);
+  write_file_atomic(dir + "/bad.imatrix", R"({"format":"qbench-imatrix","version":1,"tensors":{"a":[1,-2]}})");
+  EXPECT_THROW(read_imatrix(dir + "/bad.imatrix"), Error);
+
+  // clip=mse with equal importance everywhere is the unweighted search, byte for byte.
+  const Layer L = make_layer(8, 64, 4, 1);
+  const SchemeSpec spec = parse_scheme("rtn:int3,group=32,clip=mse");
+  const WeightView v{"w", L.rows, L.cols, L.w.data()};
+  const std::vector<float> ones(size_t(L.cols), 1.0f);
+  EXPECT_EQ(registry().method(spec).quantize_calib(v, spec, CalibContext{nullptr, &ones}).bytes, quantize_tensor(v, spec).bytes);
+  // Unequal importance changes the choice and lowers the weighted error of the output.
+  std::vector<float> imp(size_t(L.cols), 0.01f);
+  for (int64_t j = 0; j < L.cols; j += 7) imp[size_t(j)] = 100.0f;
+  auto weighted = [&](const PackedTensor& p) {
+    const auto wq = dequantize(p, L.rows, L.cols);
+    double e = 0;
+    for (int64_t i = 0; i < L.rows * L.cols; ++i) e += imp[size_t(i % L.cols)] * std::pow(double(wq[size_t(i)] - L.w[size_t(i)]), 2);
+    return e;
+  };
+  EXPECT_LT(weighted(registry().method(spec).quantize_calib(v, spec, CalibContext{nullptr, &imp})),
+            weighted(quantize_tensor(v, spec)));
+}
+
+}  // namespace
+}  // namespace qbench::quant
