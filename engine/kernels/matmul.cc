@@ -72,6 +72,9 @@ const QuantDotKernel* select_kernel(const Matrix& w, int64_t n_tokens, const Mat
   // converting. f16/bf16: the kernel wins while the product is bandwidth-bound (few tokens);
   // beyond that Eigen's blocked GEMM on a dequantized tile does more FLOPs per byte.
   if (w.type == TensorType::F32) return nullptr;
+  // Rows that do not split into whole activation blocks (possible for qbench's per-row integer
+  // formats, whose own blocks are 1..8 values) stay on the dequantize path.
+  if (w.cols % activation_block_size(k->activation_type) != 0) return nullptr;
   if (k->activation_type == TensorType::F32 && n_tokens > kFloatKernelMaxTokens) return nullptr;
   return k;
 }

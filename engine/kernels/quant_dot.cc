@@ -13,6 +13,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 
@@ -113,8 +114,16 @@ CpuIsa parse_forced_isa(const char* value) {
 constexpr std::array kKernelTypes = {
     TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
     TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
-    TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16,
+    TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::NF4, TensorType::FP8_E4M3,
 };
+// Followed by qbench's integer formats, INT_FIRST .. INT_LAST (quant_dot_weight_types).
+consteval std::array<TensorType, kKernelTypes.size() + kIntFormatCount> all_kernel_types() {
+  std::array<TensorType, kKernelTypes.size() + kIntFormatCount> out{};
+  for (size_t i = 0; i < kKernelTypes.size(); ++i) out[i] = kKernelTypes[i];
+  for (int i = 0; i < kIntFormatCount; ++i) out[kKernelTypes.size() + size_t(i)] = TensorType(uint32_t(TensorType::INT_FIRST) + uint32_t(i));
+  return out;
+}
+constexpr auto kAllKernelTypes = all_kernel_types();
 
 }  // namespace
 
@@ -172,7 +181,18 @@ const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa) {
   return nullptr;
 }
 
-std::span<const TensorType> quant_dot_weight_types() { return kKernelTypes; }
+std::span<const TensorType> quant_dot_weight_types() { return kAllKernelTypes; }
+
+int64_t activation_block_size(TensorType act) {
+  switch (act) {
+    case TensorType::F32: return 1;
+    case TensorType::Q8_0:
+    case TensorType::Q8_1: return 32;
+    case TensorType::Q8_K: return kQK_K;
+    default: QB_ASSERT(!"not an activation format");
+  }
+  return 1;
+}
 
 size_t activation_row_bytes(TensorType act, int64_t n) {
   switch (act) {

@@ -17,6 +17,7 @@
 // all paths read the same activation bytes (one shared quantizer per activation format).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -62,6 +63,19 @@ const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa);
 // Weight types with a kernel (the same on every path).
 std::span<const TensorType> quant_dot_weight_types();
 
+namespace quant_dot_detail {
+// Concatenates two kernel tables at compile time (each path's table is its hand-written kernels
+// followed by generated ones). Only ever evaluated as a constant.
+template <size_t A, size_t B>
+consteval std::array<QuantDotKernel, A + B> join_tables(const std::array<QuantDotKernel, A>& a,
+                                                        const std::array<QuantDotKernel, B>& b) {
+  std::array<QuantDotKernel, A + B> out{};
+  for (size_t i = 0; i < A; ++i) out[i] = a[i];
+  for (size_t i = 0; i < B; ++i) out[A + i] = b[i];
+  return out;
+}
+}  // namespace quant_dot_detail
+
 // One dot product: sum_{i<n} W[i] * A[i].
 inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const uint8_t* a) {
   float y;
@@ -76,6 +90,8 @@ inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const
 // With them the SIMD kernels load 8 block scales, or 64 quants, with one instruction instead of
 // converting scales one by one and stepping over them, for every weight row. F32 rows: n floats.
 size_t activation_row_bytes(TensorType act, int64_t n);
+// Values per block of an activation format: 1 (F32), 32 (Q8_0, Q8_1), 256 (Q8_K).
+int64_t activation_block_size(TensorType act);
 // Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
 // ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums
 // included), or a copy for F32. One implementation shared by every ISA path.

@@ -5,9 +5,11 @@
 // types.h declare only (the one inline, vec_dot, calls through a pointer).
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "engine/kernels/quant_dot.h"
 

@@ -4,9 +4,11 @@
 // entered only after isa_available(CpuIsa::Avx512). See quant_dot_avx2.cc on headers.
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "engine/kernels/quant_dot.h"
 

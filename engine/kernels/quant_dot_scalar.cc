@@ -2,10 +2,13 @@
 // Plain loops in the order ggml's generic ggml_vec_dot_* use: an exact integer sum per block,
 // then one float update per block and token.
 #include <array>
+#include <utility>
 #include <cstring>
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/float_codes.h"
+#include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 #include "engine/kernels/quant_dot.h"
@@ -243,7 +246,99 @@ float widen_bf16(const uint8_t* w, int64_t i) {
   return bf16_to_fp32(h);
 }
 
-constexpr std::array kScalar = {
+// qbench's integer formats (int_quants.h) times Q8_0 activations: per 32-value activation block
+// the exact integer sum (u - off) * a (off = 2^(N-1), or the zero point), then one float update.
+int int_code(const uint8_t* codes, int bits, int64_t j) {
+  const int64_t bit = j * bits;
+  const int shift = int(bit & 7);
+  unsigned v = codes[bit >> 3];
+  if (shift + bits > 8) v |= unsigned(codes[(bit >> 3) + 1]) << 8;
+  return int((v >> shift) & ((1u << bits) - 1));
+}
+
+template <uint32_t I>
+void dot_int(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  constexpr IntFormat f = int_format_at(I);
+  const int64_t G = f.per_row() ? n : f.group;
+  const int64_t group_bytes = f.header_bytes() + G * f.bits / 8;
+  QB_ASSERT(n % 32 == 0 && n % G == 0 && nt >= 1 && nt <= kMaxTokenTile);
+  for (int t = 0; t < nt; ++t) {
+    const uint8_t* at = a + size_t(t) * as;
+    float sumf = 0;
+    for (int64_t g = 0; g < n / G; ++g) {
+      const uint8_t* blk = w + g * group_bytes;
+      uint16_t dh;
+      std::memcpy(&dh, blk, 2);
+      const float d = h2f(dh);
+      const int off = f.sym ? 1 << (f.bits - 1) : blk[2];
+      const uint8_t* codes = blk + f.header_bytes();
+      for (int64_t c = 0; c < G / 32; ++c) {
+        const BlockQ8_0 v = load<BlockQ8_0>(at, g * (G / 32) + c);
+        int sumi = 0;
+        for (int j = 0; j < 32; ++j) sumi += (int_code(codes, f.bits, c * 32 + j) - off) * v.qs[j];
+        sumf += float(sumi) * (d * h2f(v.d));
+      }
+    }
+    y[size_t(t) * ys] = sumf;
+  }
+}
+
+template <size_t... I>
+constexpr std::array<QuantDotKernel, sizeof...(I)> int_kernels(std::index_sequence<I...>) {
+  return {QuantDotKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), TensorType::Q8_0, dot_int<I>}...};
+}
+
+// The SIMD paths re-derive the parameters of entry I (quant_dot_simd-inl.h); they must agree.
+consteval bool int_table_layout_as_simd_assumes() {
+  for (uint32_t i = 0; i < uint32_t(kIntFormatCount); ++i) {
+    const IntFormat f = int_format_at(i);
+    if (f.bits != 2 + int(i / 8) || f.sym != ((i / 4) % 2 == 0) || f.group != (i % 4 == 3 ? 0 : 32 << (i % 4))) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(int_table_layout_as_simd_assumes());
+
+// NF4 times FP32 activations: per 64-value block a float sum of code * a, times the absmax.
+void dot_nf4(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  QB_ASSERT(n % kQKNf4 == 0 && nt >= 1 && nt <= kMaxTokenTile);
+  for (int t = 0; t < nt; ++t) {
+    const uint8_t* at = a + size_t(t) * as;
+    float sum = 0;
+    for (int64_t b = 0; b < n / kQKNf4; ++b) {
+      const BlockNf4 blk = load<BlockNf4>(w, b);
+      float s = 0;
+      for (int i = 0; i < kQKNf4; ++i) {
+        float x;
+        std::memcpy(&x, at + 4 * (b * kQKNf4 + i), 4);
+        s += kNf4Codes[i % 2 == 0 ? blk.qs[i / 2] >> 4 : blk.qs[i / 2] & 15] * x;
+      }
+      sum += h2f(blk.absmax) * s;
+    }
+    y[size_t(t) * ys] = sum;
+  }
+}
+
+// FP8 E4M3 times FP32 activations: float sum of e4m3(code) * a, times the row scale.
+void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  QB_ASSERT(n >= 1 && nt >= 1 && nt <= kMaxTokenTile);
+  float scale;
+  std::memcpy(&scale, w, 4);
+  const uint8_t* q = w + kFp8RowHeaderBytes;
+  for (int t = 0; t < nt; ++t) {
+    const uint8_t* at = a + size_t(t) * as;
+    float sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float x;
+      std::memcpy(&x, at + 4 * i, 4);
+      sum += e4m3_to_fp32(q[i]) * x;
+    }
+    y[size_t(t) * ys] = sum * scale;
+  }
+}
+
+constexpr std::array kScalarBase = {
     QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<widen_f32>},
     QuantDotKernel{TensorType::F16, TensorType::F32, dot_float<widen_f16>},
     QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, dot_q4_0},
@@ -257,7 +352,10 @@ constexpr std::array kScalar = {
     QuantDotKernel{TensorType::Q5_K, TensorType::Q8_K, dot_k<BlockQ5_K>},
     QuantDotKernel{TensorType::Q6_K, TensorType::Q8_K, dot_k<BlockQ6_K>},
     QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<widen_bf16>},
+    QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
+    QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
 };
+constexpr auto kScalar = join_tables(kScalarBase, int_kernels(std::make_index_sequence<kIntFormatCount>()));
 
 }  // namespace
 

@@ -587,8 +587,186 @@ void dot_float(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt,
   with_token_count(nt, [&]<int NT>() { dot_float_tiled<F, NT>(n, w, a, as, y, ys); });
 }
 
+// ---------------------------------------------------------------------------------------------
+// qbench's integer formats (engine/formats/int_quants.h): N-bit codes u in a little-endian bit
+// stream, an fp16 scale d per group of G values (or per row) and an offset: 2^(N-1) (symmetric)
+// or a uint8 zero point z (asymmetric). Q8_0 activations. Per 32 values the codes are unpacked
+// to bytes and the offset subtracted, giving signed bytes in value order, and the integer part
+// sum (u - off) * a is exact, as for q4_0/q8_0. One case does not fit a byte: 8-bit asymmetric
+// (u - z spans -255..255); it uses u - 128 and adds (128 - z) * sum(a), also exact.
+// The parameters of table entry I, re-derived here (int_quants.h is not included, see the note at
+// the top of quant_dot_avx2.cc); quant_dot_scalar.cc checks them against int_format_at.
+constexpr int int_bits(uint32_t i) { return 2 + int(i / 8); }
+constexpr bool int_sym(uint32_t i) { return (i / 4) % 2 == 0; }
+constexpr int int_group(uint32_t i) { return i % 4 == 3 ? 0 : 32 << (i % 4); }
+
+// The 32 codes (4N bytes at p) as unsigned bytes in value order.
+template <int N>
+inline __m256i int_codes32(const uint8_t* p) {
+  if constexpr (N == 8) {
+    return load256(p);
+  } else if constexpr (N == 4) {  // value 2k: low nibble of byte k; 2k + 1: high nibble
+    const __m128i packed = load128(p);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(packed, m), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), m);
+    return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+  } else if constexpr (N == 2) {  // value 4k + s: bits 2s of byte k
+    const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    const __m128i m = _mm_set1_epi8(3);
+    const __m128i v0 = _mm_and_si128(packed, m), v1 = _mm_and_si128(_mm_srli_epi16(packed, 2), m);
+    const __m128i v2 = _mm_and_si128(_mm_srli_epi16(packed, 4), m), v3 = _mm_and_si128(_mm_srli_epi16(packed, 6), m);
+    const __m128i a01 = _mm_unpacklo_epi8(v0, v1), a23 = _mm_unpacklo_epi8(v2, v3);
+    return _mm256_set_m128i(_mm_unpackhi_epi16(a01, a23), _mm_unpacklo_epi16(a01, a23));
+  } else {  // 3, 5, 6, 7 bits: a value may straddle two bytes; scalar unpacking
+    uint8_t bytes[4 * N + 1] = {};
+    std::memcpy(bytes, p, 4 * N);
+    alignas(32) uint8_t out[32];
+    for (int j = 0; j < 32; ++j) {
+      const int bit = j * N;
+      const unsigned v = unsigned(bytes[bit >> 3]) | (unsigned(bytes[(bit >> 3) + 1]) << 8);
+      out[j] = uint8_t((v >> (bit & 7)) & ((1u << N) - 1));
+    }
+    return load256(out);
+  }
+}
+
+template <uint32_t I, int NT>
+void dot_int_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float* y, size_t ys) {
+  constexpr int N = int_bits(I);
+  constexpr bool kSym = int_sym(I);
+  constexpr bool kWide = !kSym && N == 8;
+  constexpr int64_t kHeader = kSym ? 2 : 3, kChunk = 4 * N;  // bytes of a header, of 32 codes
+  const int64_t nb = n / 32;
+  const int64_t G = int_group(I) == 0 ? n : int_group(I);
+  const int64_t group_bytes = kHeader + (G / 32) * kChunk;
+  const float* da[NT];
+  const uint8_t* qa[NT];
+  for (int t = 0; t < NT; ++t) {
+    da[t] = reinterpret_cast<const float*>(a + size_t(t) * as + nb * 34);
+    qa[t] = reinterpret_cast<const uint8_t*>(da[t] + nb);
+  }
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < n / G; ++g) {
+    const uint8_t* blk = w + g * group_bytes;
+    const float d = fp16_at(blk);
+    const int off = kSym ? (1 << (N - 1)) : (kWide ? 128 : blk[2]);
+    const __m256i voff = _mm256_set1_epi8(char(off));
+    const __m256i corr = _mm256_set1_epi32(kWide ? int(blk[2]) - 128 : 0);
+    const uint8_t* codes = blk + kHeader;
+    for (int64_t c = 0; c < G / 32; ++c) {
+      const int64_t ib = g * (G / 32) + c;
+      const __m256i qx = _mm256_sub_epi8(int_codes32<N>(codes + c * kChunk), voff);
+      const __m256i ux = _mm256_sign_epi8(qx, qx);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i qy = load256(qa[t] + ib * 32);
+        __m256i sumi = dot_u8s8(ux, _mm256_sign_epi8(qy, qx));
+        if constexpr (kWide) sumi = _mm256_sub_epi32(sumi, _mm256_mullo_epi32(corr, dot_u8s8(_mm256_set1_epi8(1), qy)));
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) y[size_t(t) * ys] = hsum(acc[t]);
+}
+
+template <uint32_t I>
+void dot_int(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  with_token_count(nt, [&]<int NT>() { dot_int_tiled<I, NT>(n, w, a, as, y, ys); });
+}
+
+template <size_t... I>
+constexpr std::array<QuantDotKernel, sizeof...(I)> int_kernels(std::index_sequence<I...>) {
+  return {QuantDotKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), TensorType::Q8_0, dot_int<I>}...};
+}
+
+// NF4 (float_codes.h) times FP32 activations, for decode: blocks of 64 codes, value 2k in the
+// high nibble of byte k; 8 codes at a time become code-book floats by a register table lookup
+// (two vpermps and a blend on AVX2, one vpermt2ps with AVX-512), then FMA; x absmax per block.
+inline __m256 nf4_values8(const uint8_t* p, __m256 tab_lo, __m256 tab_hi) {
+  uint32_t four;
+  std::memcpy(&four, p, 4);
+  const __m128i b = _mm_cvtsi32_si128(int(four));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  const __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+  const __m256i idx = _mm256_cvtepu8_epi32(codes);
+#if QBENCH_SIMD_AVX512
+  return _mm256_permutex2var_ps(tab_lo, idx, tab_hi);
+#else
+  const __m256 lo = _mm256_permutevar8x32_ps(tab_lo, idx), hi = _mm256_permutevar8x32_ps(tab_hi, idx);
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+#endif
+}
+
+template <int NT>
+void dot_nf4_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static constexpr float kCodes[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                       -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                       0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                       0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                       0.7229568362236023f, 1.0f};
+  const __m256 tab_lo = _mm256_loadu_ps(kCodes), tab_hi = _mm256_loadu_ps(kCodes + 8);
+  const float* at[NT];
+  for (int t = 0; t < NT; ++t) at[t] = reinterpret_cast<const float*>(a + size_t(t) * as);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 64; ++b) {
+    const uint8_t* blk = w + b * 34;
+    const __m256 absmax = _mm256_set1_ps(fp16_at(blk));
+    __m256 v[8];
+    for (int k = 0; k < 8; ++k) v[k] = nf4_values8(blk + 2 + 4 * k, tab_lo, tab_hi);
+    for (int t = 0; t < NT; ++t) {
+      const float* x = at[t] + b * 64;
+      __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x)), s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
+      for (int k = 2; k < 8; k += 2) {
+        s0 = _mm256_fmadd_ps(v[k], _mm256_loadu_ps(x + 8 * k), s0);
+        s1 = _mm256_fmadd_ps(v[k + 1], _mm256_loadu_ps(x + 8 * k + 8), s1);
+      }
+      acc[t] = _mm256_fmadd_ps(absmax, _mm256_add_ps(s0, s1), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) y[size_t(t) * ys] = hsum(acc[t]);
+}
+
+void dot_nf4(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  with_token_count(nt, [&]<int NT>() { dot_nf4_tiled<NT>(n, w, a, as, y, ys); });
+}
+
+// FP8 E4M3 with an fp32 row scale, times FP32 activations, for decode. A code's low 7 bits placed
+// at bit 7 of an fp16 (sign at bit 15) are that fp16's exponent and top mantissa bits: the fp16
+// is exactly e4m3(code) / 256 (subnormals included), so vcvtph2ps widens it; the row scale
+// carries the 256. (The NaN codes 0x7F/0xFF, which qbench never writes, read as +-480.)
+inline __m128i e4m3_as_fp16(__m128i c16) {  // 8 codes zero-extended to 16 bits
+  return _mm_or_si128(_mm_slli_epi16(_mm_and_si128(c16, _mm_set1_epi16(0x80)), 8),
+                      _mm_slli_epi16(_mm_and_si128(c16, _mm_set1_epi16(0x7F)), 7));
+}
+struct FloatE4M3 {
+  static constexpr int64_t kBytes = 1;
+  static float scalar(const uint8_t* w, int64_t i) {
+    const unsigned c = w[i];
+    return _cvtsh_ss(uint16_t(((c & 0x80u) << 8) | ((c & 0x7Fu) << 7)));
+  }
+#if QBENCH_SIMD_AVX512
+  static __m512 load16(const uint8_t* w, int64_t i) {
+    const __m256i c = _mm256_cvtepu8_epi16(load128(w + i));
+    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c, _mm256_set1_epi16(0x80)), 8),
+                                      _mm256_slli_epi16(_mm256_and_si256(c, _mm256_set1_epi16(0x7F)), 7));
+    return _mm512_cvtph_ps(h);
+  }
+#else
+  static __m256 load8(const uint8_t* w, int64_t i) {
+    return _mm256_cvtph_ps(e4m3_as_fp16(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + i)))));
+  }
+#endif
+};
+
+void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  const float scale = f32_at(w) * 256.0f;
+  with_token_count(nt, [&]<int NT>() { dot_float_tiled<FloatE4M3, NT>(n, w + 4, a, as, y, ys); });
+  for (int t = 0; t < nt; ++t) y[size_t(t) * ys] *= scale;
+}
+
 // Same order of weight types as the scalar table.
-constexpr QuantDotKernel kKernels[] = {
+constexpr std::array kBaseKernels = {
     QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<FloatF32>},
     QuantDotKernel{TensorType::F16, TensorType::F32, dot_float<FloatF16>},
     QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, dot_legacy<FmtQ4_0>},
@@ -602,7 +780,12 @@ constexpr QuantDotKernel kKernels[] = {
     QuantDotKernel{TensorType::Q5_K, TensorType::Q8_K, dot_k<FmtQ5_K>},
     QuantDotKernel{TensorType::Q6_K, TensorType::Q8_K, dot_k<FmtQ6_K>},
     QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<FloatBF16>},
+    QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
+    QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
 };
+constexpr auto kIntKernels = int_kernels(std::make_index_sequence<uint32_t(TensorType::INT_LAST) -
+                                                                   uint32_t(TensorType::INT_FIRST) + 1>());
+constexpr auto kKernels = join_tables(kBaseKernels, kIntKernels);
 
 }  // namespace
 }  // namespace qbench::quant_dot_detail::QBENCH_SIMD_NS

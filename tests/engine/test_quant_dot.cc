@@ -15,6 +15,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 #include "engine/formats/types.h"
@@ -81,7 +82,8 @@ std::vector<float> run_kernel(const Problem& p, const QuantDotKernel& k, int til
 }
 
 bool is_k_quant(TensorType t) { return type_traits(t).block_size == 256; }
-bool is_float(TensorType t) { return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16; }
+// Kernels on FP32 activations (f32/f16/bf16, nf4, fp8): float sums, used for decode only.
+bool is_float(TensorType t) { return find_quant_dot(t, CpuIsa::Scalar)->activation_type == TensorType::F32; }
 
 // Bound on float rounding relative to sum |w||a|. A block's float update rounds a few times
 // (relative 2^-24 each) and the running sum over n/block blocks adds one rounding per block;
@@ -89,7 +91,8 @@ bool is_float(TensorType t) { return t == TensorType::F32 || t == TensorType::F1
 // block's |w||a| (the minimum cancels most of the scaled quants), hence the factor 16.
 double rounding_bound(TensorType t, int64_t cols) {
   const int64_t bs = type_traits(t).block_size;
-  const double n_updates = double(cols / bs + 4);
+  // One float update per weight block, and at least one per 32-value activation block.
+  const double n_updates = double(cols / std::min<int64_t>(bs, is_k_quant(t) ? bs : 32) + 4);
   if (is_float(t)) return 2.0 * double(cols + 4) * kFloatEps;
   return (is_k_quant(t) ? 16.0 : 4.0) * n_updates * kFloatEps;
 }
@@ -147,10 +150,10 @@ struct Shape {
 
 std::vector<Shape> shapes_for(TensorType t) {
   const int64_t bs = type_traits(t).block_size;
-  const int64_t b = bs == 1 ? 32 : bs;
+  const int64_t b = std::max<int64_t>(bs, 32);  // whole activation blocks (qbench's row formats have bs < 32)
   std::vector<Shape> s = {{1, b, 1},  {3, 3 * b, 3},   {17, 5 * b, 17}, {33, 2 * b, 64},
                           {5, 17 * b, 3}, {130, b, 1}, {2, bs == 256 ? 16 * b : 129 * b, 17}};
-  if (is_float(t)) {  // any row length: ragged tails of the SIMD loops
+  if (is_float(t) && bs == 1) {  // any row length: ragged tails of the SIMD loops
     for (int64_t cols : {1, 7, 33, 172, 1000}) s.push_back({9, cols, 3});
   }
   return s;
@@ -302,6 +305,10 @@ TEST(KernelsTable, SameFormatsOnEveryPath) {
   EXPECT_EQ(find_quant_dot(TensorType::Q4_0, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
   EXPECT_EQ(find_quant_dot(TensorType::Q5_1, CpuIsa::Scalar)->activation_type, TensorType::Q8_1);
   EXPECT_EQ(find_quant_dot(TensorType::Q3_K, CpuIsa::Scalar)->activation_type, TensorType::Q8_K);
+  // qbench's own formats: integer ones on Q8_0 activations, code books on FP32.
+  EXPECT_EQ(find_quant_dot(TensorType::INT_FIRST, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
+  EXPECT_EQ(find_quant_dot(TensorType::INT_LAST, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
+  EXPECT_EQ(find_quant_dot(TensorType::NF4, CpuIsa::Scalar)->activation_type, TensorType::F32);
   // No kernel: the dequantize fallback.
   EXPECT_EQ(find_quant_dot(TensorType::Q8_K, CpuIsa::Scalar), nullptr);
   EXPECT_EQ(find_quant_dot(TensorType::IQ4_NL, CpuIsa::Scalar), nullptr);
@@ -453,6 +460,16 @@ TEST(KernelsDispatch, FloatKernelsOnlyForDecode) {
   EXPECT_EQ(select_kernel(f.w, 1, {}), nullptr);  // Eigen in place
   const Problem q = make_problem(TensorType::Q4_0, 8, 64, 1, 1);
   EXPECT_EQ(matmul_scratch_bytes(q.w, 5, {}), 5 * activation_row_bytes(TensorType::Q8_0, 64));
+}
+
+TEST(KernelsDispatch, RaggedRowsOfPerRowFormatsUseTheDequantizePath) {
+  const TensorType int4_row = int_format_type(IntFormat{4, true, 0});
+  EXPECT_NE(select_kernel(make_problem(int4_row, 4, 64, 1, 1).w, 1, {}), nullptr);
+  const Problem ragged = make_problem(int4_row, 4, 40, 2, 1);  // 40 values: whole int4 blocks, not Q8_0 blocks
+  EXPECT_EQ(select_kernel(ragged.w, 1, {}), nullptr);
+  std::vector<float> y(8);
+  matmul(ragged.w, ragged.x.data(), 2, y.data());  // runs, on the fallback
+  for (float v : y) EXPECT_TRUE(std::isfinite(v));
 }
 
 }  // namespace
