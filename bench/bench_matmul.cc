@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/formats/int_quants.h"
 #include "engine/kernels/matmul.h"
 
 namespace qbench {
@@ -97,7 +98,12 @@ void register_all() {
   const TensorType types[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
                               TensorType::Q5_1, TensorType::Q5_0, TensorType::Q4_1, TensorType::Q4_0,
                               TensorType::Q6_K, TensorType::Q5_K, TensorType::Q4_K, TensorType::Q3_K,
-                              TensorType::Q2_K};
+                              TensorType::Q2_K,
+                              // qbench's own formats of the default experiments: int8 per channel,
+                              // int4 group 128 (both kinds), an odd width (scalar unpacking), nf4, fp8
+                              int_format_type(IntFormat{8, true, 0}), int_format_type(IntFormat{4, true, 128}),
+                              int_format_type(IntFormat{4, false, 128}), int_format_type(IntFormat{3, true, 32}),
+                              TensorType::NF4, TensorType::FP8_E4M3};
   for (TensorType t : types) {
     for (MatmulPath path : {MatmulPath::Kernels, MatmulPath::Dequantize}) {
       const std::string name = "BM_Matmul/" + std::string(type_traits(t).name) +

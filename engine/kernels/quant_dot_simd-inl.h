@@ -600,6 +600,41 @@ constexpr int int_bits(uint32_t i) { return 2 + int(i / 8); }
 constexpr bool int_sym(uint32_t i) { return (i / 4) % 2 == 0; }
 constexpr int int_group(uint32_t i) { return i % 4 == 3 ? 0 : 32 << (i % 4); }
 
+// 32 codes of N = 3, 5, 6, 7 bits (4N bytes at p, a whole number of dwords, loaded with a dword
+// mask so nothing past them is read): 64-bit lane l holds bytes l*N .. l*N + N - 1 at its bottom
+// (above them other bytes or zeros, which the unpacking masks off). The low 128-bit half keeps
+// bytes 0..15, the high half a 16-byte window from dword (2N)/4; vpshufb places each lane.
+template <int N>
+inline __m256i int_code_lanes(const uint8_t* p) {
+  static_assert(N == 3 || N == 5 || N == 6 || N == 7);
+  const __m256i dword_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(N), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i raw = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), dword_mask);
+  constexpr int kHi = (2 * N) / 4;  // first dword of the high half's window
+  const __m256i windows = _mm256_permutevar8x32_epi32(raw, _mm256_setr_epi32(0, 1, 2, 3, kHi, kHi + 1, kHi + 2, kHi + 3));
+  alignas(32) static constexpr auto kShuffle = [] {
+    std::array<int8_t, 32> idx{};
+    const int start[4] = {0, N, 2 * N - 4 * kHi, 3 * N - 4 * kHi};  // lane l's first byte in its half
+    for (int l = 0; l < 4; ++l) {
+      for (int b = 0; b < 8; ++b) idx[size_t(8 * l + b)] = b < N ? int8_t(start[l] + b) : int8_t(-128);
+    }
+    return idx;
+  }();
+  return _mm256_shuffle_epi8(windows, _mm256_load_si256(reinterpret_cast<const __m256i*>(kShuffle.data())));
+}
+
+// Value k (bits k*N .. k*N + N - 1) of each 64-bit lane to byte k of that lane: the 32 codes in
+// value order.
+template <int N>
+inline __m256i int_lanes_to_bytes(__m256i x) {
+  const __m256i mask = _mm256_set1_epi64x((1 << N) - 1);
+  __m256i out = _mm256_and_si256(x, mask);
+  for (int k = 1; k < 8; ++k) {
+    const __m256i v = _mm256_and_si256(_mm256_srli_epi64(x, k * N), mask);
+    out = _mm256_or_si256(out, _mm256_slli_epi64(v, 8 * k));
+  }
+  return out;
+}
+
 // The 32 codes (4N bytes at p) as unsigned bytes in value order.
 template <int N>
 inline __m256i int_codes32(const uint8_t* p) {
@@ -617,16 +652,9 @@ inline __m256i int_codes32(const uint8_t* p) {
     const __m128i v2 = _mm_and_si128(_mm_srli_epi16(packed, 4), m), v3 = _mm_and_si128(_mm_srli_epi16(packed, 6), m);
     const __m128i a01 = _mm_unpacklo_epi8(v0, v1), a23 = _mm_unpacklo_epi8(v2, v3);
     return _mm256_set_m128i(_mm_unpackhi_epi16(a01, a23), _mm_unpacklo_epi16(a01, a23));
-  } else {  // 3, 5, 6, 7 bits: a value may straddle two bytes; scalar unpacking
-    uint8_t bytes[4 * N + 1] = {};
-    std::memcpy(bytes, p, 4 * N);
-    alignas(32) uint8_t out[32];
-    for (int j = 0; j < 32; ++j) {
-      const int bit = j * N;
-      const unsigned v = unsigned(bytes[bit >> 3]) | (unsigned(bytes[(bit >> 3) + 1]) << 8);
-      out[j] = uint8_t((v >> (bit & 7)) & ((1u << N) - 1));
-    }
-    return load256(out);
+  } else {  // 3, 5, 6, 7 bits: values straddle bytes. Each 8 values fill N bytes; they go to one
+            // 64-bit lane (lane l = bytes l*N ..), then value k of a lane moves from bit k*N to byte k.
+    return int_lanes_to_bytes<N>(int_code_lanes<N>(p));
   }
 }
 
