@@ -129,7 +129,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
       std::vector<Linear> lins;
     };
     std::vector<Site> sites;
-    for (FoldSite& f : fold_sites(m.layers[size_t(li)], li)) {
+    for (FoldSite& f : fold_sites(c, m.layers[size_t(li)], li)) {
       if (!f.no_producer.empty()) notes.push_back(f.linears.front().name + ": no scale (" + f.no_producer + "); clip only");
       Site site{f, {}};
       for (const FoldLinear& l : f.linears) {

@@ -14,11 +14,12 @@
 // activation outliers that make per-token int8 scales coarse move into the weights, whose
 // per-channel scales absorb them better. Finally every linear is quantized as `w8a8`.
 // Smoothed inputs: attn_q/k/v (attn_norm), ffn_gate/up (ffn_norm), as the reference for
-// Llama; and, beyond it, attn_output (rows of attn_v, only without GQA) and ffn_down (rows of
-// ffn_up). Not smoothed: output.weight (its producer, output_norm, could take it, but the
-// reference keeps lm_head in FP16; here it is plain W8A8 like every other tensor of the scheme),
-// attn_output under GQA. Channels never non-zero in the calibration text keep s = 1 (the
-// reference's clamp would give them s = 1e-5, i.e. x 1e5 should they ever fire later).
+// Llama; and, beyond it, attn_output (rows of attn_v; with GQA one scale per v row, shared by the
+// columns of the heads reading it, max|X| and max|W| taken over those columns) and ffn_down (rows
+// of ffn_up). Not smoothed: output.weight (its producer, output_norm, could take it, but the
+// reference keeps lm_head in FP16; here it is plain W8A8 like every other tensor of the scheme).
+// Channels never non-zero in the calibration text keep s = 1 (the reference's clamp would give
+// them s = 1e-5, i.e. x 1e5 should they ever fire later).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -58,7 +59,7 @@ std::string fmt(double v) {
 
 void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes) {
   for (int64_t li = 0; li < m.config.n_layer; ++li) {
-    for (const FoldSite& site : fold_sites(m.layers[size_t(li)], li)) {
+    for (const FoldSite& site : fold_sites(m.config, m.layers[size_t(li)], li)) {
       const SchemeSpec* spec = nullptr;  // the first smoothquant tensor reading this input
       for (const FoldLinear& l : site.linears) {
         const SchemeSpec* sp = spec_of(l.name + ".weight");
@@ -69,7 +70,8 @@ void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& 
       }
       if (!spec) continue;
       const std::string& name = site.linears.front().name;
-      if (!site.can_fold()) {
+      const bool shared = !site.can_fold() && site.can_fold_shared();
+      if (!site.can_fold() && !shared) {
         notes.push_back(name + ": not smoothed (" + site.no_producer + ")");
         continue;
       }
@@ -80,32 +82,53 @@ void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& 
       }
       const double alpha = spec->get_double("alpha");
       const int64_t cols = st.cols;
-      std::vector<double> wmax(size_t(cols), 0.0);
+      // Scale groups: one per input channel, or (GQA) one per attn_v row, shared by the columns of
+      // the heads that read it: max|X| and max|W| are taken over the group's columns.
+      const int64_t n_groups = shared ? site.shared_prev->rows : cols;
+      auto group_of = [&](int64_t j) { return shared ? site.prev_row_of[size_t(j)] : j; };
+      std::vector<double> gx(size_t(n_groups), 0.0), gw(size_t(n_groups), 0.0);
       for (const FoldLinear& l : site.linears) {
         const float* w = mutable_f32(*l.m);
         for (int64_t r = 0; r < l.m->rows; ++r) {
-          for (int64_t j = 0; j < cols; ++j) wmax[size_t(j)] = std::max(wmax[size_t(j)], double(std::fabs(w[r * cols + j])));
+          for (int64_t j = 0; j < cols; ++j) {
+            double& v = gw[size_t(group_of(j))];
+            v = std::max(v, double(std::fabs(w[r * cols + j])));
+          }
         }
       }
-      std::vector<double> s(size_t(cols), 1.0);
-      double xmax_before = 0, xmax_after = 0, smin = INFINITY, smax = 0;
-      int64_t dead = 0;
       for (int64_t j = 0; j < cols; ++j) {
-        const double xm = st.absmax[size_t(j)];
-        if (xm > 0) {
-          s[size_t(j)] = std::max(std::pow(xm, alpha) / std::pow(std::max(wmax[size_t(j)], 1e-5), 1.0 - alpha), 1e-5);
+        double& v = gx[size_t(group_of(j))];
+        v = std::max(v, double(st.absmax[size_t(j)]));
+      }
+      std::vector<double> gs(size_t(n_groups), 1.0);
+      int64_t dead = 0;
+      for (int64_t g = 0; g < n_groups; ++g) {
+        if (gx[size_t(g)] > 0) {
+          gs[size_t(g)] = std::max(std::pow(gx[size_t(g)], alpha) / std::pow(std::max(gw[size_t(g)], 1e-5), 1.0 - alpha), 1e-5);
         } else {
           ++dead;
         }
-        xmax_before = std::max(xmax_before, xm);
-        xmax_after = std::max(xmax_after, xm / s[size_t(j)]);
+      }
+      std::vector<double> s(static_cast<size_t>(cols));
+      double xmax_before = 0, xmax_after = 0, smin = INFINITY, smax = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        s[size_t(j)] = gs[size_t(group_of(j))];
+        xmax_before = std::max(xmax_before, double(st.absmax[size_t(j)]));
+        xmax_after = std::max(xmax_after, st.absmax[size_t(j)] / s[size_t(j)]);
         smin = std::min(smin, s[size_t(j)]);
         smax = std::max(smax, s[size_t(j)]);
       }
-      fold_input_scales(site, s);
+      if (shared) {
+        fold_input_scales_shared(site, s);
+      } else {
+        fold_input_scales(site, s);
+      }
       notes.push_back(name + ": alpha " + fmt(alpha) + ", s in [" + fmt(smin) + ", " + fmt(smax) + "], max|x| " +
                       fmt(xmax_before) + " -> " + fmt(xmax_after) +
-                      (dead ? ", " + std::to_string(dead) + " channels never active (s = 1)" : ""));
+                      (shared ? " (GQA: one scale per attn_v row, shared by " +
+                                    std::to_string(m.config.n_head / m.config.n_head_kv) + " heads)"
+                              : "") +
+                      (dead ? ", " + std::to_string(dead) + (shared ? " groups" : " channels") + " never active (s = 1)" : ""));
     }
   }
 }

@@ -300,15 +300,31 @@ TEST(SmoothQuant, FoldingIsExactInFp) {
   EXPECT_LT(outlier_ratio, 0.5 * normal_ratio);
 }
 
-// With GQA, attn_output's input has no exact producer to fold into: it stays unsmoothed (still W8A8).
-TEST(SmoothQuant, GqaLeavesAttnOutputUnsmoothed) {
+// With GQA, one attn_v row feeds the same column of several heads: attn_output's input is
+// smoothed with one scale per v row, shared by those columns, still exactly in FP.
+TEST(SmoothQuant, GqaSharesAttnOutputScalesPerVRow) {
   const std::string dir = test::temp_dir("calib_sq_gqa");
   const TinyCalib t = tiny_with_outliers(dir, false, 2);
+  const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
+  Model work = f32_working_copy(t.m);
+  const SchemeSpec spec = parse_scheme("smoothquant");
+  std::vector<std::string> notes;
+  registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
+  int shared = 0;
+  for (const auto& n : notes) shared += n.find("attn_output: alpha 0.5") != std::string::npos && n.find("shared by 2 heads") != std::string::npos;
+  EXPECT_EQ(shared, 2);
+  EXPECT_LT(logit_mse(t.m, work), 1e-8);
+  // Column j of attn_output (head j / 16, dim j % 16) and the column of the other head reading the
+  // same v row were scaled alike: their ratio to the original weights is equal.
+  const Matrix& wo0 = t.m.layers[1].wo;
+  ASSERT_EQ(wo0.type, TensorType::F32);
+  const float* a = reinterpret_cast<const float*>(wo0.data);
+  const float* b = reinterpret_cast<const float*>(work.layers[1].wo.data);
+  for (int64_t d = 0; d < 16; ++d) {
+    EXPECT_FLOAT_EQ(b[d] / a[d], b[16 + d] / a[16 + d]) << d;  // heads 0 and 1 share kv head 0
+  }
   QuantizeReport rep;
   const Model q = quantize_model(t.m, make_recipe("smoothquant"), &rep, &t.calib);
-  int unsmoothed = 0;
-  for (const auto& n : rep.notes) unsmoothed += n.find("attn_output: not smoothed (GQA") != std::string::npos;
-  EXPECT_EQ(unsmoothed, 2);
   EXPECT_EQ(q.layers[0].wo.type, TensorType::W8A8_INT8);
   logit_mse(t.m, q);  // finite
 }
