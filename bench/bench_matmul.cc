@@ -103,7 +103,9 @@ void register_all() {
                               // int4 group 128 (both kinds), an odd width (scalar unpacking), nf4, fp8
                               int_format_type(IntFormat{8, true, 0}), int_format_type(IntFormat{4, true, 128}),
                               int_format_type(IntFormat{4, false, 128}), int_format_type(IntFormat{3, true, 32}),
-                              TensorType::NF4, TensorType::FP8_E4M3};
+                              TensorType::NF4, TensorType::FP8_E4M3,
+                              // W8A8 (w8a8 / smoothquant): int8 per channel on per-token int8 activations
+                              TensorType::W8A8_INT8};
   for (TensorType t : types) {
     for (MatmulPath path : {MatmulPath::Kernels, MatmulPath::Dequantize}) {
       const std::string name = "BM_Matmul/" + std::string(type_traits(t).name) +

@@ -5,7 +5,7 @@ namespace qbench::cli {
 void add_calib_options(po::options_description& desc, CalibOptions& o, bool with_imatrix) {
   desc.add_options()
       ("calib", po::value(&o.config.text_path)->value_name("FILE"),
-       "calibration text for calibration-based schemes (gptq, awq) and the importance matrix")
+       "calibration text for calibration-based schemes (gptq, awq, smoothquant) and the importance matrix")
       ("calib-samples", po::value(&o.config.samples)->default_value(128)->value_name("N"), "calibration windows")
       ("calib-ctx", po::value(&o.config.ctx)->default_value(256)->value_name("T"), "tokens per calibration window")
       ("calib-seed", po::value(&o.config.seed)->default_value(0)->value_name("S"), "seed of the window positions");

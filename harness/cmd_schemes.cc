@@ -32,6 +32,7 @@ int cmd_schemes(const std::vector<std::string>& args) {
       if (o.values.empty()) {
         oj["min"] = o.min;
         oj["max"] = o.max;
+        if (o.real) oj["real"] = true;
       } else {
         oj["values"] = o.values;
       }

@@ -8,10 +8,11 @@
 //     ||Q(W diag(s)) diag(s)^-1 X - W X||² = Σ_rows e H e^T  (e = Q(W diag s)/s - W, H = X^T X),
 //     computed from the Hessian instead of stored activations. α = 0 (s = 1) is plain RTN, so the
 //     chosen scales never increase this loss.
-//   folding (exact in FP): W[:, j] *= s_j for every linear reading x, and the producer of x is
-//     divided by s: attn_norm for attn_q/k/v, ffn_norm for ffn_gate/up, the rows of attn_v (and
-//     its bias) for attn_output (only when n_head_kv == n_head: with GQA one v row feeds several
-//     heads' columns, llm-awq skips it too), the rows of ffn_up for ffn_down.
+//   folding (exact in FP, quantizers/scale_folding.h): W[:, j] *= s_j for every linear reading x,
+//     and the producer of x is divided by s: attn_norm for attn_q/k/v, ffn_norm for ffn_gate/up,
+//     the rows of attn_v (and its bias) for attn_output (only when n_head_kv == n_head: with GQA
+//     one v row feeds several heads' columns, llm-awq skips it too), the rows of ffn_up for
+//     ffn_down.
 //   clip search (clip=true; not for attn_q/attn_k, as llm-awq): per row and group, clamp to
 //     ±r·max|w| for r = 1, 1 - 1/grid, ..., > 0.5 minimising the group's output error
 //     e_g H'_gg e_g^T in the scaled coordinates (H' = S^-1 H S^-1); the FP weights are clamped.
@@ -31,6 +32,7 @@
 #include "quantizers/calibration.h"
 #include "quantizers/int_rules.h"
 #include "quantizers/registry.h"
+#include "quantizers/scale_folding.h"
 
 namespace qbench::quant {
 namespace {
@@ -122,29 +124,21 @@ void search_clip(Linear& l, const MatD& H) {
 void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes) {
   const ModelConfig& c = m.config;
   for (int64_t li = 0; li < c.n_layer; ++li) {
-    LayerWeights& L = m.layers[size_t(li)];
-    const std::string p = "blk." + std::to_string(li) + ".";
     struct Site {
-      LinearInput in;
+      FoldSite fold;
       std::vector<Linear> lins;
-      std::vector<float>* norm;  // producer: a norm weight ...
-      Matrix* prev;              // ... or the rows of a linear (plus its bias)
-      std::vector<float>* prev_bias;
     };
     std::vector<Site> sites;
-    sites.push_back({LinearInput::AttnIn,
-                     {{&L.wq, p + "attn_q", false}, {&L.wk, p + "attn_k", false}, {&L.wv, p + "attn_v", true}},
-                     &L.attn_norm, nullptr, nullptr});
-    if (L.wv.rows == L.wo.cols) {
-      sites.push_back({LinearInput::AttnOut, {{&L.wo, p + "attn_output", true}}, nullptr, &L.wv, &L.bv});
-    } else {
-      notes.push_back(p + "attn_output: no scale (GQA: attn_v has " + std::to_string(L.wv.rows) + " rows, attn_output " +
-                      std::to_string(L.wo.cols) + " columns); clip only");
-      sites.push_back({LinearInput::AttnOut, {{&L.wo, p + "attn_output", true}}, nullptr, nullptr, nullptr});
+    for (FoldSite& f : fold_sites(c, m.layers[size_t(li)], li)) {
+      if (!f.no_producer.empty()) notes.push_back(f.linears.front().name + ": no scale (" + f.no_producer + "); clip only");
+      Site site{f, {}};
+      for (const FoldLinear& l : f.linears) {
+        // llm-awq skips q/k in the clip search.
+        const bool clip = !l.name.ends_with("attn_q") && !l.name.ends_with("attn_k");
+        site.lins.push_back({l.m, l.name, clip});
+      }
+      sites.push_back(std::move(site));
     }
-    sites.push_back({LinearInput::FfnIn, {{&L.w_gate, p + "ffn_gate", true}, {&L.w_up, p + "ffn_up", true}},
-                     &L.ffn_norm, nullptr, nullptr});
-    sites.push_back({LinearInput::FfnDown, {{&L.w_down, p + "ffn_down", true}}, nullptr, &L.w_up, nullptr});
 
     for (Site& site : sites) {
       // The site's awq tensors; the grid of the first one drives the scale search.
@@ -157,7 +151,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
         if (grid == 0) grid = sp->get_int("grid");
       }
       if (grid == 0) continue;  // no awq tensor reads this input
-      const InputStats& st = stats.at(li, site.in);
+      const InputStats& st = stats.at(li, site.fold.input);
       QB_ASSERT(!st.hessian.empty());
       const int64_t cols = st.cols;
       const std::string& first = site.lins.front().name;
@@ -167,7 +161,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
       }
       MatD H = Eigen::Map<const MatD>(st.hessian.data(), cols, cols) / double(st.n_tokens);
       std::vector<double> s(size_t(cols), 1.0);
-      const bool can_scale = site.norm || site.prev;
+      const bool can_scale = site.fold.can_fold();
       bool any_input = false;
       for (int64_t j = 0; j < cols; ++j) any_input = any_input || st.mean_abs(j) > 0;
       if (can_scale && any_input) {
@@ -192,24 +186,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
         }
         notes.push_back(first + ": alpha " + std::to_string(double(best_g) / grid));
         // Fold: producer / s, consumers * s (exact in FP up to float rounding).
-        for (const Linear& l : site.lins) {
-          float* w = mutable_f32(*l.m);
-          for (int64_t r = 0; r < l.m->rows; ++r) {
-            for (int64_t j = 0; j < cols; ++j) w[r * cols + j] = float(double(w[r * cols + j]) * s[size_t(j)]);
-          }
-        }
-        if (site.norm) {
-          for (int64_t j = 0; j < cols; ++j) (*site.norm)[size_t(j)] = float(double((*site.norm)[size_t(j)]) / s[size_t(j)]);
-        } else {
-          float* pw = mutable_f32(*site.prev);
-          const int64_t pc = site.prev->cols;
-          for (int64_t j = 0; j < cols; ++j) {
-            for (int64_t k = 0; k < pc; ++k) pw[j * pc + k] = float(double(pw[j * pc + k]) / s[size_t(j)]);
-            if (site.prev_bias && !site.prev_bias->empty()) {
-              (*site.prev_bias)[size_t(j)] = float(double((*site.prev_bias)[size_t(j)]) / s[size_t(j)]);
-            }
-          }
-        }
+        fold_input_scales(site.fold, s);
       }
       if (any_input) {
         // Inputs are now x / s: H' = S^-1 H S^-1.

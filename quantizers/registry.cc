@@ -64,6 +64,7 @@ void register_builtins(Registry& r) {
   register_gguf_types(r);
   register_gptq(r);
   register_awq(r);
+  register_smoothquant(r);
 }
 
 void check_range(const WeightView& w, float limit, std::string_view format) {

@@ -115,5 +115,6 @@ void register_gguf_types(Registry& r);
 void register_codebooks(Registry& r);
 void register_gptq(Registry& r);
 void register_awq(Registry& r);
+void register_smoothquant(Registry& r);  // w8a8, smoothquant
 
 }  // namespace qbench::quant

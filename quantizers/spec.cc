@@ -1,6 +1,8 @@
 #include "quantizers/spec.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "engine/core/error.h"
 #include "quantizers/registry.h"
@@ -35,6 +37,22 @@ std::string check_value(const Method& m, const OptionDecl& d, std::string_view v
     }
     throw Error("scheme '" + m.name + "': " + d.name + " must be one of " + join(d.values) + ", got '" +
                 std::string(value) + "'");
+  }
+  if (d.real) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (v.empty() || used != v.size() || !std::isfinite(x) || x < d.min || x > d.max) {
+      throw Error("scheme '" + m.name + "': " + d.name + " must be a number in " + std::to_string(d.min) + ".." +
+                  std::to_string(d.max) + ", got '" + std::string(value) + "'");
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", x);  // canonical: "0.5", "0.85", "1"
+    return buf;
   }
   size_t used = 0;
   long long n = 0;
@@ -135,6 +153,7 @@ const std::string& SchemeSpec::get(std::string_view key) const {
 }
 
 int SchemeSpec::get_int(std::string_view key) const { return std::stoi(get(key)); }
+double SchemeSpec::get_double(std::string_view key) const { return std::stod(get(key)); }
 bool SchemeSpec::get_bool(std::string_view key) const { return get(key) == "true"; }
 
 std::string SchemeSpec::to_string() const {
@@ -153,8 +172,18 @@ std::string SchemeSpec::to_string() const {
 
 nlohmann::json SchemeSpec::to_json() const {
   nlohmann::json j = {{"method", method}};
+  const Method* m = registry().find(method);
+  auto is_real = [&](const std::string& key) {
+    if (!m) return false;
+    for (const auto& d : m->options) {
+      if (d.name == key) return d.real;
+    }
+    return false;
+  };
   for (const auto& [k, v] : options) {
-    if (v == "true" || v == "false") {
+    if (is_real(k)) {
+      j[k] = std::stod(v);
+    } else if (v == "true" || v == "false") {
       j[k] = v == "true";
     } else if (!v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit((unsigned char)c); })) {
       j[k] = std::stoll(v);
@@ -182,6 +211,8 @@ SchemeSpec parse_scheme_json(const nlohmann::json& j, const Registry& reg) {
       v = value.get<bool>() ? "true" : "false";
     } else if (value.is_number_integer()) {
       v = std::to_string(value.get<long long>());
+    } else if (value.is_number_float()) {
+      v = value.dump();  // checked against a real option's range by resolve()
     } else {
       throw Error("scheme '" + raw.method->name + "': option '" + key + "' has unsupported value " + value.dump());
     }

@@ -23,6 +23,7 @@ struct OptionDecl {
   std::string help;
   std::vector<std::string> values;  // allowed values; empty: an integer in [min, max]
   int min = 0, max = 0;
+  bool real = false;  // with empty `values`: a decimal number in [min, max] (e.g. SmoothQuant's alpha)
 };
 
 struct SchemeSpec {
@@ -31,6 +32,7 @@ struct SchemeSpec {
 
   const std::string& get(std::string_view key) const;  // asserts that the option is declared
   int get_int(std::string_view key) const;
+  double get_double(std::string_view key) const;
   bool get_bool(std::string_view key) const;
   std::string to_string() const;
   nlohmann::json to_json() const;

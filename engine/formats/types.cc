@@ -15,6 +15,7 @@
 #include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
+#include "engine/formats/w8a8.h"
 
 namespace qbench {
 namespace {
@@ -178,13 +179,21 @@ constexpr std::array<TypeTraits, sizeof...(I)> int_entries(std::integer_sequence
   return {int_entry<I>()...};
 }
 
-// ---- code-book formats (engine/formats/float_codes.h). Tolerances measured as above.
+// ---- code-book formats (engine/formats/float_codes.h) and W8A8 (w8a8.h). Tolerances measured as
+// above.
 constexpr std::array kCodeBookTypes = {
     TypeTraits{TensorType::NF4, "nf4", kQKNf4, sizeof(BlockNf4), dequantize_row_nf4, quantize_row_nf4,
                0.121, kFp16Max, 0},
     // 1e38: the fp32 row scale (max/448) and 448 * scale stay finite.
     TypeTraits{TensorType::FP8_E4M3, "fp8_e4m3", 1, 1, dequantize_row_fp8_e4m3, quantize_row_fp8_e4m3,
                0.0351, 1e38f, kFp8RowHeaderBytes},
+    // W8A8 (w8a8.h): int8 per output channel, fp32 row scale. 1e38: max/127 and 127 * scale stay
+    // finite. Tolerance: 1.3x the measured relative RMS error (0.0095, as int8_sym_row).
+    TypeTraits{TensorType::W8A8_INT8, "w8a8_int8", 1, 1, dequantize_row_w8a8_int8, quantize_row_w8a8_int8,
+               0.0124, 1e38f, kW8A8RowHeaderBytes},
+    // Q8_T: the per-token activation partner of w8a8_int8, quantized by the kernels
+    // (engine/kernels/quant_dot.h); known by name, never stored.
+    TypeTraits{TensorType::Q8_T, "q8_t", 1, 1, nullptr, nullptr, 0.0, 0.0f, kW8A8RowHeaderBytes},
 };
 
 template <typename T, size_t A, size_t B, size_t C>

@@ -56,6 +56,8 @@ enum class TensorType : uint32_t {
   INT_LAST = 1079,
   NF4 = 1080,       // bitsandbytes NormalFloat-4, blocks of 64, fp16 absmax
   FP8_E4M3 = 1081,  // OCP FP8 E4M3 values with one fp32 scale per row
+  W8A8_INT8 = 1082, // int8 per output channel (fp32 row scale); kernel partner Q8_T (SmoothQuant's W8A8)
+  Q8_T = 1083,      // activation format: int8 per token (fp32 row scale); produced by the kernels only
 };
 
 // Converts `n` consecutive values (a multiple of the block size) from packed bytes to float.

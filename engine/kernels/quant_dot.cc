@@ -16,6 +16,7 @@
 #include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
+#include "engine/formats/w8a8.h"
 
 namespace qbench {
 namespace {
@@ -115,6 +116,7 @@ constexpr std::array kKernelTypes = {
     TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
     TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
     TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::NF4, TensorType::FP8_E4M3,
+    TensorType::W8A8_INT8,
 };
 // Followed by qbench's integer formats, INT_FIRST .. INT_LAST (quant_dot_weight_types).
 consteval std::array<TensorType, kKernelTypes.size() + kIntFormatCount> all_kernel_types() {
@@ -185,7 +187,8 @@ std::span<const TensorType> quant_dot_weight_types() { return kAllKernelTypes; }
 
 int64_t activation_block_size(TensorType act) {
   switch (act) {
-    case TensorType::F32: return 1;
+    case TensorType::F32:
+    case TensorType::Q8_T: return 1;
     case TensorType::Q8_0:
     case TensorType::Q8_1: return 32;
     case TensorType::Q8_K: return kQK_K;
@@ -200,6 +203,7 @@ size_t activation_row_bytes(TensorType act, int64_t n) {
     case TensorType::Q8_0: return size_t(n / kQK8_0) * (sizeof(BlockQ8_0) + sizeof(float) + kQK8_0);
     case TensorType::Q8_1: return size_t(n / 32) * (sizeof(BlockQ8_1) + 2 * sizeof(float) + 32);
     case TensorType::Q8_K: return size_t(n / kQK_K) * sizeof(BlockQ8_K);
+    case TensorType::Q8_T: return kW8A8RowHeaderBytes + size_t(n);
     default: QB_ASSERT(!"not an activation format");
   }
   return 0;
@@ -211,6 +215,7 @@ void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64
     case TensorType::Q8_0: quantize_row_q8_0_fast(x, dst, n); append_block_scales<BlockQ8_0>(dst, n); return;
     case TensorType::Q8_1: quantize_row_q8_1_ref(x, dst, n); append_block_scales<BlockQ8_1>(dst, n); return;
     case TensorType::Q8_K: quantize_row_q8_K_ref(x, dst, n); return;
+    case TensorType::Q8_T: quantize_row_w8a8_int8(x, dst, n); return;  // per token: the weights' rule
     default: QB_ASSERT(!"not an activation format");
   }
 }
@@ -221,6 +226,7 @@ void dequantize_activation_row(TensorType act, const uint8_t* src, float* dst, i
     case TensorType::Q8_0: dequantize_row_q8_0(src, dst, n); return;
     case TensorType::Q8_1: dequantize_row_q8_1(src, dst, n); return;
     case TensorType::Q8_K: dequantize_row_q8_K(src, dst, n); return;
+    case TensorType::Q8_T: dequantize_row_w8a8_int8(src, dst, n); return;
     default: QB_ASSERT(!"not an activation format");
   }
 }

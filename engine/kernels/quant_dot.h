@@ -8,6 +8,8 @@
 //   q4_1, q5_1                   Q8_1         sum q * a, plus m * s (s = d_a * sum a, stored)
 //   q2_K, q3_K, q4_K, q5_K, q6_K Q8_K         sum_g sc_g * (sum q * a - z * bsum_g), sum_g m_g * bsum_g
 //   f32, f16, bf16               F32          none: weights widened to FP32 on the fly, FMA
+//   w8a8_int8                    Q8_T         sum q * a over the whole row (one scale per row and
+//                                             per token: SmoothQuant's W8A8), times d_w * d_a
 //
 // Every kernel has three implementations: a scalar reference (quant_dot_scalar.cc, the
 // definition), AVX2 (quant_dot_avx2.cc) and AVX-512 with VNNI (quant_dot_avx512.cc), each
@@ -53,7 +55,7 @@ using DotFn = void (*)(int64_t n, const uint8_t* w, const uint8_t* a, size_t a_s
 
 struct QuantDotKernel {
   TensorType weight_type;
-  TensorType activation_type;  // F32 (raw floats), Q8_0, Q8_1 or Q8_K
+  TensorType activation_type;  // F32 (raw floats), Q8_0, Q8_1, Q8_K or Q8_T
   DotFn dot;
 };
 
@@ -89,12 +91,14 @@ inline float vec_dot(const QuantDotKernel& k, int64_t n, const uint8_t* w, const
 // fp16 value widened, exact), for Q8_1 each block's s as fp32, then all n quants contiguously.
 // With them the SIMD kernels load 8 block scales, or 64 quants, with one instruction instead of
 // converting scales one by one and stepping over them, for every weight row. F32 rows: n floats.
+// Q8_T rows (per-token int8, docs/formats.md): fp32 d = max|x| / 127, then n int8 quants
+// q = round_half_away(x / d) in [-127, 127] (4 + n bytes; any n >= 1).
 size_t activation_row_bytes(TensorType act, int64_t n);
-// Values per block of an activation format: 1 (F32), 32 (Q8_0, Q8_1), 256 (Q8_K).
+// Values per block of an activation format: 1 (F32, Q8_T), 32 (Q8_0, Q8_1), 256 (Q8_K).
 int64_t activation_block_size(TensorType act);
 // Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
 // ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums
-// included), or a copy for F32. One implementation shared by every ISA path.
+// included), Q8_T's per-token rule, or a copy for F32. One implementation shared by every ISA path.
 void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n);
 // The values an activation row represents (for tests and oracles).
 void dequantize_activation_row(TensorType act, const uint8_t* src, float* dst, int64_t n);

@@ -11,6 +11,7 @@
 #include "engine/formats/int_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
+#include "engine/formats/w8a8.h"
 #include "engine/kernels/quant_dot.h"
 
 namespace qbench::quant_dot_detail {
@@ -338,6 +339,25 @@ void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
   }
 }
 
+// W8A8 (w8a8.h) times Q8_T activations: the exact int32 sum of q_w * q_a over the whole row, then
+// one float product (d_w * d_a) * isum. Every path computes the same integer and the same two
+// float roundings, so all paths agree bit for bit.
+void dot_w8a8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  QB_ASSERT(n >= 1 && n <= kW8A8MaxCols && nt >= 1 && nt <= kMaxTokenTile);
+  float dw;
+  std::memcpy(&dw, w, 4);
+  const auto* qw = reinterpret_cast<const int8_t*>(w + kW8A8RowHeaderBytes);
+  for (int t = 0; t < nt; ++t) {
+    const uint8_t* at = a + size_t(t) * as;
+    float da;
+    std::memcpy(&da, at, 4);
+    const auto* qa = reinterpret_cast<const int8_t*>(at + kW8A8RowHeaderBytes);
+    int32_t isum = 0;
+    for (int64_t i = 0; i < n; ++i) isum += int32_t(qw[i]) * int32_t(qa[i]);
+    y[size_t(t) * ys] = float(isum) * (dw * da);
+  }
+}
+
 constexpr std::array kScalarBase = {
     QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<widen_f32>},
     QuantDotKernel{TensorType::F16, TensorType::F32, dot_float<widen_f16>},
@@ -354,6 +374,7 @@ constexpr std::array kScalarBase = {
     QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<widen_bf16>},
     QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
     QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
+    QuantDotKernel{TensorType::W8A8_INT8, TensorType::Q8_T, dot_w8a8},
 };
 constexpr auto kScalar = join_tables(kScalarBase, int_kernels(std::make_index_sequence<kIntFormatCount>()));
 

@@ -793,6 +793,79 @@ void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
   for (int t = 0; t < nt; ++t) y[size_t(t) * ys] *= scale;
 }
 
+// W8A8 (engine/formats/w8a8.h) times Q8_T activations: both rows are an fp32 scale (4 bytes; the
+// constant is repeated here, see the note at the top of quant_dot_avx2.cc) and n int8 quants in
+// [-127, 127]. The int32 sum over the whole row is exact on every path (the scalar reference
+// asserts n <= kW8A8MaxCols, so no lane can overflow), and the float part is the same two
+// roundings, (d_w * d_a) * float(isum): all paths give the same bits. Products as the legacy
+// formats: |w| unsigned times a * sign(w); AVX2 pairs stay below 2 * 127 * 127 < 2^15.
+constexpr int64_t kW8A8Header = 4;
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+template <int NT>
+void dot_w8a8_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float* y, size_t ys) {
+  const float dw = f32_at(w);
+  const uint8_t* qw = w + kW8A8Header;
+  const uint8_t* qa[NT];
+  for (int t = 0; t < NT; ++t) qa[t] = a + size_t(t) * as + kW8A8Header;
+  int32_t isum[NT];
+  int64_t i = 0;
+#if QBENCH_SIMD_AVX512
+  // 128 values per step into two accumulators per token (vpdpbusd latency), then the tail in
+  // masked 64-byte steps (masked-off bytes are not read and count as zero).
+  __m512i acc0[NT], acc1[NT];
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm512_setzero_si512();
+  for (; i + 128 <= n; i += 128) {
+    const __m512i x0 = _mm512_loadu_si512(qw + i), x1 = _mm512_loadu_si512(qw + i + 64);
+    const __m512i u0 = _mm512_abs_epi8(x0), u1 = _mm512_abs_epi8(x1);
+    const __mmask64 n0 = _mm512_movepi8_mask(x0), n1 = _mm512_movepi8_mask(x1);
+    for (int t = 0; t < NT; ++t) {
+      __m512i y0 = _mm512_loadu_si512(qa[t] + i), y1 = _mm512_loadu_si512(qa[t] + i + 64);
+      y0 = _mm512_mask_sub_epi8(y0, n0, _mm512_setzero_si512(), y0);
+      y1 = _mm512_mask_sub_epi8(y1, n1, _mm512_setzero_si512(), y1);
+      acc0[t] = _mm512_dpbusd_epi32(acc0[t], u0, y0);
+      acc1[t] = _mm512_dpbusd_epi32(acc1[t], u1, y1);
+    }
+  }
+  for (; i < n; i += 64) {
+    const int64_t rem = n - i;
+    const __mmask64 m = rem >= 64 ? ~__mmask64(0) : (__mmask64(1) << rem) - 1;
+    const __m512i x = _mm512_maskz_loadu_epi8(m, qw + i);
+    const __m512i u = _mm512_abs_epi8(x);
+    const __mmask64 neg = _mm512_movepi8_mask(x);
+    for (int t = 0; t < NT; ++t) {
+      __m512i yv = _mm512_maskz_loadu_epi8(m, qa[t] + i);
+      yv = _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv);
+      acc0[t] = _mm512_dpbusd_epi32(acc0[t], u, yv);
+    }
+  }
+  for (int t = 0; t < NT; ++t) isum[t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0[t], acc1[t]));
+#else
+  __m256i acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_si256();
+  for (; i + 32 <= n; i += 32) {
+    const __m256i x = load256(qw + i);
+    const __m256i u = _mm256_sign_epi8(x, x);
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_add_epi32(acc[t], dot_u8s8(u, _mm256_sign_epi8(load256(qa[t] + i), x)));
+  }
+  for (int t = 0; t < NT; ++t) {
+    isum[t] = hsum_i32(acc[t]);
+    for (int64_t j = i; j < n; ++j) isum[t] += int32_t(int8_t(qw[j])) * int32_t(int8_t(qa[t][j]));
+  }
+#endif
+  for (int t = 0; t < NT; ++t) y[size_t(t) * ys] = float(isum[t]) * (dw * f32_at(qa[t] - kW8A8Header));
+}
+
+void dot_w8a8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
+  with_token_count(nt, [&]<int NT>() { dot_w8a8_tiled<NT>(n, w, a, as, y, ys); });
+}
+
 // Same order of weight types as the scalar table.
 constexpr std::array kBaseKernels = {
     QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<FloatF32>},
@@ -810,6 +883,7 @@ constexpr std::array kBaseKernels = {
     QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<FloatBF16>},
     QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
     QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
+    QuantDotKernel{TensorType::W8A8_INT8, TensorType::Q8_T, dot_w8a8},
 };
 constexpr auto kIntKernels = int_kernels(std::make_index_sequence<uint32_t(TensorType::INT_LAST) -
                                                                    uint32_t(TensorType::INT_FIRST) + 1>());

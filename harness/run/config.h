@@ -40,7 +40,7 @@ inline constexpr int kConfigVersion = 1;
   X(int64_t, ppl_ctx, 128, "perplexity chunk size in tokens (llama.cpp's -c)")                               \
   X(int64_t, ppl_chunks, 40, "perplexity chunks scored (-1: all)")                                            \
   X(std::string, calib_text, "generated:story,dialogue,add3,sub3,word",                                        \
-    "calibration text of gptq/awq schemes: a file path, or generated:GEN,... (items of the training seed 2000, "  \
+    "calibration text of calibration-based schemes (gptq, awq, smoothquant): a file path, or generated:GEN,... (items of the training seed 2000, "  \
     "disjoint from the evaluation items)")                                                                    \
   X(int64_t, calib_items, 200, "items per generator of a generated: calibration text")                       \
   X(int64_t, calib_samples, 128, "calibration windows drawn from calib_text")                                \

@@ -19,6 +19,7 @@
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 #include "engine/formats/types.h"
+#include "engine/formats/w8a8.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/quant_dot.h"
 
@@ -91,6 +92,8 @@ bool is_float(TensorType t) { return find_quant_dot(t, CpuIsa::Scalar)->activati
 // block's |w||a| (the minimum cancels most of the scaled quants), hence the factor 16.
 double rounding_bound(TensorType t, int64_t cols) {
   const int64_t bs = type_traits(t).block_size;
+  // W8A8 on Q8_T: one exact integer sum per row, then float(isum) and two products.
+  if (find_quant_dot(t, CpuIsa::Scalar)->activation_type == TensorType::Q8_T) return 4.0 * (1 + 4) * kFloatEps;
   // One float update per weight block, and at least one per 32-value activation block.
   const double n_updates = double(cols / std::min<int64_t>(bs, is_k_quant(t) ? bs : 32) + 4);
   if (is_float(t)) return 2.0 * double(cols + 4) * kFloatEps;
@@ -153,7 +156,8 @@ std::vector<Shape> shapes_for(TensorType t) {
   const int64_t b = std::max<int64_t>(bs, 32);  // whole activation blocks (qbench's row formats have bs < 32)
   std::vector<Shape> s = {{1, b, 1},  {3, 3 * b, 3},   {17, 5 * b, 17}, {33, 2 * b, 64},
                           {5, 17 * b, 3}, {130, b, 1}, {2, bs == 256 ? 16 * b : 129 * b, 17}};
-  if (is_float(t) && bs == 1) {  // any row length: ragged tails of the SIMD loops
+  // Any row length (float kernels, W8A8 on per-token activations): ragged tails of the SIMD loops.
+  if (activation_block_size(find_quant_dot(t, CpuIsa::Scalar)->activation_type) == 1 && bs == 1) {
     for (int64_t cols : {1, 7, 33, 172, 1000}) s.push_back({9, cols, 3});
   }
   return s;
@@ -309,9 +313,39 @@ TEST(KernelsTable, SameFormatsOnEveryPath) {
   EXPECT_EQ(find_quant_dot(TensorType::INT_FIRST, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
   EXPECT_EQ(find_quant_dot(TensorType::INT_LAST, CpuIsa::Scalar)->activation_type, TensorType::Q8_0);
   EXPECT_EQ(find_quant_dot(TensorType::NF4, CpuIsa::Scalar)->activation_type, TensorType::F32);
+  // SmoothQuant's W8A8: per-channel int8 weights on per-token int8 activations.
+  EXPECT_EQ(find_quant_dot(TensorType::W8A8_INT8, CpuIsa::Scalar)->activation_type, TensorType::Q8_T);
   // No kernel: the dequantize fallback.
   EXPECT_EQ(find_quant_dot(TensorType::Q8_K, CpuIsa::Scalar), nullptr);
   EXPECT_EQ(find_quant_dot(TensorType::IQ4_NL, CpuIsa::Scalar), nullptr);
+}
+
+// W8A8's integer sum is exact and its float part the same two roundings on every path: scalar,
+// AVX2 and AVX-512 give the same bits, on row lengths around the SIMD steps (32, 64, 128) and on
+// a long row of extreme quants (127 * 127 per value, close to the int32 limit).
+TEST(KernelsW8A8, EveryPathGivesTheSameBits) {
+  const QuantDotKernel* ref = find_quant_dot(TensorType::W8A8_INT8, CpuIsa::Scalar);
+  ASSERT_NE(ref, nullptr);
+  for (int64_t cols : {1, 31, 32, 63, 64, 65, 127, 128, 129, 191, 300, 4096}) {
+    const Problem p = make_problem(TensorType::W8A8_INT8, 5, cols, 9, uint32_t(cols));
+    const std::vector<float> y_ref = run_kernel(p, *ref);
+    for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512}) {
+      if (!isa_available(isa)) continue;
+      EXPECT_EQ(run_kernel(p, *find_quant_dot(TensorType::W8A8_INT8, isa)), y_ref) << isa_name(isa) << " " << cols;
+    }
+  }
+  const int64_t n = 130000;  // n * 127^2 = 2.1e9 < 2^31
+  ASSERT_LE(n, kW8A8MaxCols);
+  std::vector<float> ones(size_t(n), 1.0f), minus(size_t(n), -1.0f);
+  std::vector<uint8_t> w(size_t(kW8A8RowHeaderBytes + n)), a(activation_row_bytes(TensorType::Q8_T, n));
+  quantize_row_w8a8_int8(ones.data(), w.data(), n);
+  quantize_activation_row(TensorType::Q8_T, minus.data(), a.data(), n);
+  const float d = 1.0f / 127.0f;
+  const float want = float(-n * 127 * 127) * (d * d);
+  for (CpuIsa isa : kAllIsas) {
+    if (!isa_available(isa)) continue;
+    EXPECT_EQ(vec_dot(*find_quant_dot(TensorType::W8A8_INT8, isa), n, w.data(), a.data()), want) << isa_name(isa);
+  }
 }
 
 // Q8_1 is Q8_0 plus s = d * sum(q): same scale, same quants (ggml's quantize_row_q8_1_ref).
@@ -373,6 +407,55 @@ TEST(KernelsActivations, Q8_0SameBytesAsReference) {
   std::memcpy(&b1, fast.data() + sizeof b1, sizeof b1);
   EXPECT_EQ(b1.qs[1], -15);  // -14.5 -> -15
   EXPECT_EQ(b1.qs[31], 16);  // 15.5 -> 16
+}
+
+// Q8_T (per-token int8): one fp32 scale d = max|x| / 127 for the whole row, quants
+// round_half_away(x / d) in [-127, 127]; any row length; an all-zero row is d = 0 and zeros. Every
+// value is within d / 2 of d * q.
+TEST(KernelsActivations, Q8_TPerTokenScale) {
+  auto quantize = [](const std::vector<float>& x) {
+    std::vector<uint8_t> a(activation_row_bytes(TensorType::Q8_T, int64_t(x.size())));
+    EXPECT_EQ(a.size(), 4 + x.size());
+    quantize_activation_row(TensorType::Q8_T, x.data(), a.data(), int64_t(x.size()));
+    return a;
+  };
+  auto scale = [](const std::vector<uint8_t>& a) {
+    float d;
+    std::memcpy(&d, a.data(), 4);
+    return d;
+  };
+  auto quant = [](const std::vector<uint8_t>& a, size_t i) { return int(int8_t(a[4 + i])); };
+  EXPECT_EQ(activation_block_size(TensorType::Q8_T), 1);
+  // max 127: d = 1, so x / d = x and halfway values show the rounding (away from zero).
+  std::vector<float> x = {127.0f, -14.5f, 15.5f, 0.5f, -0.5f, 0.49f, -127.0f, 3.0f, -2.5f};
+  std::vector<uint8_t> a = quantize(x);
+  EXPECT_EQ(scale(a), 1.0f);
+  const int want[] = {127, -15, 16, 1, -1, 0, -127, 3, -3};
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(quant(a, i), want[i]) << i;
+  // All zero.
+  a = quantize(std::vector<float>(5, 0.0f));
+  EXPECT_EQ(scale(a), 0.0f);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(quant(a, i), 0);
+  // Random rows of ragged lengths: the scale, the range, the rounding bound, the dequantizer.
+  std::mt19937 rng(6);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (size_t n : {1u, 7u, 33u, 172u, 1000u}) {
+    x.resize(n);
+    for (float& v : x) v = dist(rng);
+    x[n / 2] *= 30.0f;  // an outlier sets the scale of the whole token
+    a = quantize(x);
+    float amax = 0;
+    for (float v : x) amax = std::max(amax, std::fabs(v));
+    const float d = scale(a);
+    EXPECT_EQ(d, amax / 127.0f);
+    std::vector<float> back(n);
+    dequantize_activation_row(TensorType::Q8_T, a.data(), back.data(), int64_t(n));
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_LE(std::abs(quant(a, i)), 127);
+      EXPECT_EQ(back[i], d * float(quant(a, i)));
+      EXPECT_LE(std::fabs(x[i] - back[i]), 0.5f * d * (1 + 1e-5f)) << n << " " << i;
+    }
+  }
 }
 
 TEST(KernelsActivations, Q8_KBlockSums) {

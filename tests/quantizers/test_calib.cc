@@ -8,6 +8,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "engine/kernels/matmul.h"
 #include "engine/model/forward.h"
 #include "quantizers/calibration.h"
 #include "quantizers/quantize_model.h"
@@ -163,12 +164,12 @@ struct TinyCalib {
   Model m;
   Calibration calib;
 };
-TinyCalib tiny_with_outliers(const std::string& dir, bool zero_layer0_attn) {
+TinyCalib tiny_with_outliers(const std::string& dir, bool zero_layer0_attn, int n_head_kv = 4) {
   test::TinySpec s;
   s.n_embd = 64;
   s.n_ff = 128;
   s.n_head = 4;
-  s.n_head_kv = 4;
+  s.n_head_kv = n_head_kv;
   gguf::Writer w = test::tiny_model_writer(s);
   for (int l = 0; l < 2; ++l) {
     std::vector<float> norm(64, 1.0f);
@@ -240,7 +241,7 @@ TEST(Awq, GptqAndAwqBeatRtnOnTinyModel) {
 TEST(Calibration, SchemesNeedCalibrationText) {
   const std::string dir = test::temp_dir("calib_need");
   const TinyCalib t = tiny_with_outliers(dir, false);
-  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32"}) {
+  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32", "smoothquant"}) {
     try {
       quantize_model(t.m, make_recipe(s));
       FAIL() << s;
@@ -253,7 +254,7 @@ TEST(Calibration, SchemesNeedCalibrationText) {
 TEST(Calibration, AllZeroLayerInputsGiveFiniteModels) {
   const std::string dir = test::temp_dir("calib_zero");
   const TinyCalib t = tiny_with_outliers(dir, true);  // layer 0's attention inputs are all zero
-  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32"}) {
+  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32", "smoothquant"}) {
     SCOPED_TRACE(s);
     QuantizeReport rep;
     const Model q = quantize_model(t.m, make_recipe(s), &rep, &t.calib);
@@ -264,6 +265,89 @@ TEST(Calibration, AllZeroLayerInputsGiveFiniteModels) {
       EXPECT_TRUE(noted);
     }
   }
+}
+
+// SmoothQuant's folding (x / s into attn_norm, ffn_norm, the rows of attn_v and of ffn_up; W diag(s)
+// into every linear) leaves the FP model's logits unchanged up to float rounding.
+TEST(SmoothQuant, FoldingIsExactInFp) {
+  const std::string dir = test::temp_dir("calib_sq_fold");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
+  for (const char* scheme : {"smoothquant", "smoothquant,alpha=0.85", "smoothquant,alpha=0", "smoothquant,alpha=1"}) {
+    SCOPED_TRACE(scheme);
+    Model work = f32_working_copy(t.m);
+    const SchemeSpec spec = parse_scheme(scheme);
+    std::vector<std::string> notes;
+    registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
+    // Four smoothed inputs per layer (no GQA: attn_output through attn_v's rows).
+    ASSERT_EQ(notes.size(), 2u * 4u);
+    for (const auto& n : notes) EXPECT_NE(n.find(": alpha "), std::string::npos) << n;
+    EXPECT_NE(t.m.layers[0].attn_norm, work.layers[0].attn_norm);
+    EXPECT_NE(t.m.layers[1].ffn_norm, work.layers[1].ffn_norm);
+    EXPECT_LT(logit_mse(t.m, work), 1e-8);
+  }
+  // The outlier channels of attn_norm (weight 12) are divided by larger scales than the rest.
+  Model work = f32_working_copy(t.m);
+  const SchemeSpec spec = parse_scheme("smoothquant");
+  std::vector<std::string> notes;
+  registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
+  const auto& before = t.m.layers[1].attn_norm;
+  const auto& after = work.layers[1].attn_norm;
+  double outlier_ratio = 0, normal_ratio = 0;
+  for (size_t j = 0; j < before.size(); ++j) {
+    (j % 13 == 0 ? outlier_ratio : normal_ratio) += double(after[j]) / before[j] / (j % 13 == 0 ? 5.0 : 59.0);
+  }
+  EXPECT_LT(outlier_ratio, 0.5 * normal_ratio);
+}
+
+// With GQA, one attn_v row feeds the same column of several heads: attn_output's input is
+// smoothed with one scale per v row, shared by those columns, still exactly in FP.
+TEST(SmoothQuant, GqaSharesAttnOutputScalesPerVRow) {
+  const std::string dir = test::temp_dir("calib_sq_gqa");
+  const TinyCalib t = tiny_with_outliers(dir, false, 2);
+  const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
+  Model work = f32_working_copy(t.m);
+  const SchemeSpec spec = parse_scheme("smoothquant");
+  std::vector<std::string> notes;
+  registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
+  int shared = 0;
+  for (const auto& n : notes) shared += n.find("attn_output: alpha 0.5") != std::string::npos && n.find("shared by 2 heads") != std::string::npos;
+  EXPECT_EQ(shared, 2);
+  EXPECT_LT(logit_mse(t.m, work), 1e-8);
+  // Column j of attn_output (head j / 16, dim j % 16) and the column of the other head reading the
+  // same v row were scaled alike: their ratio to the original weights is equal.
+  const Matrix& wo0 = t.m.layers[1].wo;
+  ASSERT_EQ(wo0.type, TensorType::F32);
+  const float* a = reinterpret_cast<const float*>(wo0.data);
+  const float* b = reinterpret_cast<const float*>(work.layers[1].wo.data);
+  for (int64_t d = 0; d < 16; ++d) {
+    EXPECT_FLOAT_EQ(b[d] / a[d], b[16 + d] / a[16 + d]) << d;  // heads 0 and 1 share kv head 0
+  }
+  QuantizeReport rep;
+  const Model q = quantize_model(t.m, make_recipe("smoothquant"), &rep, &t.calib);
+  EXPECT_EQ(q.layers[0].wo.type, TensorType::W8A8_INT8);
+  logit_mse(t.m, q);  // finite
+}
+
+// The point of SmoothQuant: with outlier input channels, per-token int8 activations lose the
+// small channels; migrating the outliers into the weights gives logits closer to the FP model
+// than plain W8A8 (both on the integer W8A8 kernels).
+TEST(SmoothQuant, BeatsPlainW8A8OnOutliers) {
+  const std::string dir = test::temp_dir("calib_sq_tiny");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  QuantizeReport rep;
+  const Model plain = quantize_model(t.m, make_recipe("w8a8"), &rep);
+  for (const auto& tr : rep.tensors) {
+    if (tr.name != "token_embd.weight") {
+      EXPECT_EQ(tr.format, "w8a8_int8") << tr.name;
+    }
+  }
+  EXPECT_EQ(plain.layers[0].wq.type, TensorType::W8A8_INT8);
+  EXPECT_EQ(std::string(matmul_path_name(plain.layers[0].wq, 1, plain.matmul)), std::string(active_isa()));
+  const Model smooth = quantize_model(t.m, make_recipe("smoothquant"), &rep, &t.calib);
+  const double e_plain = logit_mse(t.m, plain), e_smooth = logit_mse(t.m, smooth);
+  std::printf("[          ] logit MSE vs FP: w8a8 %.3g, smoothquant %.3g\n", e_plain, e_smooth);
+  EXPECT_LT(e_smooth, 0.7 * e_plain);
 }
 
 TEST(Imatrix, RoundTripAndWeightedClip) {

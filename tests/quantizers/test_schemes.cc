@@ -35,6 +35,22 @@ TEST(SchemeSpec, ParsesAndPrintsCanonically) {
   }
 }
 
+// W8A8 and SmoothQuant: alpha is a decimal option, printed canonically, also in JSON.
+TEST(SchemeSpec, SmoothQuantAlpha) {
+  EXPECT_EQ(parse_scheme("w8a8").to_string(), "w8a8");
+  EXPECT_EQ(parse_scheme("smoothquant").to_string(), "smoothquant,alpha=0.5");
+  EXPECT_EQ(parse_scheme("SmoothQuant, alpha=0.850").to_string(), "smoothquant,alpha=0.85");
+  EXPECT_EQ(parse_scheme("smoothquant,alpha=1").get_double("alpha"), 1.0);
+  EXPECT_EQ(parse_scheme("smoothquant,alpha=0").to_string(), "smoothquant,alpha=0");
+  const SchemeSpec a = parse_scheme("smoothquant,alpha=0.75");
+  EXPECT_EQ(a.to_json()["alpha"], 0.75);
+  EXPECT_EQ(parse_scheme_json(a.to_json()), a);
+  EXPECT_EQ(parse_scheme(a.to_string()), a);
+  EXPECT_EQ(parse_scheme_json(nlohmann::json::parse(R"({"method": "smoothquant", "alpha": 0.8})")).get("alpha"), "0.8");
+  EXPECT_EQ(registry().find("smoothquant")->calib, CalibUse::Required);
+  EXPECT_EQ(registry().find("w8a8")->calib, CalibUse::None);
+}
+
 TEST(SchemeSpec, JsonForm) {
   const auto j = nlohmann::json::parse(R"({"method": "rtn", "bits": 4, "group": 128, "sym": false, "clip": "mse"})");
   EXPECT_EQ(parse_scheme_json(j), parse_scheme("rtn:int4,group=128,sym=false,clip=mse"));
@@ -64,6 +80,10 @@ TEST(SchemeSpec, Errors) {
   expect_error("rtn:int4,sym", "expected KEY=VALUE");
   expect_error("nf4:int4", "takes no ':int4'");
   expect_error("", "empty scheme");
+  expect_error("smoothquant,alpha=1.5", "alpha must be a number in 0..1, got '1.5'");
+  expect_error("smoothquant,alpha=half", "alpha must be a number in 0..1, got 'half'");
+  expect_error("smoothquant,alpha=nan", "alpha must be a number in 0..1");
+  expect_error("w8a8,alpha=0.5", "unknown option 'alpha' (it takes none)");
 }
 
 TEST(Registry, DuplicateNamesAreAnError) {
@@ -113,7 +133,7 @@ const char* kSchemes[] = {
     "rtn:int2",  "rtn:int3,group=32", "rtn:int4", "rtn:int4,sym=false", "rtn:int4,group=64,clip=mse",
     "rtn:int5,group=channel", "rtn:int6,group=tensor", "rtn:int7,group=32,sym=false", "int8",
     "rtn:int8,group=tensor,sym=false,clip=mse", "nf4", "fp8", "fp16", "bf16", "f32", "q8_0", "q4_0",
-    "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"};
+    "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "w8a8"};
 
 class SchemeProperties : public ::testing::TestWithParam<const char*> {};
 
