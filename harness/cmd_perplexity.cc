@@ -27,7 +27,10 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   po::options_description desc("qbench perplexity options");
   desc.add_options()
       ("text,f", po::value(&text_path)->required()->value_name("FILE"), "UTF-8 text file to score")
-      ("ctx,c", po::value(&popt.n_ctx)->default_value(512)->value_name("N"), "chunk size in tokens (llama.cpp's -c)")
+      ("ctx,c", po::value(&popt.n_ctx)->default_value(512)->value_name("N"),
+       "chunk size in tokens (llama.cpp's -c); by default 512, or the model's training context when that is "
+       "smaller (beyond it RoPE positions were never trained and the number means little; an explicit larger N "
+       "is measured with a warning)")
       ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)")
       ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
       ("tensor-type", po::value(&tensor_types)->value_name("PATTERN=S"),
@@ -50,6 +53,17 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   set_threads(o.threads);
   if (kl && scheme.empty()) throw Error("--kl needs --scheme (the reference is the unquantized model)");
   const Model source = load_model_from(o);
+  const int64_t n_ctx_train = source.config.n_ctx_train;
+  if (n_ctx_train > 0 && popt.n_ctx > n_ctx_train) {
+    if (vm["ctx"].defaulted()) {
+      popt.n_ctx = n_ctx_train;
+      std::fprintf(stderr, "perplexity: --ctx %lld, the model's training context (llama.cpp's default 512 exceeds it)\n",
+                   (long long)n_ctx_train);
+    } else {
+      std::fprintf(stderr, "perplexity: warning: --ctx %lld exceeds the model's training context %lld; positions beyond "
+                   "it were never trained\n", (long long)popt.n_ctx, (long long)n_ctx_train);
+    }
+  }
   quant::QuantizeReport qreport;
   const std::optional<quant::Calibration> calib = make_calibration(source, calib_opts);
   quant::Recipe recipe;

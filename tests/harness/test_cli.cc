@@ -78,6 +78,24 @@ TEST(Cli, PerplexityJsonIsOneDocumentOnStdout) {
   EXPECT_EQ(j["model"]["n_layer"], 2);
 }
 
+// The tiny model was trained (so its metadata says) on 64 tokens: the default --ctx is 64, not
+// llama.cpp's 512, and an explicit larger context is measured with a warning.
+TEST(Cli, PerplexityContextFollowsTheModelsTrainingContext) {
+  const std::string dir = test::temp_dir("cli-ctx");
+  const std::string model = test::write_tiny_model(dir + "/m.gguf");
+  std::ofstream text(dir + "/text.txt");
+  for (int i = 0; i < 80; ++i) text << "the ant and the hen eat at ten in the sun. ";
+  text.close();
+  auto r = run("perplexity --model " + model + " --text " + dir + "/text.txt --chunks 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["n_ctx"], 64);
+  EXPECT_NE(r.err.find("training context"), std::string::npos) << r.err;
+  r = run("perplexity --model " + model + " --text " + dir + "/text.txt --ctx 128 --chunks 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["n_ctx"], 128);
+  EXPECT_NE(r.err.find("warning: --ctx 128 exceeds the model's training context 64"), std::string::npos) << r.err;
+}
+
 TEST(Cli, GenerateIsGreedyAndDeterministic) {
   QBENCH_SHARED_FILE(model, "models/stories260K.gguf");
   const auto a = run("generate --model " + model + " -n 20 --json");
