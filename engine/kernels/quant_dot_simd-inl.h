@@ -675,6 +675,59 @@ void dot_int_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, flo
   }
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+#if QBENCH_SIMD_AVX512
+  if constexpr (!kWide) {
+    // Two chunks per zmm (as the legacy formats): |u - off| x (a negated where u - off < 0) by
+    // vpdpbusd, the two products d_w d_a spread to their halves by vpermps. u - off >= -127, so
+    // vpabsb is exact. The chunks may belong to different groups (G = 32) or the same one.
+    const int64_t cpg = G / 32;  // chunks per group
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512 acc2[NT];
+    for (int t = 0; t < NT; ++t) acc2[t] = _mm512_setzero_ps();
+    int64_t g = 0, c = 0;  // group and chunk-in-group of chunk ib
+    auto chunk = [&](int64_t gi, int64_t ci, float* d) {
+      const uint8_t* blk = w + gi * group_bytes;
+      *d = fp16_at(blk);
+      const int off = kSym ? (1 << (N - 1)) : blk[2];
+      return _mm256_sub_epi8(int_codes32<N>(blk + kHeader + ci * kChunk), _mm256_set1_epi8(char(off)));
+    };
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+      float d0, d1;
+      const __m256i q0 = chunk(g, c, &d0);
+      if (++c == cpg) c = 0, ++g;
+      const __m256i q1 = chunk(g, c, &d1);
+      if (++c == cpg) c = 0, ++g;
+      const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+      const __m512i ux = _mm512_abs_epi8(qx);
+      const __mmask64 neg = _mm512_movepi8_mask(qx);
+      const __m128 dw = _mm_setr_ps(d0, d1, 0.0f, 0.0f);
+      for (int t = 0; t < NT; ++t) {
+        __m512i qy = _mm512_loadu_si512(qa[t] + ib * 32);
+        qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
+        const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
+        const __m128 pair_da = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[t] + ib)));
+        const __m512 dd = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_mul_ps(dw, pair_da)));
+        acc2[t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(sumi), acc2[t]);
+      }
+    }
+    if (ib < nb) {  // an odd last chunk
+      float d0;
+      const __m256i qx = chunk(g, c, &d0);
+      const __m256i ux = _mm256_sign_epi8(qx, qx);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i sumi = dot_u8s8(ux, _mm256_sign_epi8(load256(qa[t] + ib * 32), qx));
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256 folded = _mm256_add_ps(_mm512_castps512_ps256(acc2[t]),
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc2[t]), 1)));
+      y[size_t(t) * ys] = hsum(_mm256_add_ps(acc[t], folded));
+    }
+    return;
+  }
+#endif
   for (int64_t g = 0; g < n / G; ++g) {
     const uint8_t* blk = w + g * group_bytes;
     const float d = fp16_at(blk);
