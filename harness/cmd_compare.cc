@@ -40,13 +40,9 @@ int cmd_compare(const std::vector<std::string>& args) {
   if (files.size() != 2) throw Error("expected two files, BASELINE.json NEW.json (see --help)");
   if (opt.max_quality_drop < 0 || opt.max_slowdown < 0 || opt.max_kld_increase < 0) throw Error("tolerances must be >= 0");
   if (!(opt.alpha > 0 && opt.alpha < 1)) throw Error("--alpha must be in (0, 1)");
-  for (const auto& p : pair_args) {
-    const auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == p.size()) throw Error("--pair: expected BASE=NEW, got '" + p + "'");
-    opt.pairs.emplace_back(p.substr(0, eq), p.substr(eq + 1));
-  }
   const auto base = run::load_results(files[0]);
   const auto cand = run::load_results(files[1]);
+  for (const auto& p : pair_args) opt.pairs.push_back(run::split_pair(p, base, cand));
   const run::CompareReport rep = run::compare_results(base, files[0], cand, files[1], opt);
   if (json) {
     print_json(rep.to_json());

@@ -114,6 +114,28 @@ const json* ok_unit(const json& run, const std::string& name) {
 
 }  // namespace
 
+int find_run(const json& runs, const std::string& scheme) {
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (runs[i]["scheme_canonical"] == scheme || runs[i]["scheme"] == scheme) return int(i);
+  }
+  return -1;
+}
+
+std::pair<std::string, std::string> split_pair(const std::string& arg, const json& base, const json& cand) {
+  // Scheme specs contain '=' themselves ("rtn:int4,group=128"): take the split whose two sides
+  // name runs of the two files; else the first '=' (and the caller reports what is missing).
+  const size_t first = arg.find('=');
+  if (first == std::string::npos || first == 0 || first + 1 == arg.size()) {
+    throw Error("--pair: expected BASE=NEW, got '" + arg + "'");
+  }
+  for (size_t eq = first; eq != std::string::npos; eq = arg.find('=', eq + 1)) {
+    if (find_run(base["runs"], arg.substr(0, eq)) >= 0 && find_run(cand["runs"], arg.substr(eq + 1)) >= 0) {
+      return {arg.substr(0, eq), arg.substr(eq + 1)};
+    }
+  }
+  return {arg.substr(0, first), arg.substr(first + 1)};
+}
+
 CompareReport compare_results(const json& base, const std::string& base_path, const json& cand,
                               const std::string& cand_path, const CompareOptions& opt) {
   CompareReport rep;
@@ -126,12 +148,6 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
   // run each are paired whatever their schemes (a new scheme against a stored baseline).
   std::vector<std::pair<const json*, const json*>> pairs;
   std::vector<bool> base_used(base["runs"].size(), false), cand_used(cand["runs"].size(), false);
-  auto find_run = [](const json& runs, const std::string& scheme) -> int {
-    for (size_t i = 0; i < runs.size(); ++i) {
-      if (runs[i]["scheme_canonical"] == scheme || runs[i]["scheme"] == scheme) return int(i);
-    }
-    return -1;
-  };
   for (const auto& [bs, cs] : opt.pairs) {
     const int bi = find_run(base["runs"], bs), ci = find_run(cand["runs"], cs);
     if (bi < 0) throw Error(base_path + ": --pair names scheme '" + bs + "', which the baseline does not have");

@@ -164,5 +164,18 @@ TEST(RunShapes, PublishedParameterCounts) {
   EXPECT_EQ(packed.layers[1].w_up.type, TensorType::Q8_0);
 }
 
+TEST(Compare, PairSplitsWhereBothSidesNameRuns) {
+  const nlohmann::json base = {{"runs", {{{"scheme", "fp16"}, {"scheme_canonical", "fp16"}},
+                                         {{"scheme", "gptq:int4,group=128"}, {"scheme_canonical", "gptq:int4,group=128,x=1"}}}}};
+  const nlohmann::json cand = {{"runs", {{{"scheme", "rtn:int4,group=128"}, {"scheme_canonical", "rtn:int4,group=128,sym=true"}}}}};
+  EXPECT_EQ(run::split_pair("gptq:int4,group=128=rtn:int4,group=128", base, cand),
+            (std::pair<std::string, std::string>{"gptq:int4,group=128", "rtn:int4,group=128"}));
+  EXPECT_EQ(run::split_pair("fp16=rtn:int4,group=128,sym=true", base, cand),
+            (std::pair<std::string, std::string>{"fp16", "rtn:int4,group=128,sym=true"}));
+  EXPECT_EQ(run::split_pair("a=b", base, cand), (std::pair<std::string, std::string>{"a", "b"}));  // reported later
+  EXPECT_THROW(run::split_pair("fp16", base, cand), Error);
+  EXPECT_THROW(run::split_pair("=fp16", base, cand), Error);
+}
+
 }  // namespace
 }  // namespace qbench
