@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
 
 namespace qbench::cli {
 
@@ -109,5 +110,13 @@ nlohmann::json model_json(const Model& m) {
 }
 
 bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
+
+void write_output(const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    std::cout << text;
+  } else {
+    write_file_atomic(path, text);
+  }
+}
 
 }  // namespace qbench::cli

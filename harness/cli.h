@@ -54,4 +54,7 @@ nlohmann::json model_json(const Model& m);
 // True when stderr is a terminal (progress lines are shown only then).
 bool stderr_is_tty();
 
+// `text` to stdout when `path` is empty, else to the file `path` atomically (temporary + rename).
+void write_output(const std::string& path, const std::string& text);
+
 }  // namespace qbench::cli

@@ -46,11 +46,7 @@ int cmd_datagen(const std::vector<std::string>& args) {
       }
     }
   }
-  if (out.empty()) {
-    std::cout << text;
-  } else {
-    write_file_atomic(out, text);
-  }
+  write_output(out, text);
   return 0;
 }
 

@@ -30,11 +30,7 @@ int cmd_report(const std::vector<std::string>& args) {
   }
   const run::ReportFormat f = run::parse_report_format(format);
   const std::string text = run::render_tables(run::report_tables(run::load_results(results_path)), f);
-  if (out.empty()) {
-    std::cout << text;
-  } else {
-    write_file_atomic(out, text);
-  }
+  write_output(out, text);
   return 0;
 }
 

@@ -322,21 +322,13 @@ void dot_nf4(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
 }
 
 // FP8 E4M3 times FP32 activations: float sum of e4m3(code) * a, times the row scale.
+float widen_e4m3(const uint8_t* q, int64_t i) { return e4m3_to_fp32(q[i]); }
+
 void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
-  QB_ASSERT(n >= 1 && nt >= 1 && nt <= kMaxTokenTile);
   float scale;
   std::memcpy(&scale, w, 4);
-  const uint8_t* q = w + kFp8RowHeaderBytes;
-  for (int t = 0; t < nt; ++t) {
-    const uint8_t* at = a + size_t(t) * as;
-    float sum = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      float x;
-      std::memcpy(&x, at + 4 * i, 4);
-      sum += e4m3_to_fp32(q[i]) * x;
-    }
-    y[size_t(t) * ys] = sum * scale;
-  }
+  dot_float<widen_e4m3>(n, w + kFp8RowHeaderBytes, a, as, nt, y, ys);
+  for (int t = 0; t < nt; ++t) y[size_t(t) * ys] *= scale;
 }
 
 // W8A8 (w8a8.h) times Q8_T activations: the exact int32 sum of q_w * q_a over the whole row, then
