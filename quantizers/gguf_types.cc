@@ -93,6 +93,7 @@ void register_gguf_types(Registry& r) {
   for (const Entry& e : entries) {
     Method m{e.name, e.summary, {}, "", "", quantize_ggml, e.type};
     if (type_traits(e.type).quantize_row_weighted) {
+      m.summary += "; importance-weighted with --imatrix / --calib";
       m.calib = CalibUse::Optional;
       m.quantize_calib = quantize_ggml_calib;
     }

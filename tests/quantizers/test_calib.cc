@@ -1,6 +1,7 @@
 // Calibration-based PTQ: statistics, GPTQ, AWQ, the importance matrix, and their fallbacks.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <random>
 #include <string>
@@ -437,11 +438,13 @@ TEST(Imatrix, GgufTypesTakeIt) {
 TEST(Imatrix, KQuantsAndMixesUseItOnTinyModel) {
   const std::string dir = test::temp_dir("calib_kquant");
   const TinyCalib t = tiny_with_outliers(dir, false, 4, 256);
-  for (const char* recipe : {"q3_K", "q2_K", "Q4_K_M", "Q3_K_S"}) {
-    SCOPED_TRACE(recipe);
+  for (const char* name : {"q3_K", "q2_K", "Q4_K_M", "Q3_K_S"}) {
+    SCOPED_TRACE(name);
+    Recipe recipe = make_recipe(name);
+    recipe.pure = std::islower(static_cast<unsigned char>(name[0])) != 0;  // q3_K, q2_K: --pure
     QuantizeReport rep, plain_rep;
-    const Model q = quantize_model(t.m, make_recipe(recipe), &rep, &t.calib);
-    const Model plain = quantize_model(t.m, make_recipe(recipe), &plain_rep);
+    const Model q = quantize_model(t.m, recipe, &rep, &t.calib);
+    const Model plain = quantize_model(t.m, recipe, &plain_rep);
     EXPECT_EQ(rep.imatrix, t.calib.windows.description);
     EXPECT_TRUE(plain_rep.imatrix.empty());
     int with_imatrix = 0;
@@ -452,7 +455,7 @@ TEST(Imatrix, KQuantsAndMixesUseItOnTinyModel) {
     }
     EXPECT_EQ(with_imatrix, 2 * 7 + 1);  // 2 layers x 7 linears + output
     const double e = logit_mse(t.m, q), e_plain = logit_mse(t.m, plain);
-    std::printf("[          ] %-7s logit MSE %.5g without, %.5g with the imatrix\n", recipe, e_plain, e);
+    std::printf("[          ] %-7s logit MSE %.5g without, %.5g with the imatrix\n", name, e_plain, e);
     EXPECT_LT(e, e_plain);
   }
 }
