@@ -20,7 +20,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   ModelOptions o;
   std::string text_path, scheme;
   PerplexityOptions popt;
-  bool kl = false;
+  bool kl = false, pure = false;
   int64_t kl_top_k = 64;
   CalibOptions calib_opts;
   std::vector<std::string> tensor_types;
@@ -33,6 +33,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
        "is measured with a warning)")
       ("chunks", po::value(&popt.max_chunks)->default_value(-1)->value_name("K"), "score at most K chunks (-1: all)")
       ("scheme", po::value(&scheme)->value_name("S"), "quantize the model with scheme S first (see qbench schemes)")
+      ("pure", po::bool_switch(&pure), "with --scheme: no llama.cpp mix, every tensor in the scheme's type (as qbench quantize)")
       ("tensor-type", po::value(&tensor_types)->value_name("PATTERN=S"),
        "with --scheme: scheme for tensors matching the regex PATTERN (as qbench quantize)")
       ("kl", po::bool_switch(&kl), "with --scheme: KL divergence of the quantized model against the unquantized one "
@@ -69,9 +70,10 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   quant::Recipe recipe;
   if (!scheme.empty()) {
     recipe = quant::make_recipe(scheme);
+    recipe.pure = pure;
     for (const auto& t : tensor_types) recipe.rules.push_back(quant::parse_rule(t));
-  } else if (!tensor_types.empty()) {
-    throw Error("--tensor-type needs --scheme");
+  } else if (!tensor_types.empty() || pure) {
+    throw Error(std::string(pure ? "--pure" : "--tensor-type") + " needs --scheme");
   }
   const Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
   const Tokenizer& tok = m.require_tokenizer();
@@ -113,8 +115,9 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   }
   nlohmann::json jq = nullptr;
   if (!scheme.empty()) {
-    jq = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds},
-          {"calibration", qreport.calibration}, {"calib_seconds", qreport.calib_seconds}};
+    jq = {{"scheme", scheme}, {"pure", pure}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes}, {"seconds", qreport.seconds},
+          {"calibration", qreport.calibration}, {"calib_seconds", qreport.calib_seconds},
+          {"imatrix", qreport.imatrix.empty() ? nlohmann::json(nullptr) : nlohmann::json(qreport.imatrix)}};
   }
   if (o.json) {
     print_json({
@@ -143,6 +146,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   std::printf("%s on %s: %lld tokens, %lld chunks of %lld, %lld scored\n", m.path.c_str(), text_path.c_str(),
               (long long)r.n_text_tokens, (long long)r.n_chunks, (long long)r.n_ctx, (long long)r.stats.count);
   if (!scheme.empty()) std::printf("scheme %s: %.4f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
+  if (!qreport.imatrix.empty()) std::printf("imatrix: %s\n", qreport.imatrix.c_str());
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
   if (popt.rolling) {
     std::printf("word perplexity %.4f, byte perplexity %.5f, bits per byte %.5f (%lld tokens, %lld bytes, %lld words)\n",

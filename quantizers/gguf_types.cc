@@ -2,6 +2,12 @@
 // quantizers (bit-exact with llama-quantize without an importance matrix), and the plain casts
 // f32 / fp16 / bf16.
 //
+// With an importance matrix (qbench quantize --imatrix F or --calib F; CalibUse::Optional) the
+// types that llama.cpp quantizes with one (q4_0, q4_1, q5_0, q5_1, q2_K .. q6_K) use their
+// importance-weighted quantizer (TypeTraits::quantize_row_weighted, llama.cpp's
+// quantize_row_*_impl with quant_weights); q8_0 and the casts ignore it, as llama.cpp does. The
+// llama.cpp mixes (Q4_K_M, ...) resolve to these same methods per tensor, so they use it too.
+//
 // Fallbacks are llama-quantize's (llama-quant.cpp, tensor_type_fallback): when the row length is
 // not a multiple of 256, q6_K -> q8_0, q5_K -> q5_1, q4_K -> q5_0, q3_K / q2_K -> q4_0, and
 // f16 when even that block does not divide the row. The legacy types have no fallback there
@@ -27,7 +33,9 @@ std::optional<TensorType> llama_fallback(TensorType t) {
   }
 }
 
-PackedTensor quantize_ggml(const WeightView& w, const SchemeSpec& spec) {
+// `importance`: the imatrix row of the tensor (w.cols values) or nullptr. It also reaches a
+// fallback type when that has a weighted quantizer (llama-quantize passes it to the fallback too).
+PackedTensor quantize_ggml_weighted(const WeightView& w, const SchemeSpec& spec, const float* importance) {
   const TypeTraits* t = &type_traits(*registry().method(spec).ggml_type);
   std::string note;
   if (w.cols % t->block_size != 0) {
@@ -45,10 +53,18 @@ PackedTensor quantize_ggml(const WeightView& w, const SchemeSpec& spec) {
       t = &type_traits(TensorType::F16);
     }
     note += std::string(t->name) + " (" + std::to_string(w.cols) + " columns)";
+    if (importance && !t->quantize_row_weighted) note += ", imatrix unused";
   }
-  PackedTensor p = pack_with_reference(w, *t);
+  PackedTensor p = pack_with_reference(w, *t, t->quantize_row_weighted ? importance : nullptr);
   p.note = note;
   return p;
+}
+
+PackedTensor quantize_ggml(const WeightView& w, const SchemeSpec& spec) { return quantize_ggml_weighted(w, spec, nullptr); }
+
+PackedTensor quantize_ggml_calib(const WeightView& w, const SchemeSpec& spec, const CalibContext& ctx) {
+  QB_ASSERT(!ctx.importance || int64_t(ctx.importance->size()) == w.cols);
+  return quantize_ggml_weighted(w, spec, ctx.importance ? ctx.importance->data() : nullptr);
 }
 
 }  // namespace
@@ -74,7 +90,15 @@ void register_gguf_types(Registry& r) {
       {TensorType::Q3_K, "q3_K", "ggml k-quant q3_K: 3.4375 bits/weight (fallback q4_0)"},
       {TensorType::Q2_K, "q2_K", "ggml k-quant q2_K: 2.625 bits/weight (fallback q4_0)"},
   };
-  for (const Entry& e : entries) r.add(Method{e.name, e.summary, {}, "", "", quantize_ggml, e.type});
+  for (const Entry& e : entries) {
+    Method m{e.name, e.summary, {}, "", "", quantize_ggml, e.type};
+    if (type_traits(e.type).quantize_row_weighted) {
+      m.summary += "; importance-weighted with --imatrix / --calib";
+      m.calib = CalibUse::Optional;
+      m.quantize_calib = quantize_ggml_calib;
+    }
+    r.add(std::move(m));
+  }
   r.add(Alias{"f16", "fp16", "ggml's name for fp16"});
 }
 

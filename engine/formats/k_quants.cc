@@ -10,6 +10,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/quant_search.h"
 #include "engine/formats/quant_util.h"
 
 namespace qbench {
@@ -17,6 +18,9 @@ namespace qbench {
 using quant_detail::ggml_max;
 using quant_detail::ggml_min;
 using quant_detail::load_block;
+using quant_detail::make_qkx3_quants;
+using quant_detail::make_qp_quants;
+using quant_detail::make_qx_quants;
 using quant_detail::nearest_int;
 using quant_detail::store_block;
 
@@ -24,57 +28,6 @@ namespace {
 
 // ggml's GROUP_MAX_EPS: a group whose largest magnitude is below this quantizes to all zeros.
 constexpr float kGroupMaxEps = 1e-15f;
-
-// Symmetric quantization of n values to integers in [-nmax, nmax-1] (stored + nmax in L) with
-// weights x^2, trying 19 scales around nmax / max|x| and keeping the best weighted fit
-// (ggml's make_qx_quants with rmse_type 1 and no importance weights). Returns the scale.
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    return 0.f;
-  }
-  float iscale = float(-nmax) / max;
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = nearest_int(iscale * x[i]);
-    l = ggml_max(-nmax, ggml_min(nmax - 1, l));
-    L[i] = int8_t(l + nmax);
-    const float w = x[i] * x[i];
-    sumlx += w * x[i] * float(l);
-    suml2 += w * float(l) * float(l);
-  }
-  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(float(nmax) + 0.1f * float(is)) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = nearest_int(iscale * x[i]);
-      l = ggml_max(-nmax, ggml_min(nmax - 1, l));
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * float(l);
-      suml2 += w * float(l) * float(l);
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * x[i]);
-        L[i] = int8_t(nmax + ggml_max(-nmax, ggml_min(nmax - 1, l)));
-      }
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
-}
 
 // Symmetric quantization to [-nmax, nmax-1] refined by coordinate descent on the x^2-weighted
 // least-squares scale (ggml's make_q3_quants with do_rmse). L receives quants + nmax.
@@ -241,6 +194,35 @@ int q3_K_scale(const uint8_t* scales, int j) {
   return int(int8_t(sc));
 }
 
+// ggml's weights for the importance-weighted searches: imatrix_j * sqrt(sigma2 + x_j^2), so a
+// value counts by how strongly its input fires and, less steeply, by its own magnitude; sigma2
+// (a multiple of the super-block's mean square) keeps small weights from counting for nothing.
+inline void importance_weights(const float* x, const float* qw, int n, float sigma2, float* weights) {
+  for (int l = 0; l < n; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[l] * x[l]);
+}
+
+inline float sum_of_squares(const float* x, int n) {
+  float s = 0;
+  for (int l = 0; l < n; ++l) s += x[l] * x[l];
+  return s;
+}
+
+// Final quants of a Q4_K/Q5_K block from its stored (fp16, 6-bit) scales and mins.
+template <typename Block>
+void requantize_k4(const float* x, const Block& b, uint8_t* L, int nmax) {
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    uint8_t sc, m;
+    get_scale_min_k4(j, b.scales, &sc, &m);
+    const float d = fp16_to_fp32(b.d) * float(sc);
+    if (d == 0.0f) continue;
+    const float dm = fp16_to_fp32(b.dmin) * float(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = uint8_t(ggml_max(0, ggml_min(nmax, l)));
+    }
+  }
+}
+
 // Shared by Q4_K and Q5_K: sub-block fits, 6-bit scales and mins, and the final quants in L.
 template <typename Block>
 void quantize_scales_mins_k(const float* x, Block& b, uint8_t* L, int nmax, float rmin,
@@ -270,17 +252,157 @@ void quantize_scales_mins_k(const float* x, Block& b, uint8_t* L, int nmax, floa
   }
   b.d = fp32_to_fp16(max_scale / 63.f);
   b.dmin = fp32_to_fp16(max_min / 63.f);
+  requantize_k4(x, b, L, nmax);
+}
+
+// The same with importance weights (ggml's quantize_row_q4_K_impl / q5_K_impl): every sub-block
+// fitted by make_qkx3_quants on imatrix-derived weights, then the 8 scales and the 8 mins each
+// fitted as 6-bit multiples of a super-block factor (make_qp_quants), weighted by the sub-blocks'
+// total weight, instead of ggml's max-based rounding.
+template <typename Block>
+void quantize_scales_mins_k_weighted(const float* x, const float* qw, Block& b, uint8_t* L, int nmax) {
+  uint8_t Laux[32], Ls[kQK_K / 32], Lm[kQK_K / 32];
+  float weights[32], sw[kQK_K / 32], mins[kQK_K / 32], scales[kQK_K / 32];
+  const float sigma2 = 2 * sum_of_squares(x, kQK_K) / kQK_K;
   for (int j = 0; j < kQK_K / 32; ++j) {
-    uint8_t sc, m;
-    get_scale_min_k4(j, b.scales, &sc, &m);
-    const float d = fp16_to_fp32(b.d) * float(sc);
+    importance_weights(x + 32 * j, qw + 32 * j, 32, sigma2, weights);
+    float sumw = 0;
+    for (int l = 0; l < 32; ++l) sumw += weights[l];
+    sw[j] = sumw;
+    scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  const float d_block = make_qp_quants(kQK_K / 32, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(kQK_K / 32, 63, mins, Lm, sw);
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    pack_scale_min_k4(j, ggml_min<uint8_t>(63, Ls[j]), ggml_min<uint8_t>(63, Lm[j]), b.scales);
+  }
+  b.d = fp32_to_fp16(d_block);
+  b.dmin = fp32_to_fp16(m_block);
+  requantize_k4(x, b, L, nmax);
+}
+
+// Final quants of a Q2_K block from its stored scales and mins, packed into qs.
+void finish_q2_K(const float* x, BlockQ2_K& b, uint8_t* L) {
+  for (int j = 0; j < kQK_K / 16; ++j) {
+    const float d = fp16_to_fp32(b.d) * float(b.scales[j] & 0xF);
     if (d == 0.0f) continue;
-    const float dm = fp16_to_fp32(b.dmin) * float(m);
-    for (int ii = 0; ii < 32; ++ii) {
-      const int l = nearest_int((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = uint8_t(ggml_max(0, ggml_min(nmax, l)));
+    const float dm = fp16_to_fp32(b.dmin) * float(b.scales[j] >> 4);
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = nearest_int((x[16 * j + ii] + dm) / d);
+      L[16 * j + ii] = uint8_t(ggml_max(0, ggml_min(3, l)));
     }
   }
+  pack_2bit(L, b.qs);
+}
+
+// Stores the 6-bit scale code l (0..63, the scale + 32) of Q3_K sub-block j.
+void set_q3_K_scale(uint8_t* scales, int j, int l) {
+  if (j < 8) {
+    scales[j] = uint8_t(l & 0xF);
+  } else {
+    scales[j - 8] |= uint8_t((l & 0xF) << 4);
+  }
+  scales[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
+}
+
+// Final quants of a Q3_K block from its stored scales: hmask and the low 2 bits in qs.
+void finish_q3_K(const float* x, BlockQ3_K& b, int8_t* L) {
+  for (int j = 0; j < kQK_K / 16; ++j) {
+    const float d = fp16_to_fp32(b.d) * float(q3_K_scale(b.scales, j));
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = nearest_int(x[16 * j + ii] / d);
+      L[16 * j + ii] = int8_t(ggml_max(-4, ggml_min(3, l)) + 4);
+    }
+  }
+  std::memset(b.hmask, 0, sizeof b.hmask);
+  uint8_t Lu[kQK_K];
+  for (int j = 0; j < kQK_K; ++j) {
+    Lu[j] = uint8_t(L[j]);
+    if (Lu[j] > 3) {
+      b.hmask[j % 32] |= uint8_t(1u << (j / 32));
+      Lu[j] = uint8_t(Lu[j] - 4);
+    }
+  }
+  pack_2bit(Lu, b.qs);
+}
+
+void pack_q4_K(const uint8_t* L, BlockQ4_K& b) {
+  for (int p = 0; p < 4; ++p) {
+    for (int l = 0; l < 32; ++l) {
+      b.qs[32 * p + l] = uint8_t(L[64 * p + l] | (L[64 * p + l + 32] << 4));
+    }
+  }
+}
+
+void pack_q5_K(const uint8_t* L, BlockQ5_K& b) {
+  std::memset(b.qh, 0, sizeof b.qh);
+  for (int p = 0; p < 4; ++p) {
+    const uint8_t m1 = uint8_t(1u << (2 * p)), m2 = uint8_t(2u << (2 * p));
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[64 * p + j];
+      if (l1 > 15) {
+        l1 -= 16;
+        b.qh[j] |= m1;
+      }
+      int l2 = L[64 * p + j + 32];
+      if (l2 > 15) {
+        l2 -= 16;
+        b.qh[j] |= m2;
+      }
+      b.qs[32 * p + j] = uint8_t(l1 | (l2 << 4));
+    }
+  }
+}
+
+// One Q6_K block; `qw` (importance per value, or nullptr) replaces make_qx_quants' x^2 weights
+// (ggml's quantize_row_q6_K_impl passes the imatrix as is, without the sigma2 term of the others).
+BlockQ6_K quantize_block_q6_K(const float* x, const float* qw) {
+  BlockQ6_K b{};
+  int8_t L[kQK_K];
+  float scales[kQK_K / 16];
+  float max_scale = 0, max_abs_scale = 0;
+  for (int ib = 0; ib < kQK_K / 16; ++ib) {
+    const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+    scales[ib] = scale;
+    const float abs_scale = std::fabs(scale);
+    if (abs_scale > max_abs_scale) {
+      max_abs_scale = abs_scale;
+      max_scale = scale;
+    }
+  }
+  if (max_abs_scale < kGroupMaxEps) {
+    std::memset(&b, 0, sizeof b);
+    b.d = fp32_to_fp16(0.f);
+    return b;
+  }
+  const float iscale = -128.f / max_scale;
+  b.d = fp32_to_fp16(1 / iscale);
+  for (int ib = 0; ib < kQK_K / 16; ++ib) {
+    b.scales[ib] = int8_t(ggml_min(127, nearest_int(iscale * scales[ib])));
+  }
+  for (int j = 0; j < kQK_K / 16; ++j) {
+    const float d = fp16_to_fp32(b.d) * float(b.scales[j]);
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = nearest_int(x[16 * j + ii] / d);
+      L[16 * j + ii] = int8_t(ggml_max(-32, ggml_min(31, l)) + 32);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int8_t* Lh = L + 128 * h;
+    uint8_t* ql = b.ql + 64 * h;
+    uint8_t* qh = b.qh + 32 * h;
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t q1 = Lh[l] & 0xF, q2 = Lh[l + 32] & 0xF;
+      const uint8_t q3 = Lh[l + 64] & 0xF, q4 = Lh[l + 96] & 0xF;
+      ql[l] = uint8_t(q1 | (q3 << 4));
+      ql[l + 32] = uint8_t(q2 | (q4 << 4));
+      qh[l] = uint8_t((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
+                      ((Lh[l + 96] >> 4) << 6));
+    }
+  }
+  return b;
 }
 
 }  // namespace
@@ -317,16 +439,32 @@ void quantize_row_q2_K_ref(const float* x, void* y, int64_t n) {
     } else {
       b.dmin = fp32_to_fp16(0.f);
     }
+    finish_q2_K(x, b, L);
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q2_K_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K, qw += kQK_K) {
+    BlockQ2_K b{};
+    uint8_t L[kQK_K], Laux[16], Ls[kQK_K / 16], Lm[kQK_K / 16];
+    float weights[16], sw[kQK_K / 16], mins[kQK_K / 16], scales[kQK_K / 16];
+    // sigma2 is the plain mean square here (twice it in Q3_K..Q5_K), as in ggml.
+    const float sigma2 = sum_of_squares(x, kQK_K) / kQK_K;
     for (int j = 0; j < kQK_K / 16; ++j) {
-      const float d = fp16_to_fp32(b.d) * float(b.scales[j] & 0xF);
-      if (d == 0.0f) continue;
-      const float dm = fp16_to_fp32(b.dmin) * float(b.scales[j] >> 4);
-      for (int ii = 0; ii < 16; ++ii) {
-        const int l = nearest_int((x[16 * j + ii] + dm) / d);
-        L[16 * j + ii] = uint8_t(ggml_max(0, ggml_min(3, l)));
-      }
+      importance_weights(x + 16 * j, qw + 16 * j, 16, sigma2, weights);
+      float sumw = 0;
+      for (int l = 0; l < 16; ++l) sumw += weights[l];
+      sw[j] = sumw;
+      scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
     }
-    pack_2bit(L, b.qs);
+    const float dm = make_qp_quants(kQK_K / 16, 15, scales, Ls, sw);
+    const float mm = make_qp_quants(kQK_K / 16, 15, mins, Lm, sw);
+    b.d = fp32_to_fp16(dm);
+    b.dmin = fp32_to_fp16(mm);
+    for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
+    finish_q2_K(x, b, L);
     store_block(y, i, b);
   }
 }
@@ -350,38 +488,39 @@ void quantize_row_q3_K_ref(const float* x, void* y, int64_t n) {
     if (max_scale != 0.0f) {
       const float iscale = -32.f / max_scale;
       for (int j = 0; j < kQK_K / 16; ++j) {
-        int8_t l = int8_t(nearest_int(iscale * scales[j]));
-        l = int8_t(ggml_max(-32, ggml_min(31, int(l))) + 32);
-        if (j < 8) {
-          b.scales[j] = uint8_t(l & 0xF);
-        } else {
-          b.scales[j - 8] |= uint8_t((l & 0xF) << 4);
-        }
-        l = int8_t(l >> 4);
-        b.scales[j % 4 + 8] |= uint8_t(l << (2 * (j / 4)));
+        // int8_t as in ggml: nearest_int wraps to 8 bits before the clamp.
+        const int8_t l = int8_t(nearest_int(iscale * scales[j]));
+        set_q3_K_scale(b.scales, j, ggml_max(-32, ggml_min(31, int(l))) + 32);
       }
       b.d = fp32_to_fp16(1 / iscale);
     } else {
       b.d = fp32_to_fp16(0.f);
     }
+    finish_q3_K(x, b, L);
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q3_K_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K, qw += kQK_K) {
+    BlockQ3_K b{};
+    int8_t L[kQK_K], Ls[kQK_K / 16];
+    float weights[16], sw[kQK_K / 16], scales[kQK_K / 16];
+    const float sigma2 = 2 * sum_of_squares(x, kQK_K) / kQK_K;
     for (int j = 0; j < kQK_K / 16; ++j) {
-      const float d = fp16_to_fp32(b.d) * float(q3_K_scale(b.scales, j));
-      if (d == 0.0f) continue;
-      for (int ii = 0; ii < 16; ++ii) {
-        const int l = nearest_int(x[16 * j + ii] / d);
-        L[16 * j + ii] = int8_t(ggml_max(-4, ggml_min(3, l)) + 4);
-      }
+      importance_weights(x + 16 * j, qw + 16 * j, 16, sigma2, weights);
+      float sumw = 0;
+      for (int l = 0; l < 16; ++l) sumw += weights[l];
+      sw[j] = sumw;
+      scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weights);
     }
-    std::memset(b.hmask, 0, sizeof b.hmask);
-    uint8_t Lu[kQK_K];
-    for (int j = 0; j < kQK_K; ++j) {
-      Lu[j] = uint8_t(L[j]);
-      if (Lu[j] > 3) {
-        b.hmask[j % 32] |= uint8_t(1u << (j / 32));
-        Lu[j] = uint8_t(Lu[j] - 4);
-      }
-    }
-    pack_2bit(Lu, b.qs);
+    // The 16 signed sub-block scales as 6-bit multiples (-32..31) of one fp16 factor, weighted.
+    const float d_block = make_qx_quants(kQK_K / 16, 32, scales, Ls, sw);
+    std::memset(b.scales, 0, sizeof b.scales);
+    for (int j = 0; j < kQK_K / 16; ++j) set_q3_K_scale(b.scales, j, Ls[j]);
+    b.d = fp32_to_fp16(d_block);
+    finish_q3_K(x, b, L);
     store_block(y, i, b);
   }
 }
@@ -392,11 +531,18 @@ void quantize_row_q4_K_ref(const float* x, void* y, int64_t n) {
     BlockQ4_K b{};
     uint8_t L[kQK_K];
     quantize_scales_mins_k(x, b, L, 15, -1.f, 20);
-    for (int p = 0; p < 4; ++p) {
-      for (int l = 0; l < 32; ++l) {
-        b.qs[32 * p + l] = uint8_t(L[64 * p + l] | (L[64 * p + l + 32] << 4));
-      }
-    }
+    pack_q4_K(L, b);
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q4_K_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K, qw += kQK_K) {
+    BlockQ4_K b{};
+    uint8_t L[kQK_K];
+    quantize_scales_mins_k_weighted(x, qw, b, L, 15);
+    pack_q4_K(L, b);
     store_block(y, i, b);
   }
 }
@@ -407,77 +553,30 @@ void quantize_row_q5_K_ref(const float* x, void* y, int64_t n) {
     BlockQ5_K b{};
     uint8_t L[kQK_K];
     quantize_scales_mins_k(x, b, L, 31, -0.5f, 15);
-    std::memset(b.qh, 0, sizeof b.qh);
-    for (int p = 0; p < 4; ++p) {
-      const uint8_t m1 = uint8_t(1u << (2 * p)), m2 = uint8_t(2u << (2 * p));
-      for (int j = 0; j < 32; ++j) {
-        int l1 = L[64 * p + j];
-        if (l1 > 15) {
-          l1 -= 16;
-          b.qh[j] |= m1;
-        }
-        int l2 = L[64 * p + j + 32];
-        if (l2 > 15) {
-          l2 -= 16;
-          b.qh[j] |= m2;
-        }
-        b.qs[32 * p + j] = uint8_t(l1 | (l2 << 4));
-      }
-    }
+    pack_q5_K(L, b);
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q5_K_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K, qw += kQK_K) {
+    BlockQ5_K b{};
+    uint8_t L[kQK_K];
+    quantize_scales_mins_k_weighted(x, qw, b, L, 31);
+    pack_q5_K(L, b);
     store_block(y, i, b);
   }
 }
 
 void quantize_row_q6_K_ref(const float* x, void* y, int64_t n) {
   QB_ASSERT(n % kQK_K == 0);
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-    BlockQ6_K b{};
-    int8_t L[kQK_K];
-    float scales[kQK_K / 16];
-    float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < kQK_K / 16; ++ib) {
-      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-      scales[ib] = scale;
-      const float abs_scale = std::fabs(scale);
-      if (abs_scale > max_abs_scale) {
-        max_abs_scale = abs_scale;
-        max_scale = scale;
-      }
-    }
-    if (max_abs_scale < kGroupMaxEps) {
-      std::memset(&b, 0, sizeof b);
-      b.d = fp32_to_fp16(0.f);
-      store_block(y, i, b);
-      continue;
-    }
-    const float iscale = -128.f / max_scale;
-    b.d = fp32_to_fp16(1 / iscale);
-    for (int ib = 0; ib < kQK_K / 16; ++ib) {
-      b.scales[ib] = int8_t(ggml_min(127, nearest_int(iscale * scales[ib])));
-    }
-    for (int j = 0; j < kQK_K / 16; ++j) {
-      const float d = fp16_to_fp32(b.d) * float(b.scales[j]);
-      if (d == 0.0f) continue;
-      for (int ii = 0; ii < 16; ++ii) {
-        const int l = nearest_int(x[16 * j + ii] / d);
-        L[16 * j + ii] = int8_t(ggml_max(-32, ggml_min(31, l)) + 32);
-      }
-    }
-    for (int h = 0; h < 2; ++h) {
-      const int8_t* Lh = L + 128 * h;
-      uint8_t* ql = b.ql + 64 * h;
-      uint8_t* qh = b.qh + 32 * h;
-      for (int l = 0; l < 32; ++l) {
-        const uint8_t q1 = Lh[l] & 0xF, q2 = Lh[l + 32] & 0xF;
-        const uint8_t q3 = Lh[l + 64] & 0xF, q4 = Lh[l + 96] & 0xF;
-        ql[l] = uint8_t(q1 | (q3 << 4));
-        ql[l + 32] = uint8_t(q2 | (q4 << 4));
-        qh[l] = uint8_t((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
-                        ((Lh[l + 96] >> 4) << 6));
-      }
-    }
-    store_block(y, i, b);
-  }
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) store_block(y, i, quantize_block_q6_K(x, nullptr));
+}
+
+void quantize_row_q6_K_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K, qw += kQK_K) store_block(y, i, quantize_block_q6_K(x, qw));
 }
 
 void quantize_row_q8_K_ref(const float* x, void* y, int64_t n) {

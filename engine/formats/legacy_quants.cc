@@ -11,6 +11,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
+#include "engine/formats/quant_search.h"
 #include "engine/formats/quant_util.h"
 
 namespace qbench {
@@ -18,6 +19,8 @@ namespace qbench {
 using quant_detail::ggml_max;
 using quant_detail::ggml_min;
 using quant_detail::load_block;
+using quant_detail::make_qkx3_quants;
+using quant_detail::make_qx_quants;
 using quant_detail::store_block;
 
 namespace {
@@ -61,6 +64,17 @@ void pack_5bit(const uint8_t* q, uint8_t* qs, uint8_t* qh_bytes) {
     qh |= uint32_t((q[j + 16] & 0x10u) >> 4) << (j + 16);
   }
   for (int b = 0; b < 4; ++b) qh_bytes[b] = uint8_t(qh >> (8 * b));
+}
+
+// ggml's importance weights for the legacy types: imatrix_j * sqrt(sigma2 + x_j^2) with sigma2
+// the mean square of the whole row (not of a super-block, as in the k-quants).
+float row_sigma2(const float* x, int64_t n) {
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  return sum_x2 / float(n);
+}
+void block_weights(const float* xb, const float* qw, float sigma2, float* weight) {
+  for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
 }
 
 uint32_t read_qh(const uint8_t* qh) {
@@ -153,6 +167,76 @@ void quantize_row_q8_0_ref(const float* x, void* y, int64_t n) {
     b.d = fp32_to_fp16(d);
     // roundf: halves away from zero (not nearest_int's ties-to-even).
     for (int j = 0; j < kQK8_0; ++j) b.qs[j] = int8_t(trunc_to_i32(std::round(xb[j] * id)));
+    store_block(y, i, b);
+  }
+}
+
+// Importance-weighted versions (ggml's quantize_row_*_impl with quant_weights): symmetric types by
+// make_qx_quants on the weights, the _1 types by make_qkx3_quants (min clamped to <= 0).
+void quantize_row_q4_0_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK4_0 == 0);
+  const float sigma2 = row_sigma2(x, n);
+  float weight[kQK4_0];
+  int8_t L[kQK4_0];
+  for (int64_t i = 0; i < n / kQK4_0; ++i) {
+    const float* xb = x + i * kQK4_0;
+    block_weights(xb, qw + i * kQK4_0, sigma2, weight);
+    BlockQ4_0 b;
+    b.d = fp32_to_fp16(make_qx_quants(kQK4_0, 8, xb, L, weight));
+    for (int j = 0; j < 16; ++j) b.qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q4_1_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK4_1 == 0);
+  const float sigma2 = row_sigma2(x, n);
+  float weight[kQK4_1];
+  uint8_t L[kQK4_1], Laux[kQK4_1];
+  for (int64_t i = 0; i < n / kQK4_1; ++i) {
+    const float* xb = x + i * kQK4_1;
+    block_weights(xb, qw + i * kQK4_1, sigma2, weight);
+    float min;
+    const float d = make_qkx3_quants(kQK4_1, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+    BlockQ4_1 b;
+    b.d = fp32_to_fp16(d);
+    b.m = fp32_to_fp16(-min);
+    for (int j = 0; j < 16; ++j) b.qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q5_0_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK5_0 == 0);
+  const float sigma2 = row_sigma2(x, n);
+  float weight[kQK5_0];
+  int8_t L[kQK5_0];
+  for (int64_t i = 0; i < n / kQK5_0; ++i) {
+    const float* xb = x + i * kQK5_0;
+    block_weights(xb, qw + i * kQK5_0, sigma2, weight);
+    BlockQ5_0 b;
+    b.d = fp32_to_fp16(make_qx_quants(kQK5_0, 16, xb, L, weight));
+    uint8_t q[kQK5_0];
+    for (int j = 0; j < kQK5_0; ++j) q[j] = uint8_t(L[j]);
+    pack_5bit(q, b.qs, b.qh);
+    store_block(y, i, b);
+  }
+}
+
+void quantize_row_q5_1_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  QB_ASSERT(n % kQK5_1 == 0);
+  const float sigma2 = row_sigma2(x, n);
+  float weight[kQK5_1];
+  uint8_t L[kQK5_1], Laux[kQK5_1];
+  for (int64_t i = 0; i < n / kQK5_1; ++i) {
+    const float* xb = x + i * kQK5_1;
+    block_weights(xb, qw + i * kQK5_1, sigma2, weight);
+    float min;
+    const float d = make_qkx3_quants(kQK5_1, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+    BlockQ5_1 b;
+    b.d = fp32_to_fp16(d);
+    b.m = fp32_to_fp16(-min);
+    pack_5bit(L, b.qs, b.qh);
     store_block(y, i, b);
   }
 }

@@ -65,6 +65,15 @@ void quantize_row_q5_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_q5_1_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);
 
+// Importance-weighted quantizers (llama.cpp's quantize_row_*_impl with quant_weights, what
+// llama-quantize writes with an importance matrix): `x` is one whole row of `n` values (sigma2 is
+// its mean square), `qw` its n non-negative importances. Q8_0 has none: llama.cpp ignores an
+// imatrix for it.
+void quantize_row_q4_0_weighted(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q4_1_weighted(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q5_0_weighted(const float* x, void* y, int64_t n, const float* qw);
+void quantize_row_q5_1_weighted(const float* x, void* y, int64_t n, const float* qw);
+
 void dequantize_row_q4_0(const uint8_t* src, float* y, int64_t n);
 void dequantize_row_q4_1(const uint8_t* src, float* y, int64_t n);
 void dequantize_row_q5_0(const uint8_t* src, float* y, int64_t n);

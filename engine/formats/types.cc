@@ -73,17 +73,26 @@ constexpr TypeTraits unimplemented(TensorType type, std::string_view name, int64
 constexpr std::array kGgmlTypes = {
     TypeTraits{TensorType::F32, "f32", 1, 4, dequantize_row_f32, quantize_row_f32, 0.0, kNoLimit},
     TypeTraits{TensorType::F16, "f16", 1, 2, dequantize_row_f16, quantize_row_f16, 2.8e-4, kFp16Max},
-    TypeTraits{TensorType::Q4_0, "q4_0", 32, 18, dequantize_row_q4_0, quantize_row_q4_0_ref, 0.115, kFp16Max},
-    TypeTraits{TensorType::Q4_1, "q4_1", 32, 20, dequantize_row_q4_1, quantize_row_q4_1_ref, 0.105, kFp16Max},
-    TypeTraits{TensorType::Q5_0, "q5_0", 32, 22, dequantize_row_q5_0, quantize_row_q5_0_ref, 0.057, kFp16Max},
-    TypeTraits{TensorType::Q5_1, "q5_1", 32, 24, dequantize_row_q5_1, quantize_row_q5_1_ref, 0.050, kFp16Max},
+    TypeTraits{TensorType::Q4_0, "q4_0", 32, 18, dequantize_row_q4_0, quantize_row_q4_0_ref, 0.115, kFp16Max, 0,
+               quantize_row_q4_0_weighted},
+    TypeTraits{TensorType::Q4_1, "q4_1", 32, 20, dequantize_row_q4_1, quantize_row_q4_1_ref, 0.105, kFp16Max, 0,
+               quantize_row_q4_1_weighted},
+    TypeTraits{TensorType::Q5_0, "q5_0", 32, 22, dequantize_row_q5_0, quantize_row_q5_0_ref, 0.057, kFp16Max, 0,
+               quantize_row_q5_0_weighted},
+    TypeTraits{TensorType::Q5_1, "q5_1", 32, 24, dequantize_row_q5_1, quantize_row_q5_1_ref, 0.050, kFp16Max, 0,
+               quantize_row_q5_1_weighted},
     TypeTraits{TensorType::Q8_0, "q8_0", 32, 34, dequantize_row_q8_0, quantize_row_q8_0_ref, 0.0071, kFp16Max},
     unimplemented(TensorType::Q8_1, "q8_1", 32, 36),
-    TypeTraits{TensorType::Q2_K, "q2_K", 256, 84, dequantize_row_q2_K, quantize_row_q2_K_ref, 0.39, kFp16Max},
-    TypeTraits{TensorType::Q3_K, "q3_K", 256, 110, dequantize_row_q3_K, quantize_row_q3_K_ref, 0.20, kFp16Max},
-    TypeTraits{TensorType::Q4_K, "q4_K", 256, 144, dequantize_row_q4_K, quantize_row_q4_K_ref, 0.095, kFp16Max},
-    TypeTraits{TensorType::Q5_K, "q5_K", 256, 176, dequantize_row_q5_K, quantize_row_q5_K_ref, 0.047, kFp16Max},
-    TypeTraits{TensorType::Q6_K, "q6_K", 256, 210, dequantize_row_q6_K, quantize_row_q6_K_ref, 0.0235, kFp16Max},
+    TypeTraits{TensorType::Q2_K, "q2_K", 256, 84, dequantize_row_q2_K, quantize_row_q2_K_ref, 0.39, kFp16Max, 0,
+               quantize_row_q2_K_weighted},
+    TypeTraits{TensorType::Q3_K, "q3_K", 256, 110, dequantize_row_q3_K, quantize_row_q3_K_ref, 0.20, kFp16Max, 0,
+               quantize_row_q3_K_weighted},
+    TypeTraits{TensorType::Q4_K, "q4_K", 256, 144, dequantize_row_q4_K, quantize_row_q4_K_ref, 0.095, kFp16Max, 0,
+               quantize_row_q4_K_weighted},
+    TypeTraits{TensorType::Q5_K, "q5_K", 256, 176, dequantize_row_q5_K, quantize_row_q5_K_ref, 0.047, kFp16Max, 0,
+               quantize_row_q5_K_weighted},
+    TypeTraits{TensorType::Q6_K, "q6_K", 256, 210, dequantize_row_q6_K, quantize_row_q6_K_ref, 0.0235, kFp16Max, 0,
+               quantize_row_q6_K_weighted},
     TypeTraits{TensorType::Q8_K, "q8_K", 256, 292, dequantize_row_q8_K, quantize_row_q8_K_ref, 0.0091, kNoLimit},
     unimplemented(TensorType::IQ2_XXS, "iq2_xxs", 256, 66),
     unimplemented(TensorType::IQ2_XS, "iq2_xs", 256, 74),
@@ -257,7 +266,8 @@ std::optional<TensorType> parse_type_name(std::string_view name) {
 std::span<const TypeTraits> all_type_traits() { return kTypes; }
 
 void quantize_rows(const TypeTraits& t, const float* src, int64_t n_rows, int64_t n_cols,
-                   uint8_t* dst, std::string_view what) {
+                   uint8_t* dst, std::string_view what, const float* importance) {
+  QB_ASSERT(!importance || t.quantize_row_weighted);
   const std::string name(what);
   if (!t.can_quantize()) {
     throw Error(name + ": qbench cannot write type " + std::string(t.name));
@@ -277,7 +287,11 @@ void quantize_rows(const TypeTraits& t, const float* src, int64_t n_rows, int64_
                     std::to_string(t.max_abs_input) + " in magnitude)");
       }
     }
-    t.quantize_row(row, dst + size_t(r) * rb, n_cols);
+    if (importance) {
+      t.quantize_row_weighted(row, dst + size_t(r) * rb, n_cols, importance);
+    } else {
+      t.quantize_row(row, dst + size_t(r) * rb, n_cols);
+    }
   }
 }
 

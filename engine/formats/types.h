@@ -67,6 +67,10 @@ using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n);
 // quantize_row_*_ref writes (and what llama-quantize writes without an importance matrix).
 // Defined for every finite input; see TypeTraits::max_abs_input for the range it represents.
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
+// The importance-weighted quantizer of one row (llama.cpp's quantize_row_*_impl with
+// quant_weights): `importance` holds the row's n non-negative weights, one per value (the imatrix
+// entry of each column). Same layout as QuantizeRowFn's output, other scale choices.
+using QuantizeRowWeightedFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
 
 struct TypeTraits {
   TensorType type;
@@ -87,6 +91,9 @@ struct TypeTraits {
   // Bytes at the start of every row, before its blocks (a per-row scale, zero point). 0 for all
   // ggml types; qbench's per-row formats keep their scale here (docs/formats.md).
   size_t row_header_bytes = 0;
+  // Importance-weighted quantizer of one whole row (`n` = the row length), or nullptr when the
+  // type has none (llama-quantize ignores an imatrix for it: q8_0, the float types).
+  QuantizeRowWeightedFn quantize_row_weighted = nullptr;
   // Bits per weight of the blocks alone (the limit for long rows).
   double bits_per_weight() const { return 8.0 * double(bytes_per_block) / double(block_size); }
   // Bits per weight of a row of `n` values, header included.
@@ -117,7 +124,9 @@ inline size_t row_bytes(const TypeTraits& t, int64_t n) {
 // `what` (e.g. a tensor name), the row and the value when a value is NaN, infinite or larger
 // in magnitude than `max_abs_input`, when the type cannot be written, or when `n_cols` is not
 // a multiple of the block size.
+// With `importance` (n_cols non-negative weights, one per column), every row goes through
+// `quantize_row_weighted` instead; the type must have one (asserted).
 void quantize_rows(const TypeTraits& t, const float* src, int64_t n_rows, int64_t n_cols,
-                   uint8_t* dst, std::string_view what);
+                   uint8_t* dst, std::string_view what, const float* importance = nullptr);
 
 }  // namespace qbench

@@ -342,6 +342,135 @@ TEST_P(FormatsTableTest, QuantizeRowsChecksShape) {
 INSTANTIATE_TEST_SUITE_P(Formats, FormatsTableTest, ::testing::ValuesIn(writable_types()),
                          [](const auto& info) { return std::string(info.param->name); });
 
+// ---------------------------------------------------------------------------------------------
+// Importance-weighted quantizers (TypeTraits::quantize_row_weighted, llama.cpp's *_impl with
+// quant_weights). No llama.cpp files with an imatrix to compare against: these check what the
+// weights are for, and that only their ratios matter.
+
+std::vector<const TypeTraits*> weighted_types() {
+  std::vector<const TypeTraits*> out;
+  for (const TypeTraits& t : all_type_traits()) {
+    if (t.quantize_row_weighted) out.push_back(&t);
+  }
+  return out;
+}
+
+std::vector<float> weighted_round_trip(const TypeTraits& t, const std::vector<float>& x, const std::vector<float>& imp) {
+  std::vector<uint8_t> packed(row_bytes(t, int64_t(x.size())));
+  std::vector<float> out(x.size());
+  t.quantize_row_weighted(x.data(), packed.data(), int64_t(x.size()), imp.data());
+  t.dequantize_row(packed.data(), out.data(), int64_t(x.size()));
+  return out;
+}
+
+double importance_error(const std::vector<float>& x, const std::vector<float>& y, const std::vector<float>& imp) {
+  double e = 0;
+  for (size_t i = 0; i < x.size(); ++i) e += double(imp[i]) * (double(y[i]) - x[i]) * (double(y[i]) - x[i]);
+  return e;
+}
+
+// One column in 16 is 100x as important (an input channel that fires strongly), the rest equal.
+std::vector<float> few_important_columns() {
+  std::vector<float> imp(kRow, 1.0f);
+  for (int64_t j = 3; j < kRow; j += 16) imp[size_t(j)] = 100.0f;
+  return imp;
+}
+
+class FormatsWeightedTest : public ::testing::TestWithParam<const TypeTraits*> {};
+
+TEST_P(FormatsWeightedTest, LowersImportanceWeightedError) {
+  const TypeTraits& t = *GetParam();
+  const auto imp = few_important_columns();
+  double plain = 0, weighted = 0;
+  for (uint32_t seed : {21u, 22u, 23u, 24u}) {
+    const auto x = gaussian_row(seed);
+    plain += importance_error(x, round_trip(t, x).out, imp);
+    const auto y = weighted_round_trip(t, x, imp);
+    ASSERT_TRUE(all_finite(y));
+    weighted += importance_error(x, y, imp);
+  }
+  std::printf("[          ] %-5s: sum imp (w - q)^2 %.4g without, %.4g with the importances (x%.3f)\n",
+              std::string(t.name).c_str(), plain, weighted, weighted / plain);
+  EXPECT_LT(weighted, 0.9 * plain);
+}
+
+TEST_P(FormatsWeightedTest, OnlyRatiosOfImportancesMatter) {
+  // Scaling every weight by a power of two scales every weighted sum exactly, so every comparison
+  // of the searches and every least-squares ratio is unchanged: same bytes.
+  const TypeTraits& t = *GetParam();
+  const auto x = gaussian_row(31);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0.01f, 10.0f);
+  std::vector<float> imp(kRow);
+  for (float& v : imp) v = u(rng);
+  std::vector<uint8_t> a(row_bytes(t, kRow)), b(a.size());
+  t.quantize_row_weighted(x.data(), a.data(), kRow, imp.data());
+  for (float scale : {4.0f, 0.125f}) {
+    std::vector<float> scaled(imp);
+    for (float& v : scaled) v *= scale;
+    t.quantize_row_weighted(x.data(), b.data(), kRow, scaled.data());
+    EXPECT_EQ(a, b) << "importances x" << scale;
+  }
+}
+
+TEST_P(FormatsWeightedTest, DegenerateImportancesAndRowsStayFinite) {
+  const TypeTraits& t = *GetParam();
+  const auto x = gaussian_row(41);
+  // Zero importance (an input channel that never fired): over the whole row, over every other
+  // block of 32, and for single columns.
+  std::vector<float> none(kRow, 0.0f), halves(kRow, 1.0f), holes(kRow, 1.0f);
+  for (int64_t j = 0; j < kRow; ++j) {
+    if ((j / 32) % 2) halves[size_t(j)] = 0.0f;
+    if (j % 7 == 0) holes[size_t(j)] = 0.0f;
+  }
+  for (const auto* imp : {&none, &halves, &holes}) ASSERT_TRUE(all_finite(weighted_round_trip(t, x, *imp)));
+  const std::vector<float> ones(kRow, 1.0f), zeros(kRow, 0.0f);
+  const auto z = weighted_round_trip(t, zeros, ones);
+  for (float v : z) ASSERT_EQ(v, 0.0f);
+  for (float c : {1.0f, -0.37f, 60000.0f}) {
+    const std::vector<float> cst(kRow, c);
+    const auto y = weighted_round_trip(t, cst, ones);
+    ASSERT_TRUE(all_finite(y)) << c;
+    EXPECT_LE(relative_rms(cst, y), std::max(1e-3, t.test_tolerance)) << c;
+  }
+  for (float scale : {1e-39f, 1e-20f}) ASSERT_TRUE(all_finite(weighted_round_trip(t, gaussian_row(42, scale), ones)));
+  // Plain Gaussian rows with equal importances stay within the type's tolerance.
+  const auto g = gaussian_row(43);
+  EXPECT_LE(relative_rms(g, weighted_round_trip(t, g, ones)), t.test_tolerance);
+}
+
+TEST_P(FormatsWeightedTest, QuantizeRowsTakesImportance) {
+  const TypeTraits& t = *GetParam();
+  std::vector<float> x = gaussian_row(51);
+  x.resize(size_t(2 * 512));  // two rows of 512
+  std::vector<float> imp(512);
+  for (size_t j = 0; j < imp.size(); ++j) imp[j] = 1.0f + float(j % 5);
+  const size_t rb = row_bytes(t, 512);
+  std::vector<uint8_t> all(2 * rb), one(rb);
+  quantize_rows(t, x.data(), 2, 512, all.data(), "w", imp.data());
+  for (int r = 0; r < 2; ++r) {
+    t.quantize_row_weighted(x.data() + 512 * r, one.data(), 512, imp.data());
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), all.begin() + long(r * rb))) << "row " << r;
+  }
+  // Same range checks as without importance.
+  x[3] = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(quantize_rows(t, x.data(), 2, 512, all.data(), "w", imp.data()), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, FormatsWeightedTest, ::testing::ValuesIn(weighted_types()),
+                         [](const auto& info) { return std::string(info.param->name); });
+
+TEST(FormatsWeighted, LlamaCppTypesHaveOne) {
+  // llama.cpp quantizes these with an imatrix when it has one, and ignores it for q8_0.
+  for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K,
+                       TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    EXPECT_NE(type_traits(t).quantize_row_weighted, nullptr) << type_traits(t).name;
+  }
+  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0}) {
+    EXPECT_EQ(type_traits(t).quantize_row_weighted, nullptr) << type_traits(t).name;
+  }
+}
+
 TEST(FormatsTable, GgmlBlockTypesAreWritable) {
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                           TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,

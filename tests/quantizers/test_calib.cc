@@ -1,6 +1,7 @@
 // Calibration-based PTQ: statistics, GPTQ, AWQ, the importance matrix, and their fallbacks.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <random>
 #include <string>
@@ -164,23 +165,23 @@ struct TinyCalib {
   Model m;
   Calibration calib;
 };
-TinyCalib tiny_with_outliers(const std::string& dir, bool zero_layer0_attn, int n_head_kv = 4) {
+TinyCalib tiny_with_outliers(const std::string& dir, bool zero_layer0_attn, int n_head_kv = 4, int64_t n_embd = 64) {
   test::TinySpec s;
-  s.n_embd = 64;
-  s.n_ff = 128;
+  s.n_embd = n_embd;
+  s.n_ff = 2 * n_embd;
   s.n_head = 4;
   s.n_head_kv = n_head_kv;
   gguf::Writer w = test::tiny_model_writer(s);
   for (int l = 0; l < 2; ++l) {
-    std::vector<float> norm(64, 1.0f);
-    for (int j = 0; j < 64; j += 13) norm[size_t(j)] = 12.0f;
-    if (zero_layer0_attn && l == 0) norm.assign(64, 0.0f);
+    std::vector<float> norm(size_t(n_embd), 1.0f);
+    for (int64_t j = 0; j < n_embd; j += 13) norm[size_t(j)] = 12.0f;
+    if (zero_layer0_attn && l == 0) norm.assign(size_t(n_embd), 0.0f);
     std::vector<uint8_t> b(norm.size() * 4);
     std::memcpy(b.data(), norm.data(), b.size());
     for (const char* n : {"attn_norm.weight", "ffn_norm.weight"}) {
       const std::string name = "blk." + std::to_string(l) + "." + n;
       w.remove_tensor(name);
-      w.add_tensor(name, {64}, TensorType::F32, b);
+      w.add_tensor(name, {n_embd}, TensorType::F32, b);
     }
   }
   const std::string path = dir + "/tiny.gguf";
@@ -378,6 +379,85 @@ TEST(Imatrix, RoundTripAndWeightedClip) {
   };
   EXPECT_LT(weighted(registry().method(spec).quantize_calib(v, spec, CalibContext{nullptr, &imp})),
             weighted(quantize_tensor(v, spec)));
+}
+
+// The GGUF block types llama.cpp quantizes with an imatrix take one (CalibUse::Optional); q8_0 and
+// the casts do not. With one, their bytes change and the importance-weighted error drops.
+TEST(Imatrix, GgufTypesTakeIt) {
+  for (const char* name : {"q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"}) {
+    const Method* m = registry().find(name);
+    ASSERT_NE(m, nullptr) << name;
+    EXPECT_EQ(m->calib, CalibUse::Optional) << name;
+    EXPECT_NE(m->quantize_calib, nullptr) << name;
+  }
+  for (const char* name : {"q8_0", "fp16", "bf16", "f32"}) EXPECT_EQ(registry().find(name)->calib, CalibUse::None) << name;
+
+  const Layer L = make_layer(16, 512, 4, 3);
+  std::vector<float> imp(size_t(L.cols), 1.0f);
+  for (int64_t j = 5; j < L.cols; j += 16) imp[size_t(j)] = 100.0f;
+  auto weighted = [&](const PackedTensor& p, int64_t cols) {
+    const auto wq = dequantize(p, L.rows, cols);
+    double e = 0;
+    for (int64_t r = 0; r < L.rows; ++r) {
+      for (int64_t j = 0; j < cols; ++j) {
+        const size_t i = size_t(r * cols + j);
+        e += imp[size_t(j)] * std::pow(double(wq[i] - L.w[size_t(r * L.cols + j)]), 2);
+      }
+    }
+    return e;
+  };
+  for (const char* name : {"q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q4_0", "q5_1"}) {
+    SCOPED_TRACE(name);
+    const SchemeSpec spec = parse_scheme(name);
+    const WeightView v{"w", L.rows, L.cols, L.w.data()};
+    const PackedTensor with = registry().method(spec).quantize_calib(v, spec, CalibContext{nullptr, &imp});
+    const PackedTensor without = quantize_tensor(v, spec);
+    EXPECT_EQ(with.type, without.type);
+    EXPECT_NE(with.bytes, without.bytes);
+    EXPECT_LT(weighted(with, L.cols), weighted(without, L.cols));
+  }
+  // llama-quantize's fallbacks for rows that are not a multiple of 256 keep the importance when the
+  // fallback type has a weighted quantizer (q4_K -> q5_0), and say when it does not (q6_K -> q8_0).
+  std::vector<float> w96(size_t(L.rows * 96));
+  for (int64_t r = 0; r < L.rows; ++r) std::copy_n(L.w.begin() + r * L.cols, 96, w96.begin() + r * 96);
+  const std::vector<float> imp96(imp.begin(), imp.begin() + 96);
+  const WeightView v96{"w96", L.rows, 96, w96.data()};
+  const SchemeSpec q4k = parse_scheme("q4_K"), q6k = parse_scheme("q6_K");
+  const PackedTensor fb = registry().method(q4k).quantize_calib(v96, q4k, CalibContext{nullptr, &imp96});
+  EXPECT_EQ(fb.type, TensorType::Q5_0);
+  EXPECT_NE(fb.bytes, quantize_tensor(v96, q4k).bytes);
+  const PackedTensor fb8 = registry().method(q6k).quantize_calib(v96, q6k, CalibContext{nullptr, &imp96});
+  EXPECT_EQ(fb8.type, TensorType::Q8_0);
+  EXPECT_EQ(fb8.bytes, quantize_tensor(v96, q6k).bytes);
+  EXPECT_NE(fb8.note.find("imatrix unused"), std::string::npos) << fb8.note;
+}
+
+// Pure k-quant types and llama.cpp's mixes (which resolve to the same per-type methods) compute
+// the imatrix from --calib, use it for every linear and say so; the model stays finite and, on a
+// model whose inputs have outlier channels, closer to the FP one.
+TEST(Imatrix, KQuantsAndMixesUseItOnTinyModel) {
+  const std::string dir = test::temp_dir("calib_kquant");
+  const TinyCalib t = tiny_with_outliers(dir, false, 4, 256);
+  for (const char* name : {"q3_K", "q2_K", "Q4_K_M", "Q3_K_S"}) {
+    SCOPED_TRACE(name);
+    Recipe recipe = make_recipe(name);
+    recipe.pure = std::islower(static_cast<unsigned char>(name[0])) != 0;  // q3_K, q2_K: --pure
+    QuantizeReport rep, plain_rep;
+    const Model q = quantize_model(t.m, recipe, &rep, &t.calib);
+    const Model plain = quantize_model(t.m, recipe, &plain_rep);
+    EXPECT_EQ(rep.imatrix, t.calib.windows.description);
+    EXPECT_TRUE(plain_rep.imatrix.empty());
+    int with_imatrix = 0;
+    for (const TensorReport& tr : rep.tensors) {
+      const bool linear = tr.name != "token_embd.weight" && tr.scheme != "keep";
+      EXPECT_EQ(tr.note.find("imatrix") != std::string::npos, linear) << tr.name << ": " << tr.note;
+      with_imatrix += linear;
+    }
+    EXPECT_EQ(with_imatrix, 2 * 7 + 1);  // 2 layers x 7 linears + output
+    const double e = logit_mse(t.m, q), e_plain = logit_mse(t.m, plain);
+    std::printf("[          ] %-7s logit MSE %.5g without, %.5g with the imatrix\n", name, e_plain, e);
+    EXPECT_LT(e, e_plain);
+  }
 }
 
 }  // namespace

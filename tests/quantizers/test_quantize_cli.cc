@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,7 @@
 
 #include "datasets/text.h"
 #include "engine/io/gguf.h"
+#include "engine/model/forward.h"
 #include "engine/model/model.h"
 #include "tasks/perplexity.h"
 #include "tests/test_util.h"
@@ -101,6 +103,48 @@ TEST(QuantizeCommand, WritesLoadableFileWithQbenchFormats) {
   const auto f = gguf::File::open(dir + "/q.gguf");
   EXPECT_EQ(f->get_int("general.file_type"), 1024);
   EXPECT_EQ(f->get_string("qbench.scheme"), "rtn:int4,group=32,sym=true,clip=mse");
+}
+
+// End to end: a k-quant scheme with --calib computes the imatrix, uses it for every linear, and
+// says so in the report (text and JSON); the written model loads and gives finite logits; the
+// same through qbench perplexity --kl. Rows of 256 so that the k-quants apply.
+TEST(QuantizeCommand, KQuantWithCalibUsesImatrix) {
+  const std::string dir = test::temp_dir("qcli-imatrix");
+  test::TinySpec s;
+  s.n_embd = 256;
+  s.n_ff = 512;
+  const std::string model = test::write_tiny_model(dir + "/tiny.gguf", s);
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "the cat and the hat sat on a mat, then ran to the tent " + std::to_string(i) + ".\n";
+  {
+    std::ofstream(dir + "/cal.txt") << text;
+  }
+  const std::string calib = " --calib " + dir + "/cal.txt --calib-samples 8 --calib-ctx 32";
+  const auto r = run("quantize --model " + model + " --scheme q3_K" + calib + " --out " + dir + "/q.gguf --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j["imatrix"].is_string()) << j.dump();
+  EXPECT_NE(j["imatrix"].get<std::string>().find("cal.txt"), std::string::npos) << j["imatrix"];
+  int noted = 0;
+  for (const auto& t : j["tensors"]) noted += t["note"].get<std::string>().find("imatrix") != std::string::npos;
+  EXPECT_EQ(noted, 2 * 7 + 1);  // every linear and output.weight; not the token embedding
+  const Model q = load_model(dir + "/q.gguf");
+  EXPECT_EQ(q.layers[0].wq.traits().name, "q3_K");
+  Forward f(q, 64);
+  std::vector<float> logits;
+  f.eval(q.require_tokenizer().encode("the cat sat", true), logits, 0);
+  ASSERT_FALSE(logits.empty());
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+
+  const auto t = run("quantize --model " + model + " --scheme Q4_K_M" + calib + " --out " + dir + "/m.gguf");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("imatrix: "), std::string::npos) << t.out;
+  const auto p = run("perplexity --model " + model + " --text " + dir + "/cal.txt --ctx 32 --scheme q3_K --kl" + calib + " --json");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const auto pj = nlohmann::json::parse(p.out);
+  EXPECT_TRUE(pj["quantization"]["imatrix"].is_string()) << pj["quantization"].dump();
+  EXPECT_TRUE(std::isfinite(pj["ppl"].get<double>()));
+  EXPECT_TRUE(std::isfinite(pj["kl_divergence"]["mean"].get<double>()));
 }
 
 // qbench's Q8_0 / Q4_0 quantization of stories260K with llama-quantize's options reproduces
