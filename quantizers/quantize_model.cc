@@ -219,7 +219,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
   for (const TensorPlan& p : plan_model(m, r)) {
     if (!p.spec) continue;
     const Method& me = registry().method(*p.spec);
-    if (me.calib == CalibUse::Optional) want_importance = true;
+    if (me.wants_importance(*p.spec)) want_importance = true;
     if (me.calib != CalibUse::Required && me.calib != CalibUse::Sequential) continue;
     if (p.name == "token_embd.weight") {
       throw Error("token_embd.weight: " + me.name +
@@ -321,7 +321,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     if (work.tied_output && dst == &out.tok_embd) out.output = out.tok_embd;
   };
   auto importance_of = [&](const TensorPlan& p) -> const std::vector<float>* {
-    if (!imatrix || !p.spec || registry().method(*p.spec).calib != CalibUse::Optional) return nullptr;
+    if (!imatrix || !p.spec || !registry().method(*p.spec).wants_importance(*p.spec)) return nullptr;
     const auto it = imatrix->tensors.find(p.name);
     if (it == imatrix->tensors.end()) return nullptr;  // as llama-quantize: quantized without one
     if (int64_t(it->second.size()) != p.source->cols) {

@@ -68,6 +68,12 @@ struct Method {
   CalibUse calib = CalibUse::None;
   QuantizeCalibFn quantize_calib = nullptr;  // used instead of `quantize` when calibration is available
   PrepareFn prepare = nullptr;               // model transform before quantization (Required only)
+  // Optional methods: whether this spec uses an importance matrix at all (nullptr: always). RTN
+  // uses it only for clip=mse; without one, --calib does not pay for collecting statistics.
+  bool (*uses_importance)(const SchemeSpec& spec) = nullptr;
+  bool wants_importance(const SchemeSpec& spec) const {
+    return calib == CalibUse::Optional && (uses_importance == nullptr || uses_importance(spec));
+  }
 };
 
 struct Alias {

@@ -149,7 +149,7 @@ void rtn_fake_quant(const IntFormat& f, bool mse, const float* w, int64_t rows, 
 }
 
 void register_rtn(Registry& r) {
-  r.add(Method{
+  Method rtn{
       "rtn",
       "round to nearest into N-bit integers with an fp16 scale per group / row / tensor (textbook min-max rule)",
       {
@@ -166,7 +166,9 @@ void register_rtn(Registry& r) {
       std::nullopt,
       CalibUse::Optional,
       quantize_rtn_calib,
-  });
+  };
+  rtn.uses_importance = [](const SchemeSpec& spec) { return spec.get("clip") == "mse"; };
+  r.add(std::move(rtn));
   for (int b = 2; b <= 8; ++b) {
     const std::string n = "int" + std::to_string(b);
     if (b == 8) {

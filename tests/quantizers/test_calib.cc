@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -379,6 +380,23 @@ TEST(Imatrix, RoundTripAndWeightedClip) {
   };
   EXPECT_LT(weighted(registry().method(spec).quantize_calib(v, spec, CalibContext{nullptr, &imp})),
             weighted(quantize_tensor(v, spec)));
+}
+
+// RTN uses an importance matrix only for its clip search: with --calib and clip=none nothing is
+// collected (no calibration time, no imatrix in the report) and the bytes are plain RTN's.
+TEST(Imatrix, RtnWithoutClipSearchDoesNotCollectOne) {
+  const std::string dir = test::temp_dir("calib_rtn_noimp");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  QuantizeReport plain, with_text, mse;
+  const Model a = quantize_model(t.m, make_recipe("rtn:int4,group=32"), &plain);
+  const Model b = quantize_model(t.m, make_recipe("rtn:int4,group=32"), &with_text, &t.calib);
+  EXPECT_TRUE(with_text.imatrix.empty());
+  EXPECT_EQ(with_text.calib_seconds, 0.0);
+  EXPECT_EQ(b.output.bytes(), a.output.bytes());
+  EXPECT_EQ(std::memcmp(b.output.data, a.output.data, a.output.bytes()), 0);
+  quantize_model(t.m, make_recipe("rtn:int4,group=32,clip=mse"), &mse, &t.calib);
+  EXPECT_FALSE(mse.imatrix.empty());
+  EXPECT_GT(mse.calib_seconds, 0.0);
 }
 
 // The GGUF block types llama.cpp quantizes with an imatrix take one (CalibUse::Optional); q8_0 and
