@@ -14,20 +14,19 @@ int cmd_imatrix(const std::vector<std::string>& args) {
   std::string out;
   po::options_description desc("qbench imatrix options");
   desc.add_options()
-      ("text,f", po::value(&c.config.text_path)->required()->value_name("FILE"), "calibration text")
-      ("out,o", po::value(&out)->required()->value_name("FILE"), "output .imatrix (JSON, written atomically)")
-      ("calib-samples", po::value(&c.config.samples)->default_value(128)->value_name("N"), "windows")
-      ("calib-ctx", po::value(&c.config.ctx)->default_value(256)->value_name("T"), "tokens per window")
-      ("calib-seed", po::value(&c.config.seed)->default_value(0)->value_name("S"), "seed of the window positions");
+      ("text,f", po::value(&c.config.text_path)->value_name("FILE"), "calibration text (llama-imatrix's -f; same as --calib)")
+      ("out,o", po::value(&out)->required()->value_name("FILE"), "output .imatrix (JSON, written atomically)");
+  add_calib_options(desc, c, /*with_imatrix=*/false);
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench imatrix [--model FILE] --text FILE --out FILE.imatrix [--calib-samples N] [--calib-ctx T]\n\n"
+             "usage: qbench imatrix [--model FILE] --calib FILE --out FILE.imatrix [--calib-samples N] [--calib-ctx T]\n\n"
              "Runs the model over N random windows of T tokens and writes, for every linear weight, the mean\n"
              "square of each input channel (llama.cpp's importance matrix), for qbench quantize --imatrix.",
              vm)) {
     return 0;
   }
+  if (c.config.text_path.empty()) throw Error("no calibration text: give --calib FILE (or --text FILE)");
   set_threads(o.threads);
   const Model m = load_model_from(o);
   const quant::CalibWindows w = quant::make_calib_windows(m, c.config);

@@ -145,6 +145,19 @@ TEST(QuantizeCommand, KQuantWithCalibUsesImatrix) {
   EXPECT_TRUE(pj["quantization"]["imatrix"].is_string()) << pj["quantization"].dump();
   EXPECT_TRUE(std::isfinite(pj["ppl"].get<double>()));
   EXPECT_TRUE(std::isfinite(pj["kl_divergence"]["mean"].get<double>()));
+
+  // qbench imatrix takes the text as --calib (like quantize) or -f/--text (like llama-imatrix);
+  // the file it writes gives quantize the same bytes as --calib did.
+  const std::string opts = " --calib-samples 8 --calib-ctx 32 --model " + model;
+  ASSERT_EQ(run("imatrix --calib " + dir + "/cal.txt --out " + dir + "/a.imatrix" + opts).exit_code, 0);
+  ASSERT_EQ(run("imatrix -f " + dir + "/cal.txt --out " + dir + "/b.imatrix" + opts).exit_code, 0);
+  EXPECT_EQ(test::read_file(dir + "/a.imatrix"), test::read_file(dir + "/b.imatrix"));
+  ASSERT_EQ(run("quantize --model " + model + " --scheme q3_K --imatrix " + dir + "/a.imatrix --out " + dir + "/i.gguf")
+                .exit_code, 0);
+  EXPECT_EQ(test::read_file(dir + "/i.gguf"), test::read_file(dir + "/q.gguf"));
+  const auto none = run("imatrix --out " + dir + "/c.imatrix --model " + model);
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("no calibration text"), std::string::npos) << none.err;
 }
 
 // qbench's Q8_0 / Q4_0 quantization of stories260K with llama-quantize's options reproduces
