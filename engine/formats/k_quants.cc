@@ -18,7 +18,7 @@ namespace qbench {
 using quant_detail::ggml_max;
 using quant_detail::ggml_min;
 using quant_detail::load_block;
-using quant_detail::make_qkx3_quants;
+using quant_detail::make_qkx2_quants;
 using quant_detail::make_qp_quants;
 using quant_detail::make_qx_quants;
 using quant_detail::nearest_int;
@@ -79,80 +79,6 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
   }
   for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-// Asymmetric quantization x ~ scale * L - the_min, L in [0, nmax], minimising the weighted
-// error (squared, or absolute when use_mad) over nstep+1 candidate scales, each refitted by
-// weighted least squares (ggml's make_qkx2_quants). Returns the scale; *the_min >= 0.
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad) {
-  float min = x[0], max = x[0];
-  float sum_w = weights[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    const float w = weights[i];
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    *the_min = -min;
-    return 0.f;
-  }
-  float iscale = float(nmax) / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = nearest_int(iscale * (x[i] - min));
-    L[i] = uint8_t(ggml_max(0, ggml_min(nmax, l)));
-    float diff = scale * float(L[i]) + min - x[i];
-    diff = use_mad ? std::fabs(diff) : diff * diff;
-    best_error += weights[i] * diff;
-  }
-  if (nstep < 1) {
-    *the_min = -min;
-    return scale;
-  }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = nearest_int(iscale * (x[i] - min));
-      l = ggml_max(0, ggml_min(nmax, l));
-      Laux[i] = uint8_t(l);
-      const float w = weights[i];
-      sum_l += w * float(l);
-      sum_l2 += w * float(l) * float(l);
-      sum_xl += w * float(l) * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float cur_error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * float(Laux[i]) + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        cur_error += weights[i] * diff;
-      }
-      if (cur_error < best_error) {
-        for (int i = 0; i < n; ++i) L[i] = Laux[i];
-        best_error = cur_error;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
 }
 
 // 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block: for j < 4 the low 6 bits of
@@ -256,7 +182,7 @@ void quantize_scales_mins_k(const float* x, Block& b, uint8_t* L, int nmax, floa
 }
 
 // The same with importance weights (ggml's quantize_row_q4_K_impl / q5_K_impl): every sub-block
-// fitted by make_qkx3_quants on imatrix-derived weights, then the 8 scales and the 8 mins each
+// fitted by make_qkx2_quants (use_mad false: ggml's make_qkx3_quants) on imatrix-derived weights, then the 8 scales and the 8 mins each
 // fitted as 6-bit multiples of a super-block factor (make_qp_quants), weighted by the sub-blocks'
 // total weight, instead of ggml's max-based rounding.
 template <typename Block>
@@ -269,7 +195,7 @@ void quantize_scales_mins_k_weighted(const float* x, const float* qw, Block& b, 
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += weights[l];
     sw[j] = sumw;
-    scales[j] = make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
   }
   const float d_block = make_qp_quants(kQK_K / 32, 63, scales, Ls, sw);
   const float m_block = make_qp_quants(kQK_K / 32, 63, mins, Lm, sw);
@@ -457,7 +383,7 @@ void quantize_row_q2_K_weighted(const float* x, void* y, int64_t n, const float*
       float sumw = 0;
       for (int l = 0; l < 16; ++l) sumw += weights[l];
       sw[j] = sumw;
-      scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+      scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
     const float dm = make_qp_quants(kQK_K / 16, 15, scales, Ls, sw);
     const float mm = make_qp_quants(kQK_K / 16, 15, mins, Lm, sw);

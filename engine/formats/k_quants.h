@@ -94,7 +94,7 @@ void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
 // llama-quantize writes with an importance matrix. `x` is one row of `n` values (a multiple of
 // 256) and `qw` its n non-negative importances (the imatrix entry of each column: mean x_j^2 of
 // the input). Same block layout as the reference quantizers; the scale search differs (weights
-// imatrix_j * sqrt(sigma2 + x_j^2), make_qkx3_quants / make_qp_quants / weighted make_qx_quants),
+// imatrix_j * sqrt(sigma2 + x_j^2), make_qkx2_quants / make_qp_quants / weighted make_qx_quants),
 // so the bytes differ from the reference ones even for equal importances.
 void quantize_row_q2_K_weighted(const float* x, void* y, int64_t n, const float* qw);
 void quantize_row_q3_K_weighted(const float* x, void* y, int64_t n, const float* qw);

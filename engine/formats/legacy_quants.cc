@@ -19,7 +19,7 @@ namespace qbench {
 using quant_detail::ggml_max;
 using quant_detail::ggml_min;
 using quant_detail::load_block;
-using quant_detail::make_qkx3_quants;
+using quant_detail::make_qkx2_quants;
 using quant_detail::make_qx_quants;
 using quant_detail::store_block;
 
@@ -172,7 +172,7 @@ void quantize_row_q8_0_ref(const float* x, void* y, int64_t n) {
 }
 
 // Importance-weighted versions (ggml's quantize_row_*_impl with quant_weights): symmetric types by
-// make_qx_quants on the weights, the _1 types by make_qkx3_quants (min clamped to <= 0).
+// make_qx_quants on the weights, the _1 types by make_qkx2_quants without use_mad (ggml's make_qkx3_quants; min clamped to <= 0).
 void quantize_row_q4_0_weighted(const float* x, void* y, int64_t n, const float* qw) {
   QB_ASSERT(n % kQK4_0 == 0);
   const float sigma2 = row_sigma2(x, n);
@@ -197,7 +197,7 @@ void quantize_row_q4_1_weighted(const float* x, void* y, int64_t n, const float*
     const float* xb = x + i * kQK4_1;
     block_weights(xb, qw + i * kQK4_1, sigma2, weight);
     float min;
-    const float d = make_qkx3_quants(kQK4_1, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+    const float d = make_qkx2_quants(kQK4_1, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
     BlockQ4_1 b;
     b.d = fp32_to_fp16(d);
     b.m = fp32_to_fp16(-min);
@@ -232,7 +232,7 @@ void quantize_row_q5_1_weighted(const float* x, void* y, int64_t n, const float*
     const float* xb = x + i * kQK5_1;
     block_weights(xb, qw + i * kQK5_1, sigma2, weight);
     float min;
-    const float d = make_qkx3_quants(kQK5_1, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+    const float d = make_qkx2_quants(kQK5_1, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
     BlockQ5_1 b;
     b.d = fp32_to_fp16(d);
     b.m = fp32_to_fp16(-min);

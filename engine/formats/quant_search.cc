@@ -68,8 +68,9 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw
   return scale;
 }
 
-float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep) {
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
   float min = x[0], max = x[0];
   float sum_w = weights[0];
   float sum_x = sum_w * x[0];
@@ -81,8 +82,8 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
     sum_x += w * x[i];
   }
   if (min > 0) min = 0;
-  if (max <= min) {
-    std::memset(L, 0, size_t(n));
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
     *the_min = -min;
     return 0.f;
   }
@@ -92,19 +93,20 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
   for (int i = 0; i < n; ++i) {
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = uint8_t(ggml_max(0, ggml_min(nmax, l)));
-    const float diff = scale * float(L[i]) + min - x[i];
-    best_error += weights[i] * (diff * diff);
+    float diff = scale * float(L[i]) + min - x[i];
+    diff = use_mad ? std::fabs(diff) : diff * diff;
+    best_error += weights[i] * diff;
   }
   if (nstep < 1) {
     *the_min = -min;
     return scale;
   }
   for (int is = 0; is <= nstep; ++is) {
-    // `min` is the best fit so far (as in ggml), so a trial grid follows the current minimum.
     iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      // Clamped before rounding: with min near max, v may be huge (outside nearest_int's range).
+      // Clamped before rounding (same result wherever nearest_int is valid): a refitted min can
+      // make v huge, outside nearest_int's range.
       const float v = iscale * (x[i] - min);
       const int l = v > 0 ? nearest_int(ggml_min(v, float(nmax))) : 0;
       Laux[i] = uint8_t(l);
@@ -123,8 +125,9 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
       }
       float cur_error = 0;
       for (int i = 0; i < n; ++i) {
-        const float diff = this_scale * float(Laux[i]) + this_min - x[i];
-        cur_error += weights[i] * (diff * diff);
+        float diff = this_scale * float(Laux[i]) + this_min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        cur_error += weights[i] * diff;
       }
       if (cur_error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];

@@ -17,13 +17,14 @@ namespace qbench::quant_detail {
 // Weights `qw[i]`, or x_i^2 when qw is nullptr. Returns the scale (0 for an all-zero group).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw);
 
-// Asymmetric fit x_i ~ scale * L_i - the_min, L_i in [0, nmax], minimising sum w_i (error)^2:
-// the min/max rounding, then nstep+1 trial inverse scales (rmin + rdelta*is + nmax) / (max - min),
-// each refitted by weighted least squares for scale and min (the min clamped to <= 0), keeping
-// the smallest weighted error (ggml's make_qkx3_quants with use_mad false and given weights).
+// Asymmetric fit x_i ~ scale * L_i - the_min, L_i in [0, nmax], minimising sum w_i |error|^p
+// (p = 2, or 1 when use_mad): the min/max rounding, then nstep+1 trial inverse scales
+// (rmin + rdelta*is + nmax) / (max - min), each refitted by weighted least squares for scale and
+// min (the min clamped to <= 0), keeping the smallest weighted error (ggml's make_qkx2_quants;
+// with importance-derived weights and use_mad false it is what make_qkx3_quants computes).
 // Returns the scale; *the_min >= 0 is subtracted. Laux is scratch of n values.
-float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep);
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
 
 // Fit of non-negative values (sub-block scales or mins) as scale * L_i, L_i in [0, nmax]: the best
 // of 9 trial scales by weighted squared error, then up to 5 rounds of coordinate descent on the
