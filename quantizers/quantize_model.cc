@@ -200,9 +200,7 @@ Matrix* field_of(Model& dst, const Model& src, const Matrix* w) {
 
 bool recipe_needs_calibration(const Model& m, const Recipe& r) {
   for (const TensorPlan& p : plan_model(m, r)) {
-    if (!p.spec) continue;
-    const CalibUse use = registry().method(*p.spec).calib;
-    if (use == CalibUse::Required || use == CalibUse::Sequential) return true;
+    if (p.spec && registry().method(*p.spec).needs_calibration_text()) return true;
   }
   return false;
 }
@@ -220,7 +218,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     if (!p.spec) continue;
     const Method& me = registry().method(*p.spec);
     if (me.wants_importance(*p.spec)) want_importance = true;
-    if (me.calib != CalibUse::Required && me.calib != CalibUse::Sequential) continue;
+    if (!me.needs_calibration_text()) continue;
     if (p.name == "token_embd.weight") {
       throw Error("token_embd.weight: " + me.name +
                   " quantizes linear weights from their inputs; the token embedding is a lookup table (give it "

@@ -71,6 +71,8 @@ struct Method {
   // Optional methods: whether this spec uses an importance matrix at all (nullptr: always). RTN
   // uses it only for clip=mse; without one, --calib does not pay for collecting statistics.
   bool (*uses_importance)(const SchemeSpec& spec) = nullptr;
+  // Required or Sequential: quantization cannot run without calibration text.
+  bool needs_calibration_text() const { return calib == CalibUse::Required || calib == CalibUse::Sequential; }
   bool wants_importance(const SchemeSpec& spec) const {
     return calib == CalibUse::Optional && (uses_importance == nullptr || uses_importance(spec));
   }

@@ -82,7 +82,7 @@ std::string perplexity_text(const ExperimentConfig& c) {
 }
 
 std::string calibration_text(const ExperimentConfig& c) {
-  return text_source(c.calib_text, "calib_text", c.calib_items, kCalibItemSeed);
+  return text_source(c.calib_text, "calib_text", c.calib_items, kTrainSeed);
 }
 
 namespace {
@@ -232,7 +232,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     calibration->windows = quant::make_calib_windows(tok.encode(text, true), cc, "calib_text " + c.calib_text,
                                                      tok.add_bos() ? tok.bos() : -1);
     calib_json = {{"calib_text", c.calib_text}, {"calib_text_sha256", sha256_hex(text)},
-                  {"samples", c.calib_samples}, {"ctx", c.calib_ctx}, {"item_seed", kCalibItemSeed},
+                  {"samples", c.calib_samples}, {"ctx", c.calib_ctx}, {"item_seed", kTrainSeed},
                   {"description", calibration->windows.description}};
   }
   PerplexityOptions popt;
@@ -241,12 +241,13 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
 
   const std::string simd_path(isa_name(default_isa()));
   const int speed_threads = c.speed_threads > 0 ? int(c.speed_threads) : int(std::max(1u, std::thread::hardware_concurrency()));
-  auto key_of = [&](const std::string& canonical, const std::string& unit, const json& extra) {
+  std::vector<std::string> canon(c.schemes.size());
+  for (size_t i = 0; i < c.schemes.size(); ++i) canon[i] = scheme_canonical(c.schemes[i]);
+  // Cache key of scheme i's unit: what it measured, and for calibrated schemes the calibration.
+  auto key_of = [&](size_t i, const std::string& unit, const json& extra) {
     json k = {{"qbench_version", QBENCH_VERSION}, {"model_sha256", model_sha}, {"tokenizer", c.tokenizer},
-              {"scheme", canonical}, {"unit", unit}, {"extra", extra}};
-    for (size_t i = 0; i < c.schemes.size(); ++i) {
-      if (calibrated[i] && scheme_canonical(c.schemes[i]) == canonical) k["calibration"] = calib_json;
-    }
+              {"scheme", canon[i]}, {"unit", unit}, {"extra", extra}};
+    if (calibrated[i]) k["calibration"] = calib_json;
     return sha256_hex(k.dump());
   };
 
@@ -275,11 +276,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   }
 
   // Runs and their units; reuse cached units.
-  std::vector<std::string> canon(c.schemes.size());
   std::vector<Unit> quality_units, speed_units;
   std::vector<bool> needs_model(c.schemes.size(), false);
   for (size_t i = 0; i < c.schemes.size(); ++i) {
-    canon[i] = scheme_canonical(c.schemes[i]);
     json run = {{"scheme", c.schemes[i]}, {"scheme_canonical", canon[i]}, {"status", "pending"},
                 {"quantization", nullptr}, {"memory", nullptr}, {"units", json::object()}};
     const json* prev_run = nullptr;
@@ -290,21 +289,21 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     }
     std::vector<Unit> units;
     if (c.perplexity) {
-      units.push_back({i, "perplexity", key_of(canon[i], "perplexity", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
+      units.push_back({i, "perplexity", key_of(i, "perplexity", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
                                                                           {"chunks", c.ppl_chunks}})});
     }
     if (c.kl) {
-      units.push_back({i, "kl", key_of(canon[i], "kl", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
+      units.push_back({i, "kl", key_of(i, "kl", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
                                                           {"chunks", c.ppl_chunks}, {"top_k", c.kl_top_k}})});
     }
     for (const auto& sd : suites) {
       units.push_back({i, "suite:" + sd.name,
-                       key_of(canon[i], "suite:" + sd.name, {{"items_sha256", sd.items_sha}, {"tasks", sd.task_defs},
+                       key_of(i, "suite:" + sd.name, {{"items_sha256", sd.items_sha}, {"tasks", sd.task_defs},
                                                              {"ctx", c.ctx}}),
                        &sd});
     }
     if (c.speed) {
-      units.push_back({i, "speed", key_of(canon[i], "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
+      units.push_back({i, "speed", key_of(i, "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
                                                                 {"reps", c.speed_reps}, {"warmup", c.speed_warmup},
                                                                 {"threads", speed_threads}, {"cpu", cpu_name()},
                                                                 {"simd_path", simd_path}})});

@@ -49,9 +49,8 @@ std::string default_results_path(const ExperimentConfig& config);
 std::string slug(const std::string& s);                    // file-name-safe form
 // The held-out text named by `ppl_text` ("generated:story,dialogue" or a file path).
 std::string perplexity_text(const ExperimentConfig& c);
-// The calibration text named by `calib_text` (generated items use the training seed).
+// The calibration text named by `calib_text`; generated items use the training seed (kTrainSeed),
+// so calibration never sees an evaluation item.
 std::string calibration_text(const ExperimentConfig& c);
-// Seed of generated calibration items: the training seed, so calibration never sees an evaluation item.
-inline constexpr uint64_t kCalibItemSeed = 2000;
 
 }  // namespace qbench::run
