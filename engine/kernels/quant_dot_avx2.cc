@@ -11,6 +11,7 @@
 #include <span>
 #include <utility>
 
+#include "engine/formats/float_codes.h"  // data only (the NF4 code book): no inline functions
 #include "engine/kernels/quant_dot.h"
 
 #define QBENCH_SIMD_NS avx2

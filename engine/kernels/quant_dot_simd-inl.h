@@ -780,23 +780,18 @@ inline __m256 nf4_values8(const uint8_t* p, __m256 tab_lo, __m256 tab_hi) {
 
 template <int NT>
 void dot_nf4_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, float* y, size_t ys) {
-  static constexpr float kCodes[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-                                       -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-                                       0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
-                                       0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-                                       0.7229568362236023f, 1.0f};
-  const __m256 tab_lo = _mm256_loadu_ps(kCodes), tab_hi = _mm256_loadu_ps(kCodes + 8);
+  const __m256 tab_lo = _mm256_loadu_ps(kNf4Codes), tab_hi = _mm256_loadu_ps(kNf4Codes + 8);
   const float* at[NT];
   for (int t = 0; t < NT; ++t) at[t] = reinterpret_cast<const float*>(a + size_t(t) * as);
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / 64; ++b) {
-    const uint8_t* blk = w + b * 34;
+  for (int64_t b = 0; b < n / kQKNf4; ++b) {
+    const uint8_t* blk = w + b * int64_t(sizeof(BlockNf4));
     const __m256 absmax = _mm256_set1_ps(fp16_at(blk));
     __m256 v[8];
     for (int k = 0; k < 8; ++k) v[k] = nf4_values8(blk + 2 + 4 * k, tab_lo, tab_hi);
     for (int t = 0; t < NT; ++t) {
-      const float* x = at[t] + b * 64;
+      const float* x = at[t] + b * kQKNf4;
       __m256 s0 = _mm256_mul_ps(v[0], _mm256_loadu_ps(x)), s1 = _mm256_mul_ps(v[1], _mm256_loadu_ps(x + 8));
       for (int k = 2; k < 8; k += 2) {
         s0 = _mm256_fmadd_ps(v[k], _mm256_loadu_ps(x + 8 * k), s0);
@@ -842,7 +837,7 @@ struct FloatE4M3 {
 
 void dot_fp8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, float* y, size_t ys) {
   const float scale = f32_at(w) * 256.0f;
-  with_token_count(nt, [&]<int NT>() { dot_float_tiled<FloatE4M3, NT>(n, w + 4, a, as, y, ys); });
+  with_token_count(nt, [&]<int NT>() { dot_float_tiled<FloatE4M3, NT>(n, w + kFp8RowHeaderBytes, a, as, y, ys); });
   for (int t = 0; t < nt; ++t) y[size_t(t) * ys] *= scale;
 }
 
