@@ -11,6 +11,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "engine/kernels/matmul.h"
 
 namespace qbench::cli {
 
@@ -117,6 +118,46 @@ void write_output(const std::string& path, const std::string& text) {
   } else {
     write_file_atomic(path, text);
   }
+}
+
+void add_activation_option(po::options_description& desc, std::string& mode) {
+  desc.add_options()("activations", po::value(&mode)->value_name("kernel|float"),
+                     "kernel (default): the packed formats' kernels, activations quantized to int8 per block for "
+                     "integer formats (as llama.cpp; int4 runs as W4A8); float: dequantized weights, exact float "
+                     "products (weight-only quantization alone)");
+}
+
+nlohmann::json apply_activations(Model& m, const std::string& mode, int64_t prefill_tokens) {
+  if (mode == "float") {
+    m.matmul.path = MatmulPath::Dequantize;
+  } else if (mode == "kernel" || mode.empty()) {
+    m.matmul.path = MatmulPath::Kernels;
+  } else {
+    throw Error("--activations: expected kernel or float, got '" + mode + "'");
+  }
+  nlohmann::json paths = nlohmann::json::array();
+  for (const MatmulPathInfo& p : describe_matmul_paths(m, prefill_tokens)) {
+    paths.push_back({{"weight_format", p.weight_format}, {"matrices", p.n_matrices},
+                     {"decode", {{"path", p.decode_path}, {"activations", p.decode_activations}}},
+                     {"prefill", {{"path", p.prefill_path}, {"activations", p.prefill_activations}}}});
+  }
+  return {{"activations", mode.empty() ? "kernel" : mode}, {"prefill_tokens", prefill_tokens}, {"paths", paths}};
+}
+
+std::string activations_summary(const nlohmann::json& matmul) {
+  std::string out = "activations (" + matmul.value("activations", std::string("kernel")) + "):";
+  bool first = true;
+  for (const auto& p : matmul["paths"]) {
+    out += first ? " " : "; ";
+    first = false;
+    out += p["decode"]["activations"].get<std::string>() + " for " + p["weight_format"].get<std::string>() + " (x" +
+           std::to_string(p["matrices"].get<int64_t>()) + ", " + p["decode"]["path"].get<std::string>();
+    if (p["prefill"]["path"] != p["decode"]["path"]) {
+      out += "; prefill " + p["prefill"]["path"].get<std::string>() + ", " + p["prefill"]["activations"].get<std::string>();
+    }
+    out += ")";
+  }
+  return out;
 }
 
 }  // namespace qbench::cli

@@ -54,6 +54,18 @@ nlohmann::json model_json(const Model& m);
 // True when stderr is a terminal (progress lines are shown only then).
 bool stderr_is_tty();
 
+// --activations kernel|float: how the quantized model's matrix products are computed. kernel (the
+// default): the packed formats' kernels, as llama.cpp computes them, with activations quantized
+// to int8 per block for the integer formats (so int4 weights run as W4A8); float: weights
+// dequantized to FP32 and exact float products, to measure weight quantization alone.
+void add_activation_option(po::options_description& desc, std::string& mode);
+// Sets m's matmul path for `mode` (throws qbench::Error on another value) and returns what its
+// products compute: {"activations": mode, "prefill_tokens", "paths": [{"weight_format",
+// "matrices", "decode": {"path", "activations"}, "prefill": {...}}]} (engine/kernels/matmul.h).
+nlohmann::json apply_activations(Model& m, const std::string& mode, int64_t prefill_tokens);
+// One line for humans: "activations: int8 per 32 values (q8_0) for q4_0 (x29, avx512); f32 for f32 (x1)".
+std::string activations_summary(const nlohmann::json& matmul);
+
 // `text` to stdout when `path` is empty, else to the file `path` atomically (temporary + rename).
 void write_output(const std::string& path, const std::string& text);
 

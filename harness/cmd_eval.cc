@@ -72,7 +72,7 @@ int cmd_tasks(const std::vector<std::string>& args) {
 
 int cmd_eval(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string suites = "math_reasoning,chat", task_list, items_out, scheme;
+  std::string suites = "math_reasoning,chat", task_list, items_out, scheme, activations = "kernel";
   int64_t limit = 0, n_ctx = 0;
   bool serial = false;
   po::options_description desc("qbench eval options");
@@ -85,6 +85,7 @@ int cmd_eval(const std::vector<std::string>& args) {
       ("items-out", po::value(&items_out)->value_name("F.jsonl"), "write per-item results (one JSON object per line)")
       ("serial", po::bool_switch(&serial), "run tasks and items one at a time (same numbers, slower)");
   add_model_options(desc, o);
+  add_activation_option(desc, activations);
   po::variables_map vm;
   if (!parse(args, desc,
              "usage: qbench eval [--model FILE] [--scheme S] [--suite math_reasoning,chat | --tasks X,Y] [--limit N] [--json]\n\n"
@@ -107,7 +108,8 @@ int cmd_eval(const std::vector<std::string>& args) {
   for (const auto& n : names) chosen.push_back(find_task(all, n));
   const Model source = load_model_from(o);
   quant::QuantizeReport qreport;
-  const Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
+  Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
+  const nlohmann::json matmul = apply_activations(m, activations, 128);
   const LanguageModel lm(m, n_ctx);
   std::vector<std::vector<Example>> items(chosen.size());
   for (size_t i = 0; i < chosen.size(); ++i) items[i] = task_items(chosen[i], limit);
@@ -139,11 +141,12 @@ int cmd_eval(const std::vector<std::string>& args) {
       q = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes},
            {"seconds", qreport.seconds}};
     }
-    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"limit", limit}, {"threads", thread_count()},
+    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"limit", limit}, {"threads", thread_count()},
                 {"seconds", seconds}, {"tasks", tr}, {"items_file", items_out}});
     return 0;
   }
   if (!scheme.empty()) std::printf("scheme %s: %.3f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
+  std::printf("%s\n", activations_summary(matmul).c_str());
   std::printf("%-16s %-18s %10s %10s %7s\n", "task", "metric", "value", "stderr", "items");
   for (const auto& r : results) {
     for (const auto& mv : r.metrics) {

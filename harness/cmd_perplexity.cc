@@ -18,7 +18,7 @@ namespace qbench::cli {
 
 int cmd_perplexity(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string text_path, scheme;
+  std::string text_path, scheme, activations = "kernel";
   PerplexityOptions popt;
   bool kl = false, pure = false;
   int64_t kl_top_k = 64;
@@ -42,6 +42,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
       ("rolling", po::bool_switch(&popt.rolling), "also report word/byte perplexity and bits per byte over every position");
   add_calib_options(desc, calib_opts);
   add_model_options(desc, o);
+  add_activation_option(desc, activations);
   po::variables_map vm;
   if (!parse(args, desc,
              "usage: qbench perplexity [--model FILE] --text FILE [--ctx N] [--chunks K] [--json]\n\n"
@@ -75,7 +76,8 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   } else if (!tensor_types.empty() || pure) {
     throw Error(std::string(pure ? "--pure" : "--tensor-type") + " needs --scheme");
   }
-  const Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
+  Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
+  const nlohmann::json matmul = apply_activations(m, activations, popt.n_ctx);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();
@@ -123,6 +125,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
     print_json({
         {"quantization", jq},
         {"kl_divergence", jkl},
+        {"matmul", matmul},
         {"rolling", jroll},
         {"command", "perplexity"},
         {"model", model_json(m)},
@@ -147,6 +150,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
               (long long)r.n_text_tokens, (long long)r.n_chunks, (long long)r.n_ctx, (long long)r.stats.count);
   if (!scheme.empty()) std::printf("scheme %s: %.4f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   if (!qreport.imatrix.empty()) std::printf("imatrix: %s\n", qreport.imatrix.c_str());
+  std::printf("%s\n", activations_summary(matmul).c_str());
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
   if (popt.rolling) {
     std::printf("word perplexity %.4f, byte perplexity %.5f, bits per byte %.5f (%lld tokens, %lld bytes, %lld words)\n",

@@ -81,6 +81,7 @@ int cmd_quantize(const std::vector<std::string>& args) {
                 t.note.c_str());
   }
   for (const auto& n : rep.notes) std::printf("note: %s\n", n.c_str());
+  for (const auto& f : rep.fallbacks) std::printf("fallback: %s\n", f.c_str());
   if (!rep.calibration.empty()) {
     std::printf("calibration: %s; observing %.3f s, transform %.3f s\n", rep.calibration.c_str(), rep.calib_seconds,
                 rep.transform_seconds);

@@ -26,14 +26,17 @@ extern "C" void on_sigint(int) {
 
 int cmd_run(const std::vector<std::string>& args) {
   std::string config_path, out;
-  bool resume = false, force = false, quiet = false, json = false, list_fields = false;
+  bool resume = false, force = false, reuse_stale = false, quiet = false, json = false, list_fields = false;
   int threads = -1;
   po::options_description desc("qbench run options");
   desc.add_options()
       ("config,c", po::value(&config_path)->value_name("FILE"), "experiment config (experiments/NAME.json); default: the built-in default experiment")
       ("out,o", po::value(&out)->value_name("FILE"), "results JSON (default: results/runs/NAME.json); per-item JSONL go to NAME.items/ beside it")
       ("resume", po::bool_switch(&resume), "continue an interrupted run in the output file (error when there is none)")
-      ("force", po::bool_switch(&force), "measure everything again instead of reusing cached units of the output file")
+      ("force", po::bool_switch(&force), "measure everything again instead of reusing cached units of the output file; "
+       "replaces a file of another plan, keeping it as NAME.bak-TIME.json")
+      ("reuse-stale", po::bool_switch(&reuse_stale), "reuse units measured by other code (another build: a unit's key "
+       "includes the hashes of the sources that measure it); each is recorded as stale and flagged by report")
       ("threads,t", po::value(&threads)->value_name("N"), "override the config's threads (quality work)")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines on stderr")
       ("json", po::bool_switch(&json), "print the results document on stdout instead of the table")
@@ -45,7 +48,10 @@ int cmd_run(const std::vector<std::string>& args) {
              "Runs an experiment: loads the model once, quantizes each scheme once, runs perplexity, KL divergence\n"
              "against the unquantized model and the task suites of all schemes concurrently, then measures\n"
              "prefill/decode speed alone. The results JSON (results/SCHEMA.md) is rewritten atomically after\n"
-             "every unit, so Ctrl-C leaves a valid file; a rerun reuses units whose content key matches.\n"
+             "every unit, so Ctrl-C leaves a valid file; a rerun reuses units whose content key matches (the key covers\n"
+             "the model, data, scheme and settings, and the code that measures them: a rebuild with changed kernels,\n"
+             "quantizers or tasks measures again). A config that would replace measured units of the file, or a\n"
+             "file held by another running qbench run, is refused.\n"
              "Without --config: the default experiment (experiments/default.json) on the built-in model.\n"
              "Exit status: 0 everything measured, 1 a scheme or unit failed (recorded in the file), 2 bad input,\n"
              "130 interrupted (Ctrl-C; continue with --resume).",
@@ -65,6 +71,7 @@ int cmd_run(const std::vector<std::string>& args) {
   o.out = out.empty() ? run::default_results_path(c) : out;
   o.force = force;
   o.resume = resume;
+  o.reuse_stale = reuse_stale;
   o.progress = !quiet && stderr_is_tty();
   o.stop = &g_stop;
   o.command_line = "qbench run";
@@ -85,9 +92,10 @@ int cmd_run(const std::vector<std::string>& args) {
     std::cout << run::render_tables({run::report_tables(r.results).front()}, run::ReportFormat::Markdown);
   }
   if (!quiet) {
-    std::fprintf(stderr, "%s %s: %d units measured, %d reused from the cache, %d failed\n",
+    std::fprintf(stderr, "%s %s: %d units measured, %d reused from the cache%s, %d failed\n",
                  r.interrupted ? "interrupted; partial results in" : "wrote", o.out.c_str(), r.measured_units,
-                 r.cached_units, r.failed_units);
+                 r.cached_units, r.stale_units > 0 ? (" (" + std::to_string(r.stale_units) + " stale)").c_str() : "",
+                 r.failed_units);
   }
   if (r.interrupted) return 130;
   return r.failed_units > 0 ? 1 : 0;

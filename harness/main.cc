@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "harness/build_identity.h"
 #include "harness/cli.h"
 
 namespace {
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version" || args[0] == "-V") {
-    std::cout << "qbench " QBENCH_VERSION " (commit " QBENCH_GIT_COMMIT ")\n";
+    std::cout << "qbench " QBENCH_VERSION " (commit " << qbench::build_label() << ")\n";
     return 0;
   }
   for (const auto& c : qbench::cli::commands()) {

@@ -121,7 +121,7 @@ void search_clip(Linear& l, const MatD& H) {
   });
 }
 
-void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes) {
+void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, PrepareNotes& notes) {
   const ModelConfig& c = m.config;
   for (int64_t li = 0; li < c.n_layer; ++li) {
     struct Site {
@@ -130,7 +130,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
     };
     std::vector<Site> sites;
     for (FoldSite& f : fold_sites(c, m.layers[size_t(li)], li)) {
-      if (!f.no_producer.empty()) notes.push_back(f.linears.front().name + ": no scale (" + f.no_producer + "); clip only");
+      if (!f.no_producer.empty()) notes.fallbacks.push_back(f.linears.front().name + ": no scale (" + f.no_producer + "); clip only");
       Site site{f, {}};
       for (const FoldLinear& l : f.linears) {
         // llm-awq skips q/k in the clip search.
@@ -156,7 +156,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
       const int64_t cols = st.cols;
       const std::string& first = site.lins.front().name;
       if (st.n_tokens == 0) {
-        notes.push_back(first + ": no calibration tokens, RTN");
+        notes.fallbacks.push_back(first + ": no calibration tokens, RTN");
         continue;
       }
       MatD H = Eigen::Map<const MatD>(st.hessian.data(), cols, cols) / double(st.n_tokens);
@@ -184,7 +184,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, s
             s = cand;
           }
         }
-        notes.push_back(first + ": alpha " + std::to_string(double(best_g) / grid));
+        notes.decisions.push_back(first + ": alpha " + std::to_string(double(best_g) / grid));
         // Fold: producer / s, consumers * s (exact in FP up to float rounding).
         fold_input_scales(site.fold, s);
       }

@@ -205,7 +205,11 @@ bool recipe_needs_calibration(const Model& m, const Recipe& r) {
   return false;
 }
 
-Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, const Calibration* calib) {
+Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, const Calibration* calib,
+                     const std::atomic<bool>* cancel) {
+  auto check_cancel = [cancel] {
+    if (cancel != nullptr && cancel->load()) throw Cancelled();
+  };
   QuantizeReport rep;
   const auto t_all = std::chrono::steady_clock::now();
   const bool have_text = calib && !calib->windows.windows.empty();
@@ -248,13 +252,16 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     for (const TensorPlan& p : plan_model(m, r)) {
       if (p.spec) specs.emplace(p.name, *p.spec);
     }
+    PrepareNotes prep_notes;
     prep->prepare(
         work,
         [&](const std::string& name) -> const SchemeSpec* {
           const auto it = specs.find(name);
           return it == specs.end() ? nullptr : &it->second;
         },
-        stats, rep.notes);
+        stats, prep_notes);
+    rep.notes = std::move(prep_notes.decisions);
+    rep.fallbacks = std::move(prep_notes.fallbacks);
     rep.transform_seconds = seconds_since(t0);
   }
   std::optional<Imatrix> imatrix;
@@ -276,6 +283,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
   std::vector<Matrix*> dsts(plan.size());
 
   auto quantize_entry = [&](size_t i, const CalibContext& ctx) {
+    check_cancel();
     const TensorPlan& p = plan[i];
     const Matrix& src = *p.source;
     TensorReport& tr = reports[i];
@@ -313,7 +321,10 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
     tr.bytes = packed->bytes.size();
     tr.mse = es.mse();
     tr.sqnr_db = es.sqnr_db();
-    if (!packed->note.empty()) tr.note += "; " + packed->note;
+    if (!packed->note.empty()) {
+      tr.note += "; " + packed->note;
+      tr.fallback = packed->note;
+    }
     *dst = Matrix{packed->type, src.rows, src.cols, packed->bytes.data()};
     out.storage.push_back(std::shared_ptr<const void>(packed, packed->bytes.data()));
     if (work.tied_output && dst == &out.tok_embd) out.output = out.tok_embd;
@@ -345,6 +356,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
       }
       CalibStats stats;
       if (needs_stats) {
+        check_cancel();
         const auto t0 = std::chrono::steady_clock::now();
         stats = collect_stats(out, calib->windows, CollectOptions{true, layer});
         rep.calib_seconds += seconds_since(t0);
@@ -361,6 +373,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
   }
   for (size_t i = 0; i < plan.size(); ++i) {
     TensorReport& tr = reports[i];
+    if (!tr.fallback.empty()) rep.fallbacks.push_back(tr.name + ": " + tr.fallback);
     tr.bits_per_weight = 8.0 * double(tr.bytes) / double(tr.rows * tr.cols);
     rep.all_ggml = rep.all_ggml && uint32_t(dsts[i]->type) < uint32_t(TensorType::INT_FIRST);
     rep.n_weights += tr.rows * tr.cols;
@@ -379,7 +392,8 @@ nlohmann::json QuantizeReport::to_json() const {
   for (const auto& t : tensors) {
     ts.push_back({{"name", t.name}, {"scheme", t.scheme}, {"format", t.format}, {"shape", {t.cols, t.rows}},
                   {"bytes", t.bytes}, {"bits_per_weight", t.bits_per_weight}, {"mse", t.mse},
-                  {"sqnr_db", num(t.sqnr_db)}, {"seconds", t.seconds}, {"note", t.note}});
+                  {"sqnr_db", num(t.sqnr_db)}, {"seconds", t.seconds}, {"note", t.note},
+                  {"fallback", t.fallback.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.fallback)}});
   }
   return {{"tensors", ts},
           {"n_weights", n_weights},
@@ -391,6 +405,7 @@ nlohmann::json QuantizeReport::to_json() const {
           {"calib_seconds", calib_seconds},
           {"transform_seconds", transform_seconds},
           {"notes", notes},
+          {"fallbacks", fallbacks},
           {"llama_cpp_loadable", all_ggml}};
 }
 

@@ -4,6 +4,7 @@
 // stay F32; weights kept as they are share the source's bytes.
 #pragma once
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/core/error.h"
 #include "engine/model/model.h"
 #include "quantizers/calibration.h"
 #include "quantizers/llama_mix.h"
@@ -63,7 +65,9 @@ struct TensorReport {
   double mse = 0;      // mean squared weight error
   double sqnr_db = 0;  // 10 log10(sum w^2 / sum err^2); +inf when exact
   double seconds = 0;
-  std::string note;    // fallback taken, reason
+  std::string note;      // why this scheme ("default", "mix Q4_K_M", ...), and any fallback
+  std::string fallback;  // a fallback taken (llama-quantize's type fallback, GPTQ's damping raised
+                         // or plain RTN, dead inputs), or empty
 };
 
 struct QuantizeReport {
@@ -80,7 +84,18 @@ struct QuantizeReport {
   double calib_seconds = 0;
   double transform_seconds = 0;
   std::vector<std::string> notes;  // per-decision lines of calibration methods (AWQ's alphas, ...)
+  // Every fallback taken, one line each ("blk.0.attn_output.weight: no scale (...); clip only",
+  // "output.weight: q6_K -> q8_0 (64 columns)"): what makes the result other than the scheme
+  // says. `qbench run` records them with the run and `report` flags runs that carry any.
+  std::vector<std::string> fallbacks;
   nlohmann::json to_json() const;
+};
+
+// Thrown by quantize_model when its `cancel` flag was set (Ctrl-C): the work is abandoned at the
+// next tensor or layer boundary instead of being finished and thrown away.
+class Cancelled : public Error {
+ public:
+  Cancelled() : Error("quantization cancelled") {}
 };
 
 // Throws qbench::Error naming the tensor on NaN/Inf weights, shapes a scheme cannot take, etc.,
@@ -93,8 +108,10 @@ struct QuantizeReport {
 // True when some tensor of the plan uses a method that needs calibration text (gptq, awq).
 bool recipe_needs_calibration(const Model& m, const Recipe& r);
 
+// `cancel` (optional) is polled between tensors and between calibration passes; once set, throws
+// Cancelled.
 Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report = nullptr,
-                     const Calibration* calib = nullptr);
+                     const Calibration* calib = nullptr, const std::atomic<bool>* cancel = nullptr);
 
 // Error of `packed` (type `t`) against the F32 `w` (rows x cols): sums of squares.
 struct ErrorStats {

@@ -54,9 +54,15 @@ using QuantizeCalibFn = PackedTensor (*)(const WeightView& w, const SchemeSpec& 
 // A model-level FP transform run before any tensor is quantized (AWQ's and SmoothQuant's scale
 // folding): `m` has owned F32 linears and norms that the transform may rewrite in place (via
 // mutable_f32). `spec_of(tensor name)` is the scheme the recipe gives that tensor (nullptr: kept);
-// the transform optimises for the tensors of its own method. Appends one line per decision to `notes`.
+// the transform optimises for the tensors of its own method. Appends one line per decision to
+// `notes.decisions` ("blk.0.attn_q.weight: alpha 0.5") and one per fallback — a site left
+// unscaled or quantized without calibration — to `notes.fallbacks`; fallbacks reach the results.
+struct PrepareNotes {
+  std::vector<std::string> decisions;
+  std::vector<std::string> fallbacks;
+};
 using SpecLookup = std::function<const SchemeSpec*(const std::string& tensor_name)>;
-using PrepareFn = void (*)(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes);
+using PrepareFn = void (*)(Model& m, const SpecLookup& spec_of, const CalibStats& stats, PrepareNotes& notes);
 struct Method {
   std::string name;
   std::string summary;  // one line

@@ -57,7 +57,7 @@ std::string fmt(double v) {
   return b;
 }
 
-void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, std::vector<std::string>& notes) {
+void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, PrepareNotes& notes) {
   for (int64_t li = 0; li < m.config.n_layer; ++li) {
     for (const FoldSite& site : fold_sites(m.config, m.layers[size_t(li)], li)) {
       const SchemeSpec* spec = nullptr;  // the first smoothquant tensor reading this input
@@ -72,12 +72,12 @@ void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& 
       const std::string& name = site.linears.front().name;
       const bool shared = !site.can_fold() && site.can_fold_shared();
       if (!site.can_fold() && !shared) {
-        notes.push_back(name + ": not smoothed (" + site.no_producer + ")");
+        notes.fallbacks.push_back(name + ": not smoothed (" + site.no_producer + ")");
         continue;
       }
       const InputStats& st = stats.at(li, site.input);
       if (st.n_tokens == 0) {
-        notes.push_back(name + ": no calibration tokens, not smoothed");
+        notes.fallbacks.push_back(name + ": no calibration tokens, not smoothed");
         continue;
       }
       const double alpha = spec->get_double("alpha");
@@ -123,7 +123,7 @@ void smoothquant_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& 
       } else {
         fold_input_scales(site, s);
       }
-      notes.push_back(name + ": alpha " + fmt(alpha) + ", s in [" + fmt(smin) + ", " + fmt(smax) + "], max|x| " +
+      notes.decisions.push_back(name + ": alpha " + fmt(alpha) + ", s in [" + fmt(smin) + ", " + fmt(smax) + "], max|x| " +
                       fmt(xmax_before) + " -> " + fmt(xmax_after) +
                       (shared ? " (GQA: one scale per attn_v row, shared by " +
                                     std::to_string(m.config.n_head / m.config.n_head_kv) + " heads)"

@@ -27,8 +27,8 @@ def load(path):
             doc = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         sys.exit(f"plot.py: error: {path}: {e}")
-    if doc.get("schema") != "qbench.results" or doc.get("schema_version") != 1:
-        print(f"plot.py: error: {path}: not a qbench results file of schema version 1", file=sys.stderr)
+    if doc.get("schema") != "qbench.results" or doc.get("schema_version") != 2:
+        print(f"plot.py: error: {path}: not a qbench results file of schema version 2", file=sys.stderr)
         sys.exit(2)
     return doc
 

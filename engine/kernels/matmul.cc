@@ -119,6 +119,40 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
   matmul(w, x, n_tokens, y, scratch, opt);
 }
 
+std::string_view activation_precision(TensorType act) {
+  switch (act) {
+    case TensorType::F32: return "f32";
+    case TensorType::Q8_0: return "q8_0 (int8 per 32 values)";
+    case TensorType::Q8_1: return "q8_1 (int8 per 32 values, with block sums)";
+    case TensorType::Q8_K: return "q8_K (int8 per 256 values)";
+    case TensorType::Q8_T: return "int8 per token";
+    default: return type_traits(act).name;
+  }
+}
+
+std::vector<MatmulPathInfo> describe_matmul_paths(const Model& m, int64_t prefill_tokens) {
+  std::vector<MatmulPathInfo> out;
+  auto describe = [&](const Matrix& w, int64_t n_tokens, std::string& path, std::string& act) {
+    const QuantDotKernel* k = select_kernel(w, n_tokens, m.matmul);
+    path = std::string(k ? isa_name(chosen_isa(m.matmul)) : "dequant");
+    act = std::string(activation_precision(k ? k->activation_type : TensorType::F32));
+  };
+  for (const auto& [name, w] : m.linear_weights()) {
+    MatmulPathInfo info;
+    info.weight_format = std::string(w->traits().name);
+    describe(*w, 1, info.decode_path, info.decode_activations);
+    describe(*w, prefill_tokens, info.prefill_path, info.prefill_activations);
+    auto same = [&](const MatmulPathInfo& x) {
+      return x.weight_format == info.weight_format && x.decode_path == info.decode_path &&
+             x.prefill_path == info.prefill_path;
+    };
+    auto it = std::find_if(out.begin(), out.end(), same);
+    if (it == out.end()) it = out.insert(out.end(), info);
+    ++it->n_matrices;
+  }
+  return out;
+}
+
 void matrix_row(const Matrix& w, int64_t r, float* dst) {
   QB_ASSERT(r >= 0 && r < w.rows);
   w.traits().dequantize_row(w.row(r), dst, w.cols);

@@ -25,7 +25,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/kernels/kernel_options.h"
 #include "engine/kernels/quant_dot.h"
@@ -53,6 +55,24 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
             const MatmulOptions& opt);
 // Default options; allocates its scratch per call (tests, tools; the forward pass owns its own).
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y);
+
+// The activation precision a matrix product computes with, for results and reports: "f32" (exact
+// float products), "q8_0 (int8 per 32 values)", "q8_1 (int8 per 32 values, with block sums)",
+// "q8_K (int8 per 256 values)", "int8 per token".
+std::string_view activation_precision(TensorType activation_type);
+
+// What the matrix products of a model compute, per weight format of its linear weights (the
+// multiplied matrices: every layer's and output.weight): which path runs for one token (decode)
+// and for `prefill_tokens` tokens (prefill), and with what activation precision. A path is an ISA
+// name ("avx512", "avx2", "scalar": a kernel on the packed bytes) or "dequant" (weights
+// dequantized to FP32 tile by tile, then an Eigen product: exact float activations).
+struct MatmulPathInfo {
+  std::string weight_format;
+  int64_t n_matrices = 0;
+  std::string decode_path, decode_activations;
+  std::string prefill_path, prefill_activations;
+};
+std::vector<MatmulPathInfo> describe_matmul_paths(const Model& m, int64_t prefill_tokens);
 
 // Looks up row `r` of `w` (e.g. a token embedding) as FP32 into dst[0..w.cols).
 void matrix_row(const Matrix& w, int64_t r, float* dst);

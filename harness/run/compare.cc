@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "engine/core/error.h"
@@ -54,20 +55,49 @@ std::string f4(double v) {
 
 std::vector<json> read_items(const std::string& results_path, const json& unit) {
   if (!unit.contains("items_file") || !unit["items_file"].is_string()) return {};
-  const fs::path p = fs::path(results_path).parent_path() / unit["items_file"].get<std::string>();
-  const std::string text = read_file(p.string());
-  std::vector<json> out;
-  std::istringstream in(text);
-  std::string line;
-  int64_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty()) continue;
-    try {
-      out.push_back(json::parse(line));
-    } catch (const json::parse_error&) {
-      throw Error(p.string() + ":" + std::to_string(n) + ": not a JSON object");
-    }
+  return read_items_file((fs::path(results_path).parent_path() / unit["items_file"].get<std::string>()).string());
+}
+
+// One-sided p-value that the new mean is not above the baseline's, from independent samples
+// (Welch's statistic against the normal distribution; the samples here are chunks or items,
+// tens to thousands). 1 when either sample has fewer than 2 values.
+double welch_p_not_worse(const std::vector<double>& base, const std::vector<double>& cand) {
+  auto moments = [](const std::vector<double>& v) {
+    double m = 0, ss = 0;
+    for (double x : v) m += x;
+    m /= double(v.size());
+    for (double x : v) ss += (x - m) * (x - m);
+    return std::pair{m, ss / double(v.size() - 1)};
+  };
+  if (base.size() < 2 || cand.size() < 2) return 1.0;
+  const auto [mb, vb] = moments(base);
+  const auto [mc, vc] = moments(cand);
+  const double se = std::sqrt(vb / double(base.size()) + vc / double(cand.size()));
+  if (se == 0.0) return mc > mb ? 0.0 : 1.0;
+  return 0.5 * std::erfc((mc - mb) / se / std::sqrt(2.0));
+}
+
+// One-sided p-value that the new accuracy is not below the baseline's, from independent samples
+// (two-proportion z-test with the pooled proportion).
+double two_proportion_p_not_worse(int64_t right_b, int64_t n_b, int64_t right_c, int64_t n_c) {
+  if (n_b == 0 || n_c == 0) return 1.0;
+  const double pb = double(right_b) / double(n_b), pc = double(right_c) / double(n_c);
+  const double pool = double(right_b + right_c) / double(n_b + n_c);
+  const double se = std::sqrt(pool * (1 - pool) * (1.0 / double(n_b) + 1.0 / double(n_c)));
+  if (se == 0.0) return pc < pb ? 0.0 : 1.0;
+  return 0.5 * std::erfc((pb - pc) / se / std::sqrt(2.0));
+}
+
+// The settings of two units that differ, other than `ignore` ("'ctx': 128 vs 256; ...").
+std::string protocol_differences(const json& b, const json& n, const std::set<std::string>& ignore) {
+  std::string out;
+  std::set<std::string> keys;
+  for (const auto& [k, v] : b.items()) keys.insert(k);
+  for (const auto& [k, v] : n.items()) keys.insert(k);
+  for (const auto& k : keys) {
+    if (ignore.count(k)) continue;
+    const json bv = b.contains(k) ? b[k] : json(), nv = n.contains(k) ? n[k] : json();
+    if (bv != nv) out += (out.empty() ? "" : "; ") + ("'" + k + "': " + bv.dump() + " in the baseline, " + nv.dump() + " in the new file");
   }
   return out;
 }
@@ -195,37 +225,63 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
         }
         continue;
       }
+      // Numbers measured under other protocols (text, context, chunks, tasks, activations, speed
+      // settings) are not comparable; suites whose items differ pair what they can (below).
+      const std::string diff = protocol_differences((*b)["protocol"], (*n)["protocol"], {"items_sha256"});
+      if (!diff.empty()) {
+        throw Error(cand_path + ": " + scheme + " " + name + " was measured under another protocol than in " + base_path +
+                    " (" + diff + "); such numbers are not comparable");
+      }
       if (name == "perplexity" || name == "kl") {
         const bool is_ppl = name == "perplexity";
         const char* num_key = is_ppl ? "nll_sum" : "kld_sum";
         const auto ib = read_items(base_path, *b), in = read_items(cand_path, *n);
-        std::vector<double> nb, db, nn, dn;
-        if (ib.size() == in.size()) {
+        bool pairs_up = !ib.empty() && ib.size() == in.size();
+        for (size_t i = 0; pairs_up && i < ib.size(); ++i) {
+          pairs_up = ib[i].value("chunk", -1) == in[i].value("chunk", -2) && ib[i].value("count", -1.0) == in[i].value("count", -2.0);
+        }
+        double p = 0.0;
+        std::string test;
+        if (pairs_up) {
+          std::vector<double> nb, db, nn, dn;
           for (size_t i = 0; i < ib.size(); ++i) {
             nb.push_back(ib[i].value(num_key, 0.0));
             db.push_back(ib[i].value("count", 0.0));
             nn.push_back(in[i].value(num_key, 0.0));
             dn.push_back(in[i].value("count", 0.0));
           }
+          p = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed).p_not_worse;
+          test = "paired bootstrap over " + std::to_string(nb.size()) + " chunks p=" + f4(p);
+        } else if (ib.size() >= 2 && in.size() >= 2) {
+          auto per_token = [&](const std::vector<json>& recs) {
+            std::vector<double> v;
+            for (const auto& r : recs) {
+              const double cnt = r.value("count", 0.0);
+              if (cnt > 0) v.push_back(r.value(num_key, 0.0) / cnt);
+            }
+            return v;
+          };
+          p = welch_p_not_worse(per_token(ib), per_token(in));
+          test = "unpaired Welch test over " + std::to_string(ib.size()) + " and " + std::to_string(in.size()) +
+                 " chunks p=" + f4(p);
+          rep.notes.push_back(scheme + " " + name + ": the chunks do not pair (" + std::to_string(ib.size()) + " vs " +
+                              std::to_string(in.size()) + "); compared with an unpaired test");
         } else {
-          rep.notes.push_back(scheme + " " + name + ": chunk counts differ (" + std::to_string(ib.size()) + " vs " +
-                              std::to_string(in.size()) + "); compared unpaired");
+          // No test can be computed: the tolerance alone decides, so a drop beyond it still fails.
+          test = "no per-chunk records to test: decided on the tolerance alone";
+          rep.notes.push_back(scheme + " " + name + ": no per-chunk records; decided on the tolerance alone");
         }
-        const BootResult br_ = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed);
-        const double p = nb.empty() ? 1.0 : br_.p_not_worse;
         Finding f{scheme, is_ppl ? "perplexity" : "kld", "", false};
         if (is_ppl) {
           const double pb = (*b)["result"]["ppl"], pn = (*n)["result"]["ppl"];
           const double rel = pn / pb - 1.0;
           f.regression = p < opt.alpha && rel > opt.max_quality_drop;
           f.detail = "PPL " + f4(pb) + " -> " + f4(pn) + " (" + (rel >= 0 ? "+" : "") + f4(100 * rel) +
-                     "%, tolerance " + f4(100 * opt.max_quality_drop) + "%), paired bootstrap over " +
-                     std::to_string(nb.size()) + " chunks p=" + f4(p);
+                     "%, tolerance " + f4(100 * opt.max_quality_drop) + "%), " + test;
         } else {
           const double kb = (*b)["result"]["kld_mean"], kn = (*n)["result"]["kld_mean"];
           f.regression = p < opt.alpha && kn - kb > opt.max_kld_increase;
-          f.detail = "KLD " + f4(kb) + " -> " + f4(kn) + " nats (tolerance +" + f4(opt.max_kld_increase) +
-                     "), paired bootstrap over " + std::to_string(nb.size()) + " chunks p=" + f4(p);
+          f.detail = "KLD " + f4(kb) + " -> " + f4(kn) + " nats (tolerance +" + f4(opt.max_kld_increase) + "), " + test;
         }
         rep.findings.push_back(f);
       } else if (name == "speed") {
@@ -248,52 +304,95 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
         }
       } else if (name.rfind("suite:", 0) == 0) {
         const auto ib = read_items(base_path, *b), in = read_items(cand_path, *n);
-        std::map<std::string, std::map<std::string, const json*>> by_task;  // task -> id -> record (new)
-        for (const auto& r : in) by_task[r.value("task", "")][r.value("id", "")] = &r;
-        std::map<std::string, std::vector<std::pair<const json*, const json*>>> pairs;
-        for (const auto& r : ib) {
-          const std::string t = r.value("task", "");
-          const auto it = by_task[t].find(r.value("id", ""));
-          if (it != by_task[t].end()) pairs[t].emplace_back(&r, it->second);
+        // task -> id -> record, for each file
+        std::map<std::string, std::map<std::string, const json*>> base_by_task, new_by_task;
+        for (const auto& r : ib) base_by_task[r.value("task", "")][r.value("id", "")] = &r;
+        for (const auto& r : in) new_by_task[r.value("task", "")][r.value("id", "")] = &r;
+        if (ib.empty() || in.empty()) {
+          rep.notes.push_back(scheme + " " + name + ": no per-item records; tasks not tested");
         }
-        for (const auto& [task, ps] : pairs) {
-          if (ps.empty()) continue;
-          const json& first = *ps.front().first;
+        for (const auto& [task, base_items] : base_by_task) {
+          const auto nt = new_by_task.find(task);
+          if (nt == new_by_task.end()) {
+            rep.notes.push_back(scheme + " " + name.substr(6) + "/" + task + ": not in the new file (not compared)");
+            continue;
+          }
+          const auto& new_items = nt->second;
+          // Paired when both files scored the same items; otherwise an unpaired test over all of each.
+          std::vector<std::pair<const json*, const json*>> ps;
+          for (const auto& [id, rb] : base_items) {
+            if (const auto it = new_items.find(id); it != new_items.end()) ps.emplace_back(rb, it->second);
+          }
+          const bool paired = ps.size() == base_items.size() && ps.size() == new_items.size();
+          if (!paired) {
+            rep.notes.push_back(scheme + " " + name.substr(6) + "/" + task + ": the files scored different items (" +
+                                std::to_string(ps.size()) + " shared of " + std::to_string(base_items.size()) + " and " +
+                                std::to_string(new_items.size()) + "); compared with an unpaired test");
+          }
+          const json& first = *base_items.begin()->second;
+          const std::string what = name.substr(6) + "/" + task;
           if (first.contains("correct")) {
-            int64_t bb = 0, cc = 0, right_b = 0, right_n = 0;
-            for (const auto& [x, y] : ps) {
-              const bool xb = x->value("correct", false), yb = y->value("correct", false);
-              right_b += xb;
-              right_n += yb;
-              bb += xb && !yb;
-              cc += !xb && yb;
+            int64_t right_b = 0, right_n = 0;
+            for (const auto& [id, r] : base_items) right_b += r->value("correct", false);
+            for (const auto& [id, r] : new_items) right_n += r->value("correct", false);
+            const double acc_b = double(right_b) / double(base_items.size());
+            const double acc_n = double(right_n) / double(new_items.size());
+            const double drop = acc_b > 0 ? (acc_b - acc_n) / acc_b : (acc_n < acc_b ? 1.0 : 0.0);
+            double p;
+            std::string detail = f4(acc_b) + " -> " + f4(acc_n);
+            if (paired) {
+              int64_t lost = 0, gained = 0;
+              for (const auto& [x, y] : ps) {
+                const bool xb = x->value("correct", false), yb = y->value("correct", false);
+                lost += xb && !yb;
+                gained += !xb && yb;
+              }
+              p = mcnemar_mid_p(lost, gained);
+              detail += " on " + std::to_string(ps.size()) + " paired items (" + std::to_string(lost) + " lost, " +
+                        std::to_string(gained) + " gained), McNemar mid-p=" + f4(p);
+            } else {
+              p = two_proportion_p_not_worse(right_b, int64_t(base_items.size()), right_n, int64_t(new_items.size()));
+              detail += " on " + std::to_string(base_items.size()) + " and " + std::to_string(new_items.size()) +
+                        " items (unpaired), two-proportion z-test p=" + f4(p);
             }
-            const double p = mcnemar_mid_p(bb, cc);
-            const double acc_b = double(right_b) / double(ps.size()), acc_n = double(right_n) / double(ps.size());
-            const double drop = acc_b > 0 ? (acc_b - acc_n) / acc_b : 0.0;
-            rep.findings.push_back({scheme, name.substr(6) + "/" + task + " accuracy",
-                                    f4(acc_b) + " -> " + f4(acc_n) + " on " + std::to_string(ps.size()) +
-                                        " paired items (" + std::to_string(bb) + " lost, " + std::to_string(cc) +
-                                        " gained), McNemar mid-p=" + f4(p),
-                                    p < opt.alpha && drop > opt.max_quality_drop});
+            rep.findings.push_back({scheme, what + " accuracy", detail, p < opt.alpha && drop > opt.max_quality_drop});
           } else if (first.contains("logprob")) {
-            std::vector<double> nb, db, nn, dn;
-            for (const auto& [x, y] : ps) {
-              nb.push_back(-x->value("logprob", 0.0));
-              db.push_back(x->value("tokens", 0.0));
-              nn.push_back(-y->value("logprob", 0.0));
-              dn.push_back(y->value("tokens", 0.0));
+            double p, base_nll, new_nll;
+            std::string test;
+            auto totals = [](const std::map<std::string, const json*>& items) {
+              double s = 0, t = 0;
+              for (const auto& [id, r] : items) s += -r->value("logprob", 0.0), t += r->value("tokens", 0.0);
+              return t > 0 ? s / t : 0.0;
+            };
+            base_nll = totals(base_items);
+            new_nll = totals(new_items);
+            if (paired) {
+              std::vector<double> nb, db, nn, dn;
+              for (const auto& [x, y] : ps) {
+                nb.push_back(-x->value("logprob", 0.0));
+                db.push_back(x->value("tokens", 0.0));
+                nn.push_back(-y->value("logprob", 0.0));
+                dn.push_back(y->value("tokens", 0.0));
+              }
+              p = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed).p_not_worse;
+              test = "paired bootstrap over " + std::to_string(ps.size()) + " items p=" + f4(p);
+            } else {
+              auto per_token = [](const std::map<std::string, const json*>& items) {
+                std::vector<double> v;
+                for (const auto& [id, r] : items) {
+                  const double t = r->value("tokens", 0.0);
+                  if (t > 0) v.push_back(-r->value("logprob", 0.0) / t);
+                }
+                return v;
+              };
+              p = welch_p_not_worse(per_token(base_items), per_token(new_items));
+              test = "unpaired Welch test over " + std::to_string(base_items.size()) + " and " +
+                     std::to_string(new_items.size()) + " items p=" + f4(p);
             }
-            const BootResult r = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed);
-            double sb = 0, tb = 0;
-            for (size_t i = 0; i < nb.size(); ++i) sb += nb[i], tb += db[i];
-            const double base_nll = tb > 0 ? sb / tb : 0.0;
-            const double rel = base_nll > 0 ? r.diff / base_nll : 0.0;
-            rep.findings.push_back({scheme, name.substr(6) + "/" + task + " log-likelihood",
-                                    "NLL per token " + f4(base_nll) + " -> " + f4(base_nll + r.diff) + " (" +
-                                        f4(100 * rel) + "%), paired bootstrap over " + std::to_string(ps.size()) +
-                                        " items p=" + f4(r.p_not_worse),
-                                    r.p_not_worse < opt.alpha && rel > opt.max_quality_drop});
+            const double rel = base_nll > 0 ? (new_nll - base_nll) / base_nll : 0.0;
+            rep.findings.push_back({scheme, what + " log-likelihood",
+                                    "NLL per token " + f4(base_nll) + " -> " + f4(new_nll) + " (" + f4(100 * rel) + "%), " + test,
+                                    p < opt.alpha && rel > opt.max_quality_drop});
           }
         }
       }

@@ -126,6 +126,9 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
     for (const auto& s : c.schemes) found = found || s == c.baseline;
     if (!found) bad("baseline", "'" + c.baseline + "' is not one of the schemes");
   }
+  if (c.activations != "kernel" && c.activations != "float") {
+    bad("activations", "expected \"kernel\" or \"float\", got \"" + c.activations + "\"");
+  }
   if (c.limit < 0) bad("limit", "must be >= 0, got " + std::to_string(c.limit));
   if (c.ctx < 0) bad("ctx", "must be >= 0, got " + std::to_string(c.ctx));
   if (c.threads < 0) bad("threads", "must be >= 0, got " + std::to_string(c.threads));

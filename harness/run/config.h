@@ -28,6 +28,10 @@ inline constexpr int kConfigVersion = 1;
   X(StringList, schemes, (StringList{"fp16", "int8", "rtn:int4,group=128", "gptq:int4,group=128", "q4_K", "nf4"}),                   \
     "quantization schemes (qbench schemes), one run each, in this order")                                     \
   X(std::string, baseline, "", "scheme the relative table divides by (empty: the first scheme)")             \
+  X(std::string, activations, "kernel",                                                                       \
+    "kernel: the packed formats' kernels (integer formats quantize activations to int8 per block, as llama.cpp; " \
+    "the run records each path's activation precision); float: weights dequantized, exact float products "  \
+    "(weight-only quantization measured alone)")                                                              \
   X(StringList, suites, (StringList{"math_reasoning", "chat"}), "task suites (qbench tasks)")                \
   X(int64_t, limit, 50, "items per task (0: all); 50 keeps the default experiment to about 2 minutes on 2 cores") \
   X(int64_t, ctx, 0, "context window of the task suites in tokens (0: the model's)")                         \

@@ -1,5 +1,6 @@
 #include "harness/run/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -45,6 +46,36 @@ std::string pm_sig(const json& v, const json& se) {
     s += std::string(" ") + kPm + " " + buf;
   }
   return s;
+}
+
+// "(u)" after a relative quality whose error holds the baseline fixed (no per-item records to pair).
+std::string unpaired_mark(const json& entry) {
+  return entry.is_object() && entry.value("pct_stderr_method", json()).is_string() &&
+                 entry["pct_stderr_method"] != "paired"
+             ? " (u)"
+             : "";
+}
+
+// Short name of an activation precision (engine/kernels/matmul.h, activation_precision).
+std::string short_activation(const std::string& a) {
+  if (a.rfind("q8_0", 0) == 0 || a.rfind("q8_1", 0) == 0) return "int8/32";
+  if (a.rfind("q8_K", 0) == 0) return "int8/256";
+  if (a == "int8 per token") return "int8/token";
+  return a;
+}
+
+// The activation precisions a run's products use while decoding, e.g. "int8/32" or
+// "f32+int8/256" when formats differ between tensors.
+std::string activations_cell(const json& run) {
+  if (!run.contains("matmul") || !run["matmul"].is_object()) return "-";
+  std::vector<std::string> seen;
+  for (const auto& p : run["matmul"]["paths"]) {
+    const std::string a = short_activation(p["decode"].value("activations", std::string("?")));
+    if (std::find(seen.begin(), seen.end(), a) == seen.end()) seen.push_back(a);
+  }
+  std::string out;
+  for (const auto& a : seen) out += (out.empty() ? "" : "+") + a;
+  return out.empty() ? "-" : out;
 }
 
 std::string times(const json& v) { return v.is_number() ? fmt(v.get<double>(), 2) + "x" : "-"; }
@@ -97,9 +128,22 @@ std::vector<Table> report_tables(const json& results) {
   if (ppl) summary.header.push_back("perplexity %");
   for (const auto& s : suites) summary.header.push_back(s + " %");
   if (kl) summary.header.push_back("KLD (nats)");
-  summary.header.insert(summary.header.end(), {"prefill x", "decode x", "memory x"});
-  for (const auto& row : rel["rows"]) {
-    std::vector<std::string> cells = {row["scheme"].get<std::string>()};
+  summary.header.insert(summary.header.end(), {"prefill x", "decode x", "memory x", "activations"});
+  bool any_unpaired = false;
+  for (size_t ri = 0; ri < rel["rows"].size(); ++ri) {
+    const json& row = rel["rows"][ri];
+    const json& run = results["runs"][ri];
+    std::string name = row["scheme"].get<std::string>();
+    const int64_t n_notes = row.value("notes", int64_t(0));
+    const json stale = row.value("stale_units", json::array());
+    if (n_notes > 0 || !stale.empty()) {
+      name += " *";
+      std::string fn = "* " + row["scheme"].get<std::string>() + ":";
+      if (n_notes > 0) fn += " " + std::to_string(n_notes) + " note(s) (fallbacks, truncations: runs[" + std::to_string(ri) + "].notes and the units' item_notes)";
+      if (!stale.empty()) fn += std::string(n_notes > 0 ? ";" : "") + " " + std::to_string(stale.size()) + " unit(s) measured by other code, reused by --reuse-stale";
+      summary.footnotes.push_back(fn);
+    }
+    std::vector<std::string> cells = {name};
     if (row["status"] == "failed") {
       cells.push_back("failed");
       while (cells.size() < summary.header.size()) cells.push_back("-");
@@ -108,17 +152,29 @@ std::vector<Table> report_tables(const json& results) {
     }
     cells.push_back(row["bits_per_weight"].is_number() ? fmt(row["bits_per_weight"], 2) : "-");
     const json& q = row["quality"];
-    if (ppl) cells.push_back(q.contains("perplexity") ? pm(q["perplexity"]["pct"], q["perplexity"]["pct_stderr"], 1) : "-");
+    if (ppl) {
+      const json e = q.contains("perplexity") ? q["perplexity"] : json();
+      cells.push_back(e.is_object() ? pm(e["pct"], e["pct_stderr"], 1) + unpaired_mark(e) : "-");
+      any_unpaired = any_unpaired || !unpaired_mark(e).empty();
+    }
     for (const auto& s : suites) {
       const json* e = q["suites"].contains(s) ? &q["suites"][s] : nullptr;
-      cells.push_back(e ? pm((*e)["pct"], (*e)["pct_stderr"], 1) : "-");
+      cells.push_back(e ? pm((*e)["pct"], (*e)["pct_stderr"], 1) + unpaired_mark(*e) : "-");
+      any_unpaired = any_unpaired || (e && !unpaired_mark(*e).empty());
     }
     if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
     cells.push_back(times(row["speed_x"]["prefill"]));
     cells.push_back(times(row["speed_x"]["decode"]));
     cells.push_back(times(row["memory_x"]));
+    cells.push_back(activations_cell(run));
     summary.rows.push_back(cells);
   }
+  summary.footnotes.insert(summary.footnotes.begin(),
+      "Quality as % of " + baseline + "; " + std::string(kPm) + " is the standard error of the paired difference from " +
+      baseline + " (per chunk for perplexity, per item for each task's primary metric; a suite averages its tasks)" +
+      (any_unpaired ? "; (u): no per-item records to pair, the baseline held fixed" : "") +
+      ". Activations: the precision the matrix products compute with while decoding (int8/32: int8 per 32 values, as "
+      "llama.cpp's kernels; f32: exact float products).");
   std::vector<Table> tables = {summary};
 
   for (const auto& s : suites) {
@@ -178,6 +234,10 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
           out += "\n";
         }
         out += "\n";
+        for (const auto& f : t.footnotes) {
+          out += replace_all(f, kPm, "±");
+          out += "\n\n";
+        }
         break;
       }
       case ReportFormat::Latex: {
@@ -200,6 +260,10 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
         }
         out += "\\bottomrule\n\\end{tabular}\n\\caption{";
         out += latex_escape(t.title);
+        for (const auto& f : t.footnotes) {
+          out += " ";
+          out += latex_escape(f);
+        }
         out += "}\n\\end{table}\n\n";
         break;
       }
@@ -216,6 +280,12 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
             out += ",";
             out += csv_cell(c);
           }
+          out += "\n";
+        }
+        for (const auto& f : t.footnotes) {
+          out += csv_cell(t.title);
+          out += ",note,";
+          out += csv_cell(f);
           out += "\n";
         }
         break;

@@ -18,6 +18,7 @@ struct Table {
   std::string title;
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> footnotes;  // printed under the table
 };
 
 // The summary table first, then one per suite.

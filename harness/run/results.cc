@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
@@ -88,6 +90,10 @@ void check_unit(Checker& c, const std::string& name, const json& u, const std::s
   }
   if (*status != "ok") return;
   c.need(u, p, "seconds", T::Number);
+  c.need(u, p, "settings_key", T::Sha);
+  c.need(u, p, "code_sha256", T::Sha);
+  c.need(u, p, "measured_by", T::String);
+  c.need(u, p, "protocol", T::Object);
   const json* r = c.need(u, p, "result", T::Object);
   if (!r) return;
   const std::string rp = p + ".result";
@@ -137,12 +143,24 @@ std::vector<std::string> validate_results(const json& j) {
     c.problems.push_back("schema: expected \"" + std::string(kResultsSchema) + "\", got " + s->dump());
   }
   if (const json* v = c.need(j, "", "schema_version", T::Int); v && *v != kResultsSchemaVersion) {
+    if (v->get<int64_t>() < kResultsSchemaVersion) {
+      // Stop at the version: every later field would be reported missing.
+      return {"schema_version " + v->dump() + " was written by an older qbench and lacks what this one needs (" +
+              "build identity, unit protocols, matmul paths, notes, paired errors: results/SCHEMA.md); measure it " +
+              "again with this qbench ('qbench run --force' keeps the old file as a backup)"};
+    }
     c.problems.push_back("schema_version: this qbench reads " + std::to_string(kResultsSchemaVersion) + ", got " + v->dump());
   }
   c.one_of(c.need(j, "", "status", T::String), "status", {"running", "complete", "interrupted"});
   if (const json* meta = c.need(j, "", "meta", T::Object)) {
     for (const char* k : {"qbench_version", "git_commit", "date", "command_line"}) c.need(*meta, "meta", k, T::String);
     for (const char* k : {"threads", "seed"}) c.need(*meta, "meta", k, T::Int);
+    if (const json* b = c.need(*meta, "meta", "build", T::Object)) {
+      c.need(*b, "meta.build", "git_commit", T::String);
+      c.need(*b, "meta.build", "git_dirty", T::Bool);
+      c.need(*b, "meta.build", "toolchain", T::String);
+      c.need(*b, "meta.build", "modules", T::Object);
+    }
     c.need(*meta, "meta", "experiment", T::Object);
     if (const json* host = c.need(*meta, "meta", "host", T::Object)) {
       for (const char* k : {"cpu", "simd_compiled", "simd_path"}) c.need(*host, "meta.host", k, T::String);
@@ -168,6 +186,11 @@ std::vector<std::string> validate_results(const json& j) {
         c.need(*q, p + ".quantization", "bits_per_weight", T::Number);
         c.need(*q, p + ".quantization", "bytes", T::Int);
       }
+      if (const json* mm = c.need(r, p, "matmul", T::Object, true)) {
+        c.need(*mm, p + ".matmul", "activations", T::String);
+        c.need(*mm, p + ".matmul", "paths", T::Array);
+      }
+      c.need(r, p, "notes", T::Array, true);
       if (const json* m = c.need(r, p, "memory", T::Object, true)) {
         for (const char* k : {"weight_bytes", "kv_cache_bytes", "kv_ctx", "peak_rss_bytes"}) c.need(*m, p + ".memory", k, T::Int);
         c.need(*m, p + ".memory", "bits_per_weight", T::Number);
@@ -236,22 +259,147 @@ const json* ok_result(const json& run, const std::string& unit) {
   return &u["result"];
 }
 
-// {value, stderr, pct, pct_stderr}; pct_stderr treats the baseline value as fixed.
-json pct_entry(double v, double se, std::optional<double> ref, bool hib) {
-  json e = {{"value", v}, {"stderr", se}, {"pct", nullptr}, {"pct_stderr", nullptr}};
+constexpr const char* kUnpaired = "unpaired (baseline held fixed)";
+constexpr const char* kPaired = "paired";
+
+// {value, stderr, pct, pct_stderr, pct_stderr_method}. `paired_se`: the standard error of pct
+// from the paired difference; without it, the scheme's own stderr with the baseline held fixed.
+json pct_entry(double v, double se, std::optional<double> ref, bool hib, std::optional<double> paired_se = std::nullopt) {
+  json e = {{"value", v}, {"stderr", se}, {"pct", nullptr}, {"pct_stderr", nullptr}, {"pct_stderr_method", nullptr}};
   if (!ref) return e;
   if (const auto p = quality_pct(v, *ref, hib)) {
     e["pct"] = *p;
-    // d pct / d v: 100/r for 100 v/r, and pct/v for 100 r/v.
-    const bool linear = hib && *ref > 0;
-    e["pct_stderr"] = linear ? std::abs(100.0 * se / *ref) : std::abs(*p * se / v);
+    if (paired_se) {
+      e["pct_stderr"] = *paired_se;
+      e["pct_stderr_method"] = kPaired;
+    } else {
+      // d pct / d v: 100/r for 100 v/r, and pct/v for 100 r/v.
+      const bool linear = hib && *ref > 0;
+      e["pct_stderr"] = linear ? std::abs(100.0 * se / *ref) : std::abs(*p * se / v);
+      e["pct_stderr_method"] = kUnpaired;
+    }
   }
   return e;
 }
 
+// Standard error of the ratio of means R = mean(y) / mean(x) over n paired items (the ratio
+// estimator's linearisation): sqrt(sum (y_i - R x_i)^2 / (n (n - 1))) / |mean(x)|. Zero when y = x.
+std::optional<double> ratio_of_means_se(const std::vector<double>& x, const std::vector<double>& y) {
+  const size_t n = x.size();
+  if (n < 2 || y.size() != n) return std::nullopt;
+  double sx = 0, sy = 0;
+  for (size_t i = 0; i < n; ++i) sx += x[i], sy += y[i];
+  if (sx == 0.0) return std::nullopt;
+  const double r = sy / sx;
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (y[i] - r * x[i]) * (y[i] - r * x[i]);
+  return std::sqrt(ss / (double(n) * double(n - 1))) / std::abs(sx / double(n));
+}
+
+// Standard error of sum_i d_i for n paired differences: sqrt(n) * sd(d).
+std::optional<double> sum_of_differences_se(const std::vector<double>& d) {
+  const size_t n = d.size();
+  if (n < 2) return std::nullopt;
+  double mean = 0;
+  for (double v : d) mean += v;
+  mean /= double(n);
+  double ss = 0;
+  for (double v : d) ss += (v - mean) * (v - mean);
+  return std::sqrt(double(n) * ss / double(n - 1));
+}
+
+// Perplexity as % of the baseline's, 100 exp(-(L_s - L_b)) with L the mean NLL per scored token:
+// its error from the per-chunk differences of NLL sums (the same chunks and token counts).
+std::optional<double> paired_ppl_pct_se(const std::vector<json>* base, const std::vector<json>* cand, double pct) {
+  if (!base || !cand || base->size() != cand->size()) return std::nullopt;
+  std::vector<double> d;
+  double count = 0;
+  for (size_t i = 0; i < base->size(); ++i) {
+    const json& b = (*base)[i];
+    const json& s = (*cand)[i];
+    if (b.value("chunk", -1) != s.value("chunk", -2) || b.value("count", -1.0) != s.value("count", -2.0)) return std::nullopt;
+    d.push_back(s.value("nll_sum", 0.0) - b.value("nll_sum", 0.0));
+    count += b.value("count", 0.0);
+  }
+  const auto se_sum = sum_of_differences_se(d);
+  if (!se_sum || count <= 0) return std::nullopt;
+  return pct * *se_sum / count;
+}
+
+// A task's primary metric as % of the baseline's, from the items both runs scored (paired by
+// id): the error of that ratio. acc / exact_match / prompt_level_acc: ratio of mean correctness;
+// logprob: 100 mean(x)/mean(y), its error 100 se(R)/R^2; byte_perplexity: 100 exp(sum(lp_s -
+// lp_b) / bytes), the bytes recovered from the baseline's value.
+std::optional<double> paired_task_pct_se(const std::string& metric, const std::vector<const json*>& base,
+                                         const std::vector<const json*>& cand, double base_value, double pct) {
+  std::vector<double> x, y;
+  const bool correctness = metric == "acc" || metric == "exact_match" || metric == "prompt_level_acc";
+  const char* field = correctness ? "correct" : "logprob";
+  for (size_t i = 0; i < base.size(); ++i) {
+    if (!base[i]->contains(field) || !cand[i]->contains(field)) return std::nullopt;
+    const json& bv = (*base[i])[field];
+    const json& cv = (*cand[i])[field];
+    x.push_back(bv.is_boolean() ? double(bv.get<bool>()) : bv.get<double>());
+    y.push_back(cv.is_boolean() ? double(cv.get<bool>()) : cv.get<double>());
+  }
+  if (correctness) {
+    const auto se = ratio_of_means_se(x, y);
+    return se ? std::optional<double>(100.0 * *se) : std::nullopt;
+  }
+  if (metric == "logprob") {
+    const auto se = ratio_of_means_se(x, y);
+    if (!se || pct == 0.0) return std::nullopt;
+    const double r = 100.0 / pct;  // mean(y) / mean(x)
+    return 100.0 * *se / (r * r);
+  }
+  if (metric == "byte_perplexity") {
+    double sum_lp = 0;
+    std::vector<double> d;
+    for (size_t i = 0; i < x.size(); ++i) {
+      sum_lp += x[i];
+      d.push_back(y[i] - x[i]);
+    }
+    const double log_bp = std::log(base_value);
+    const auto se_sum = sum_of_differences_se(d);
+    if (!se_sum || !(log_bp > 0)) return std::nullopt;
+    const double bytes = -sum_lp / log_bp;
+    return pct * *se_sum / bytes;
+  }
+  return std::nullopt;
+}
+
+// Item records of one task of a suite unit, by id.
+std::map<std::string, const json*> task_records(const std::vector<json>* records, const std::string& task) {
+  std::map<std::string, const json*> out;
+  if (!records) return out;
+  for (const auto& r : *records) {
+    if (r.value("task", "") == task && r.contains("id") && r["id"].is_string()) out[r["id"].get<std::string>()] = &r;
+  }
+  return out;
+}
+
 }  // namespace
 
-json relative_table(const json& results) {
+std::vector<json> read_items_file(const std::string& path) {
+  const std::string text = read_file(path);
+  std::vector<json> out;
+  std::istringstream in(text);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    try {
+      out.push_back(json::parse(line));
+    } catch (const json::parse_error&) {
+      throw Error(path + ":" + std::to_string(n) + ": not a JSON object");
+    }
+    if (!out.back().is_object()) throw Error(path + ":" + std::to_string(n) + ": not a JSON object");
+  }
+  return out;
+}
+
+json relative_table(const json& results, const ItemsReader& items) {
   json out = {{"baseline", nullptr}, {"rows", json::array()}};
   if (!results.contains("runs") || !results["runs"].is_array() || results["runs"].empty()) return out;
   const json& runs = results["runs"];
@@ -274,6 +422,10 @@ json relative_table(const json& results) {
   };
   const json* base_mem = base->contains("memory") && (*base)["memory"].is_object() ? &(*base)["memory"] : nullptr;
   const json* base_ppl = ok_result(*base, "perplexity");
+  auto records_of = [&](const json& run, const std::string& unit) -> const std::vector<json>* {
+    if (!items || !ok_result(run, unit)) return nullptr;
+    return items(run["units"][unit]);
+  };
   const json* base_speed = ok_result(*base, "speed");
   for (const auto& r : runs) {
     json row = {{"scheme", r["scheme"]}, {"scheme_canonical", r["scheme_canonical"]}, {"status", r["status"]}};
@@ -282,7 +434,14 @@ json relative_table(const json& results) {
     row["memory_x"] = ratio(num(mem, "weight_bytes"), num(base_mem, "weight_bytes"));
     json quality = json::object();
     if (const json* p = ok_result(r, "perplexity")) {
-      quality["perplexity"] = pct_entry((*p)["ppl"], (*p)["ppl_stderr"], num(base_ppl, "ppl"), false);
+      json e = pct_entry((*p)["ppl"], (*p)["ppl_stderr"], num(base_ppl, "ppl"), false);
+      if (e["pct"].is_number()) {
+        if (const auto se = paired_ppl_pct_se(records_of(*base, "perplexity"), records_of(r, "perplexity"), e["pct"])) {
+          e["pct_stderr"] = *se;
+          e["pct_stderr_method"] = kPaired;
+        }
+      }
+      quality["perplexity"] = e;
     }
     if (const json* k = ok_result(r, "kl")) {
       quality["kld"] = {{"value", (*k)["kld_mean"]}, {"stderr", (*k)["kld_stderr"]},
@@ -297,7 +456,9 @@ json relative_table(const json& results) {
         if (!res) continue;
         json tasks = json::object();
         double sum = 0, var = 0;
-        int n = 0;
+        int n = 0, n_paired = 0;
+        const std::vector<json>* recs = records_of(r, name);
+        const std::vector<json>* base_recs = records_of(*base, name);
         for (const auto& t : (*res)["tasks"]) {
           const std::string tn = t["task"];
           const json* bt = nullptr;
@@ -314,6 +475,24 @@ json relative_table(const json& results) {
           }
           const std::string pm = primary_metric(t.value("kind", ""));
           if (metrics.contains(pm) && !metrics[pm]["pct"].is_null()) {
+            // The primary metric's error from the items both runs scored, paired by id.
+            const auto mine = task_records(recs, tn), theirs = task_records(base_recs, tn);
+            std::vector<const json*> xb, xs;
+            for (const auto& [id, rec] : mine) {
+              if (const auto it = theirs.find(id); it != theirs.end()) {
+                xb.push_back(it->second);
+                xs.push_back(rec);
+              }
+            }
+            const bool complete = !xb.empty() && xb.size() == mine.size() && xb.size() == theirs.size();
+            if (complete) {
+              if (const auto se = paired_task_pct_se(pm, xb, xs, (*bt)["metrics"][pm]["value"].get<double>(),
+                                                     metrics[pm]["pct"].get<double>())) {
+                metrics[pm]["pct_stderr"] = *se;
+                metrics[pm]["pct_stderr_method"] = kPaired;
+                ++n_paired;
+              }
+            }
             sum += metrics[pm]["pct"].get<double>();
             var += std::pow(metrics[pm]["pct_stderr"].get<double>(), 2);
             ++n;
@@ -322,11 +501,26 @@ json relative_table(const json& results) {
         }
         suites[name.substr(6)] = {{"pct", n ? json(sum / n) : json(nullptr)},
                                   {"pct_stderr", n ? json(std::sqrt(var) / n) : json(nullptr)},
+                                  {"pct_stderr_method", n == 0 ? json(nullptr) : json(n_paired == n ? kPaired : kUnpaired)},
                                   {"n_tasks_with_pct", n}, {"tasks", tasks}};
       }
     }
     quality["suites"] = suites;
     row["quality"] = quality;
+    // What the report flags: fallbacks and other notes of the run and its items, units reused
+    // from other code.
+    int64_t notes = r.contains("notes") && r["notes"].is_array() ? int64_t(r["notes"].size()) : 0;
+    json stale = json::array();
+    if (r.contains("units")) {
+      for (const auto& [name, u] : r["units"].items()) {
+        if (u.contains("item_notes") && u["item_notes"].is_object()) {
+          for (const auto& [text, count] : u["item_notes"].items()) notes += count.is_number_integer() ? count.get<int64_t>() : 0;
+        }
+        if (u.contains("stale")) stale.push_back(name);
+      }
+    }
+    row["notes"] = notes;
+    row["stale_units"] = stale;
     const json* sp = ok_result(r, "speed");
     row["speed_x"] = json::object();
     for (const char* phase : {"prefill", "decode"}) {

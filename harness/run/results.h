@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +13,9 @@
 namespace qbench::run {
 
 inline constexpr const char* kResultsSchema = "qbench.results";
-inline constexpr int kResultsSchemaVersion = 1;
+// 2: build identity (meta.build, units' code_sha256 / measured_by / settings_key), unit
+// protocols, matmul paths and activation precision per run, fallback notes, paired errors.
+inline constexpr int kResultsSchemaVersion = 2;
 
 // Problems with `j` against results/SCHEMA.md, one line each ("runs[2].units.kl.result.kld_mean:
 // expected a number"); empty when valid.
@@ -28,7 +31,15 @@ std::string primary_metric(const std::string& task_kind);
 // negative log-likelihoods). nullopt when undefined (a baseline of 0, mixed signs).
 std::optional<double> quality_pct(double value, double ref, bool higher_is_better);
 
-// {"baseline": canonical scheme or null, "rows": [...]} (SCHEMA.md, "relative").
-nlohmann::json relative_table(const nlohmann::json& results);
+// The per-item records of a unit (its items_file), or nullptr when they cannot be had.
+using ItemsReader = std::function<const std::vector<nlohmann::json>*(const nlohmann::json& unit)>;
+// The records of a per-item JSONL file; throws qbench::Error naming the file and line.
+std::vector<nlohmann::json> read_items_file(const std::string& path);
+
+// {"baseline": canonical scheme or null, "rows": [...]} (SCHEMA.md, "relative"). The error of a
+// relative quality is that of the paired difference from the baseline, per chunk (perplexity)
+// or per item (a task's primary metric), from the records `items` gives; where they are missing
+// or do not pair, the scheme's own error with the baseline held fixed, and the entry says so.
+nlohmann::json relative_table(const nlohmann::json& results, const ItemsReader& items = {});
 
 }  // namespace qbench::run

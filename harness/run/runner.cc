@@ -15,11 +15,17 @@
 #include <thread>
 #include <algorithm>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include "datasets/generators/generators.h"
 #include "datasets/text.h"
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "engine/kernels/matmul.h"
 #include "engine/kernels/quant_dot.h"
+#include "harness/build_identity.h"
 #include "harness/cli.h"
 #include "harness/run/memory.h"
 #include "harness/run/results.h"
@@ -134,19 +140,93 @@ class Progress {
 struct Unit {
   size_t run = 0;
   std::string name;  // "perplexity", "kl", "suite:NAME", "speed"
-  std::string key;
+  std::string key;           // settings and the code that measures them (build_identity.h)
+  std::string settings_key;  // settings only: equal for the same measurement by other code
+  std::string code_sha256;   // the code part of the key
+  nlohmann::json protocol;   // the unit's measurement settings, recorded for compare
   const SuiteData* suite = nullptr;
 };
+
+// An advisory lock on OUT.lock for as long as the run writes OUT: a second `qbench run` on the
+// same --out stops with an error naming the holder instead of interleaving its writes. The lock
+// file stays behind (flock is released when the process ends, also on a crash).
+class ResultsLock {
+ public:
+  ResultsLock(const std::string& results_path, const std::string& command_line) : path_(results_path + ".lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(path_ + ": cannot create the lock file of " + results_path);
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      std::string holder;
+      char buf[512];
+      const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      if (n > 0) holder.assign(buf, size_t(n));
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(fd_);
+      throw Error(results_path + ": another qbench run is writing this file (" +
+                  (holder.empty() ? std::string("holder unknown") : holder) + "); wait for it or choose another --out");
+    }
+    const std::string me = "pid " + std::to_string(::getpid()) + ", started " + now_utc() + ": " + command_line + "\n";
+    if (::ftruncate(fd_, 0) == 0) {
+      [[maybe_unused]] const ssize_t w = ::pwrite(fd_, me.data(), me.size(), 0);
+    }
+  }
+  ~ResultsLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  ResultsLock(const ResultsLock&) = delete;
+  ResultsLock& operator=(const ResultsLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Fields of two experiment configs that change what is measured (all but threads and the
+// description, which leave every number as it is).
+std::vector<std::string> plan_differences(const json& file_config, const json& config) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : config.items()) {
+    if (k == "threads" || k == "description") continue;
+    const json old = file_config.contains(k) ? file_config[k] : json();
+    if (old != v) out.push_back("'" + k + "': " + old.dump() + " in the file, " + v.dump() + " now");
+  }
+  return out;
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  return s;
+}
+
+// Before --force replaces a results file: OUT -> NAME.bak-TIME.json with its per-item files
+// copied to NAME.bak-TIME.items/ (items_file paths rewritten to match).
+std::string back_up_results(const std::string& out, const std::string& items_dir_name) {
+  const fs::path p(out);
+  std::string stamp = now_utc();
+  for (char& ch : stamp) {
+    if (ch == ':') ch = '-';
+  }
+  const std::string stem = p.stem().string() + ".bak-" + stamp;
+  const fs::path backup = p.parent_path() / (stem + ".json");
+  const fs::path items = p.parent_path() / items_dir_name;
+  std::string text = read_file(out);
+  if (fs::is_directory(items)) {
+    fs::copy(items, p.parent_path() / (stem + ".items"), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    text = replace_all(text, "\"" + items_dir_name + "/", "\"" + stem + ".items/");
+  }
+  write_file_atomic(backup.string(), text);
+  return backup.string();
+}
 
 // The results document and its file; every change is saved atomically under the lock.
 class Document {
  public:
-  Document(json doc, std::string path) : doc_(std::move(doc)), path_(std::move(path)) {}
+  Document(json doc, std::string path, ItemsReader items) : doc_(std::move(doc)), path_(std::move(path)), items_(std::move(items)) {}
   template <typename Fn>
   void update(Fn fn) {
     std::lock_guard lock(mu_);
     fn(doc_);
-    doc_["relative"] = relative_table(doc_);
+    doc_["relative"] = relative_table(doc_, items_);
     write_file_atomic(path_, cli::json_text(doc_, 2) + "\n");
   }
   json snapshot() {
@@ -158,7 +238,18 @@ class Document {
   std::mutex mu_;
   json doc_;
   std::string path_;
+  ItemsReader items_;
 };
+
+// Counts of the notes that item records carry ({"notes": ["context truncated", ...]}).
+json item_note_counts(const std::vector<json>& records) {
+  std::map<std::string, int64_t> counts;
+  for (const auto& r : records) {
+    if (!r.contains("notes") || !r["notes"].is_array()) continue;
+    for (const auto& n : r["notes"]) counts[n.is_string() ? n.get<std::string>() : n.dump()] += 1;
+  }
+  return counts;
+}
 
 std::string items_text(const std::vector<json>& records) {
   std::string s;
@@ -176,20 +267,31 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   RunOutcome outcome;
 
-  // Previous results (cache and --resume).
+  const std::string items_dir_name = fs::path(o.out).stem().string() + ".items";
+  const fs::path out_dir = fs::path(o.out).parent_path();
+  if (!out_dir.empty()) fs::create_directories(out_dir);
+  const ResultsLock lock(o.out, o.command_line);
+
+  // Previous results (cache and --resume). A file is never replaced silently: one that is not a
+  // results file, or that holds another plan, needs --force, which keeps a backup.
   json previous;
   if (fs::exists(o.out) && !o.force) {
     try {
-      previous = load_results(o.out);  // never silently overwrite a file that is not ours
+      previous = load_results(o.out);
     } catch (const Error& e) {
-      throw Error(std::string(e.what()) + " (--force overwrites it; or choose another --out)");
+      throw Error(std::string(e.what()) + " (--force replaces it, keeping a backup; or choose another --out)");
     }
-    if (o.resume && previous["meta"]["experiment"].value("name", "") != c.name) {
-      throw Error(o.out + ": holds experiment '" + previous["meta"]["experiment"].value("name", "") + "', not '" +
-                  c.name + "'");
+    const json& held = previous["meta"]["experiment"];
+    if (held.value("name", "") != c.name) {
+      throw Error(o.out + ": holds experiment '" + held.value("name", "") + "', not '" + c.name +
+                  "' (--force replaces it, keeping a backup; or choose another --out)");
     }
   } else if (o.resume) {
     throw Error(o.out + ": nothing to resume (no results file)" + std::string(o.force ? " (--force given)" : ""));
+  }
+  if (o.force && fs::exists(o.out)) {
+    const std::string backup = back_up_results(o.out, items_dir_name);
+    if (o.progress) std::fprintf(stderr, "kept the previous %s as %s\n", o.out.c_str(), backup.c_str());
   }
 
   // Model, data.
@@ -203,8 +305,6 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   }
   const Model source = load_model(model_path, expand_path(c.tokenizer, "tokenizer"));
   const std::string model_sha = sha256_file(model_path);
-  const std::string items_dir_name = fs::path(o.out).stem().string() + ".items";
-  const fs::path out_dir = fs::path(o.out).parent_path();
   fs::create_directories(out_dir / items_dir_name);
 
   const auto all_tasks = builtin_tasks();
@@ -243,12 +343,25 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   const int speed_threads = c.speed_threads > 0 ? int(c.speed_threads) : int(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::string> canon(c.schemes.size());
   for (size_t i = 0; i < c.schemes.size(); ++i) canon[i] = scheme_canonical(c.schemes[i]);
-  // Cache key of scheme i's unit: what it measured, and for calibrated schemes the calibration.
-  auto key_of = [&](size_t i, const std::string& unit, const json& extra) {
-    json k = {{"qbench_version", QBENCH_VERSION}, {"model_sha256", model_sha}, {"tokenizer", c.tokenizer},
-              {"scheme", canon[i]}, {"unit", unit}, {"extra", extra}};
-    if (calibrated[i]) k["calibration"] = calib_json;
-    return sha256_hex(k.dump());
+  // Scheme i's unit: its settings (model, scheme, calibration, the unit's protocol) and the code
+  // that measures them. The key covers both, so a unit measured by other code is measured again
+  // (unless --reuse-stale, which matches on the settings alone and records the reuse).
+  const std::string quality_code = sha256_hex(measurement_identity(MeasurementKind::Quality).dump());
+  const std::string speed_code = sha256_hex(measurement_identity(MeasurementKind::Speed).dump());
+  auto make_unit = [&](size_t i, const std::string& name, json protocol, const SuiteData* suite) {
+    protocol["activations"] = c.activations;
+    json settings = {{"model_sha256", model_sha}, {"tokenizer", c.tokenizer}, {"scheme", canon[i]},
+                     {"unit", name}, {"protocol", protocol}};
+    if (calibrated[i]) settings["calibration"] = calib_json;
+    Unit u;
+    u.run = i;
+    u.name = name;
+    u.suite = suite;
+    u.protocol = std::move(protocol);
+    u.settings_key = sha256_hex(settings.dump());
+    u.code_sha256 = name == "speed" ? speed_code : quality_code;
+    u.key = sha256_hex(json{{"settings", u.settings_key}, {"code", u.code_sha256}}.dump());
+    return u;
   };
 
   json doc = {
@@ -256,7 +369,8 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       {"schema_version", kResultsSchemaVersion},
       {"status", "running"},
       {"meta",
-       {{"qbench_version", QBENCH_VERSION}, {"git_commit", QBENCH_GIT_COMMIT}, {"date", now_utc()},
+       {{"qbench_version", QBENCH_VERSION}, {"git_commit", build_label()}, {"build", build_identity()},
+        {"date", now_utc()},
         {"host", {{"cpu", cpu_name()}, {"simd_compiled", compiled_simd()}, {"simd_path", simd_path},
                   {"hardware_threads", std::thread::hardware_concurrency()}}},
         {"threads", cli::thread_count()}, {"speed_threads", speed_threads}, {"seed", c.seed},
@@ -280,7 +394,8 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   std::vector<bool> needs_model(c.schemes.size(), false);
   for (size_t i = 0; i < c.schemes.size(); ++i) {
     json run = {{"scheme", c.schemes[i]}, {"scheme_canonical", canon[i]}, {"status", "pending"},
-                {"quantization", nullptr}, {"memory", nullptr}, {"units", json::object()}};
+                {"quantization", nullptr}, {"memory", nullptr}, {"matmul", nullptr},
+                {"notes", nullptr}, {"units", json::object()}};
     const json* prev_run = nullptr;
     if (previous.is_object()) {
       for (const auto& pr : previous["runs"]) {
@@ -289,49 +404,99 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     }
     std::vector<Unit> units;
     if (c.perplexity) {
-      units.push_back({i, "perplexity", key_of(i, "perplexity", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
-                                                                          {"chunks", c.ppl_chunks}})});
+      units.push_back(make_unit(i, "perplexity", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx}, {"chunks", c.ppl_chunks}}, nullptr));
     }
     if (c.kl) {
-      units.push_back({i, "kl", key_of(i, "kl", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx},
-                                                          {"chunks", c.ppl_chunks}, {"top_k", c.kl_top_k}})});
+      units.push_back(make_unit(i, "kl", {{"text_sha256", text_sha}, {"ctx", c.ppl_ctx}, {"chunks", c.ppl_chunks},
+                                          {"top_k", c.kl_top_k}}, nullptr));
     }
     for (const auto& sd : suites) {
-      units.push_back({i, "suite:" + sd.name,
-                       key_of(i, "suite:" + sd.name, {{"items_sha256", sd.items_sha}, {"tasks", sd.task_defs},
-                                                             {"ctx", c.ctx}}),
-                       &sd});
+      units.push_back(make_unit(i, "suite:" + sd.name, {{"items_sha256", sd.items_sha},
+                                                        {"tasks_sha256", sha256_hex(sd.task_defs.dump())},
+                                                        {"ctx", c.ctx}}, &sd));
     }
     if (c.speed) {
-      units.push_back({i, "speed", key_of(i, "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
-                                                                {"reps", c.speed_reps}, {"warmup", c.speed_warmup},
-                                                                {"threads", speed_threads}, {"cpu", cpu_name()},
-                                                                {"simd_path", simd_path}})});
+      units.push_back(make_unit(i, "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
+                                             {"reps", c.speed_reps}, {"warmup", c.speed_warmup},
+                                             {"threads", speed_threads}, {"cpu", cpu_name()}, {"simd_path", simd_path}},
+                                nullptr));
     }
     for (auto& u : units) {
       if (prev_run && prev_run->contains("units") && (*prev_run)["units"].contains(u.name)) {
         const json& pu = (*prev_run)["units"][u.name];
-        if (pu.value("key", "") == u.key && pu.value("status", "") == "ok") {
+        const bool ok = pu.value("status", "") == "ok";
+        if (ok && pu.value("key", "") == u.key) {
           json reused = pu;
           reused["cached"] = true;
           run["units"][u.name] = reused;
           ++outcome.cached_units;
           continue;
         }
+        if (ok && o.reuse_stale && pu.value("settings_key", "") == u.settings_key) {
+          json reused = pu;
+          reused["cached"] = true;
+          reused["stale"] = {{"reused_by", build_label()}, {"this_code_sha256", u.code_sha256},
+                             {"why", "measured by other code (code_sha256 differs); reused because of --reuse-stale"}};
+          run["units"][u.name] = reused;
+          ++outcome.cached_units;
+          ++outcome.stale_units;
+          continue;
+        }
       }
-      run["units"][u.name] = {{"key", u.key}, {"status", "pending"}};
+      run["units"][u.name] = {{"key", u.key}, {"settings_key", u.settings_key}, {"status", "pending"}};
       needs_model[i] = true;
       (u.name == "speed" ? speed_units : quality_units).push_back(u);
     }
     if (!needs_model[i] && prev_run) {
       run["quantization"] = (*prev_run)["quantization"];
+      run["matmul"] = (*prev_run)["matmul"];
+      run["notes"] = (*prev_run)["notes"];
       run["memory"] = (*prev_run)["memory"];
       run["status"] = (*prev_run)["status"];
     }
     doc["runs"].push_back(run);
   }
+  // Nothing measured is dropped silently: every ok unit of the file must still be in the plan with
+  // the same settings (reused, or measured again because the code changed).
+  if (previous.is_object()) {
+    std::vector<std::string> lost;
+    for (const auto& pr : previous["runs"]) {
+      const json* nr = nullptr;
+      for (const auto& r : doc["runs"]) {
+        if (r["scheme_canonical"] == pr["scheme_canonical"]) nr = &r;
+      }
+      for (const auto& [name, pu] : pr["units"].items()) {
+        if (pu.value("status", "") != "ok") continue;
+        const bool kept = nr && (*nr)["units"].contains(name) &&
+                          (*nr)["units"][name].value("settings_key", "") == pu.value("settings_key", "");
+        if (!kept) lost.push_back(pr["scheme_canonical"].get<std::string>() + " " + name);
+      }
+    }
+    if (!lost.empty()) {
+      std::string what;
+      for (size_t k = 0; k < lost.size() && k < 4; ++k) what += (k ? ", " : "") + lost[k];
+      if (lost.size() > 4) what += " and " + std::to_string(lost.size() - 4) + " more";
+      std::string why;
+      for (const auto& d : plan_differences(previous["meta"]["experiment"], c.to_json())) why += "; " + d;
+      throw Error(o.out + ": this config would replace " + std::to_string(lost.size()) + " measured unit(s) of the file (" +
+                  what + why + "); --force measures anew and keeps the old file as a backup, or choose another --out");
+    }
+  }
 
-  Document document(std::move(doc), o.out);
+  // Per-item records by items_file, for the paired errors of the relative table: kept from the units
+  // measured now, read from disk for cached ones. Only used under the document's lock.
+  std::map<std::string, std::vector<json>> items_cache;
+  ItemsReader read_items = [&](const json& unit) -> const std::vector<json>* {
+    if (!unit.contains("items_file") || !unit["items_file"].is_string()) return nullptr;
+    const std::string f = unit["items_file"];
+    if (auto it = items_cache.find(f); it != items_cache.end()) return &it->second;
+    try {
+      return &items_cache.emplace(f, read_items_file((out_dir / f).string())).first->second;
+    } catch (const Error&) {
+      return nullptr;
+    }
+  };
+  Document document(std::move(doc), o.out, read_items);
   document.update([](json&) {});
   Progress progress(o.progress, int(quality_units.size() + speed_units.size()) +
                                     int(std::count(needs_model.begin(), needs_model.end(), true)));
@@ -345,7 +510,8 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     try {
       quant::QuantizeReport rep;
       variants[i] = std::make_unique<Model>(quant::quantize_model(
-          source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr));
+          source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr, o.stop));
+      const json matmul = cli::apply_activations(*variants[i], c.activations, c.speed_prefill);
       const double linear_bpw = linear_bits_per_weight(rep, source.tied_output);
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
       document.update([&](json& d) {
@@ -353,14 +519,26 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
         run["quantization"] = {{"seconds", rep.seconds}, {"bits_per_weight", rep.bits_per_weight},
                                {"bytes", rep.bytes}, {"n_weights", rep.n_weights}, {"all_ggml", rep.all_ggml},
                                {"calibration", rep.calibration.empty() ? json(nullptr) : json(rep.calibration)},
-                               {"calib_seconds", rep.calib_seconds}};
+                               {"calib_seconds", rep.calib_seconds}, {"decisions", rep.notes}};
         run["memory"] = {{"weight_bytes", variants[i]->weight_bytes()}, {"linear_weight_bytes", rep.bytes},
                          {"bits_per_weight", linear_bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight},
                          {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},
                          {"kv_ctx", kv_ctx}, {"peak_rss_bytes", peak_rss_bytes()}};
+        run["matmul"] = matmul;
+        json notes = json::array();
+        for (const auto& f : rep.fallbacks) notes.push_back({{"where", "quantization"}, {"note", f}});
+        if (c.perplexity && c.ppl_ctx > source.config.n_ctx_train) {
+          notes.push_back({{"where", "perplexity"},
+                           {"note", "ppl_ctx " + std::to_string(c.ppl_ctx) + " exceeds the model's training context " +
+                                        std::to_string(source.config.n_ctx_train)}});
+        }
+        run["notes"] = notes;
         run["status"] = "running";
       });
       progress.finished("quantize " + c.schemes[i], "ok, " + std::to_string(linear_bpw).substr(0, 5) + " bits/weight");
+    } catch (const quant::Cancelled&) {
+      progress.finished("quantize " + c.schemes[i], "cancelled");
+      break;
     } catch (const Error& e) {
       failed[i] = true;
       ++outcome.failed_units;
@@ -408,11 +586,15 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       write_file_atomic((out_dir / items_file).string(), items_text(records));
     }
     document.update([&](json& d) {
-      json unit = {{"key", u.key}, {"seconds", seconds}, {"measured_at", now_utc()}};
+      json unit = {{"key", u.key}, {"settings_key", u.settings_key}, {"code_sha256", u.code_sha256},
+                   {"measured_by", build_label()}, {"protocol", u.protocol}, {"seconds", seconds},
+                   {"measured_at", now_utc()}};
       if (result) {
         unit["status"] = "ok";
         unit["result"] = *result;
         unit["items_file"] = items_file.empty() ? json(nullptr) : json(items_file);
+        unit["item_notes"] = item_note_counts(records);
+        if (!items_file.empty()) items_cache[items_file] = records;
       } else {
         unit["status"] = "failed";
         unit["error"] = error;

@@ -26,6 +26,7 @@ struct RunOptions {
   std::string out;            // results JSON path (per-item JSONL files go next to it)
   bool force = false;         // measure everything again
   bool resume = false;        // the output file must exist (an interrupted run to continue)
+  bool reuse_stale = false;   // reuse units measured by other code (recorded as stale in the file)
   bool progress = false;      // progress lines on stderr
   std::string command_line;   // recorded in meta
   const std::atomic<bool>* stop = nullptr;  // set (e.g. by SIGINT): start no new unit
@@ -36,6 +37,7 @@ struct RunOutcome {
   bool interrupted = false;
   int failed_units = 0;  // runs and units recorded as failed
   int measured_units = 0, cached_units = 0;
+  int stale_units = 0;   // of the cached ones, measured by other code (--reuse-stale)
 };
 
 // Throws qbench::Error on bad input that concerns the whole experiment (model file, config,

@@ -6,12 +6,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include "engine/core/error.h"
+#include "harness/build_identity.h"
 #include "harness/cli.h"
 #include "harness/run/compare.h"
 #include "harness/run/report.h"
@@ -37,12 +42,13 @@ Fixture make_fixture(const std::string& name) {
 }
 
 run::RunOutcome run_quiet(const run::ExperimentConfig& c, const std::string& out, bool force = false,
-                          const std::atomic<bool>* stop = nullptr, bool resume = false) {
+                          const std::atomic<bool>* stop = nullptr, bool resume = false, bool reuse_stale = false) {
   run::RunOptions o;
   o.out = out;
   o.force = force;
   o.stop = stop;
   o.resume = resume;
+  o.reuse_stale = reuse_stale;
   o.command_line = "test";
   return run::run_experiment(c, o);
 }
@@ -96,7 +102,7 @@ TEST(Run, ResultsFollowTheSchemaAndTheRelativeTable) {
   broken["schema_version"] = 99;
   const auto problems = run::validate_results(broken);
   ASSERT_EQ(problems.size(), 3u);
-  EXPECT_EQ(problems[0], "schema_version: this qbench reads 1, got 99");
+  EXPECT_EQ(problems[0], "schema_version: this qbench reads 2, got 99");
   EXPECT_EQ(problems[1], "meta.date: missing");
   EXPECT_EQ(problems[2], "runs[1].units.perplexity.result.ppl: expected a number, got string");
 }
@@ -136,20 +142,123 @@ TEST(Run, RerunReusesCachedUnitsByContentKey) {
   const auto again = run_quiet(c, out);
   EXPECT_EQ(again.measured_units, 0);
   EXPECT_EQ(again.cached_units, 6);
-  // A changed item limit changes the suites' keys only.
+  const json doc1b = test::read_json(out);
+  // A changed item limit would replace the suites' measured units: refused, naming them and the
+  // setting, and the file is left as it was.
+  const int64_t limit = c.limit;
   c.limit = 2;
-  const auto changed = run_quiet(c, out);
-  EXPECT_EQ(changed.measured_units, 2);
-  EXPECT_EQ(changed.cached_units, 4);
-  const json doc2 = test::read_json(out);
+  try {
+    run_quiet(c, out);
+    ADD_FAILURE() << "a config replacing measured units was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("would replace 2 measured unit(s)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("suite:chat"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'limit': " + std::to_string(limit) + " in the file, 2 now"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(test::read_json(out), doc1b);
+  // Measured into another file: the suites' keys change, the others' do not.
+  run_quiet(c, f.dir + "/limit2.json");
+  const json doc2 = test::read_json(f.dir + "/limit2.json");
   EXPECT_EQ(doc1["runs"][0]["units"]["perplexity"]["key"], doc2["runs"][0]["units"]["perplexity"]["key"]);
   EXPECT_NE(doc1["runs"][0]["units"]["suite:chat"]["key"], doc2["runs"][0]["units"]["suite:chat"]["key"]);
   EXPECT_NE(doc1["runs"][0]["units"]["perplexity"]["key"], doc1["runs"][1]["units"]["perplexity"]["key"]);  // scheme
-  // Keys depend on the model file's content.
+  // Adding a scheme replaces nothing: only its units are measured.
+  c.limit = limit;
+  c.schemes.push_back("q8_0");
+  const auto added = run_quiet(c, out);
+  EXPECT_EQ(added.measured_units, 3);
+  EXPECT_EQ(added.cached_units, 6);
+  // --force measures everything anew and keeps the old file, with its per-item files, as a backup.
+  const json before_force = test::read_json(out);
+  EXPECT_EQ(run_quiet(c, out, /*force=*/true).measured_units, 9);
+  std::vector<fs::path> backups;
+  for (const auto& e : fs::directory_iterator(f.dir)) {
+    if (e.path().filename().string().rfind("res.bak-", 0) == 0 && e.path().extension() == ".json") backups.push_back(e.path());
+  }
+  ASSERT_EQ(backups.size(), 1u);
+  const json backup = run::load_results(backups[0].string());
+  EXPECT_EQ(backup["runs"][2]["units"]["kl"]["result"], before_force["runs"][2]["units"]["kl"]["result"]);
+  const std::string items = backup["runs"][2]["units"]["kl"]["items_file"];
+  EXPECT_EQ(items.rfind(backups[0].stem().string() + ".items/", 0), 0u) << items;
+  EXPECT_TRUE(fs::exists(fs::path(f.dir) / items)) << items;
+  // Keys depend on the model file's content: another model would replace every unit.
   test::write_tiny_model(f.model, [] { auto s = test::run_tiny_spec(); s.seed = 8; return s; }());
-  const auto other_model = run_quiet(c, out);
-  EXPECT_EQ(other_model.measured_units, 6);
-  EXPECT_EQ(run_quiet(c, out, /*force=*/true).measured_units, 6);
+  EXPECT_THROW(run_quiet(c, out), Error);
+  EXPECT_EQ(run_quiet(c, f.dir + "/other-model.json").measured_units, 9);
+}
+
+// The key of a unit covers the code that measures it (harness/build_identity.h): a unit measured
+// by other code is measured again, unless --reuse-stale, which records the reuse and makes the
+// report flag it.
+TEST(Run, UnitsMeasuredByOtherCodeAreMeasuredAgain) {
+  const auto f = make_fixture("run-stale");
+  auto c = test::tiny_config(f.model, {"fp16", "int8"});
+  c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  run_quiet(c, out);
+  json doc = test::read_json(out);
+  const json& kl = doc["runs"][1]["units"]["kl"];
+  EXPECT_EQ(kl["code_sha256"], sha256_hex(measurement_identity(MeasurementKind::Quality).dump()));
+  EXPECT_EQ(kl["measured_by"], build_label());
+  EXPECT_EQ(doc["meta"]["build"], build_identity());
+  // As if measured by an older build: same settings, other code.
+  auto age = [&](json& d) {
+    json& u = d["runs"][1]["units"]["kl"];
+    u["code_sha256"] = std::string(64, '0');
+    u["key"] = std::string(64, '1');
+    u["measured_by"] = "0123456789ab";
+    u["result"]["kld_mean"] = 123.0;
+  };
+  age(doc);
+  test::write_json(out, doc);
+  const auto rerun = run_quiet(c, out);
+  EXPECT_EQ(rerun.measured_units, 1);
+  EXPECT_EQ(rerun.cached_units, 5);
+  json now = test::read_json(out);
+  EXPECT_EQ(now["runs"][1]["units"]["kl"]["measured_by"], build_label());
+  EXPECT_LT(now["runs"][1]["units"]["kl"]["result"]["kld_mean"].get<double>(), 1.0);
+  // --reuse-stale keeps it, says so in the unit, and the report flags the run.
+  age(now);
+  test::write_json(out, now);
+  const auto reused = run_quiet(c, out, false, nullptr, false, /*reuse_stale=*/true);
+  EXPECT_EQ(reused.measured_units, 0);
+  EXPECT_EQ(reused.stale_units, 1);
+  now = test::read_json(out);
+  EXPECT_EQ(now["runs"][1]["units"]["kl"]["result"]["kld_mean"], 123.0);
+  EXPECT_TRUE(now["runs"][1]["units"]["kl"].contains("stale"));
+  EXPECT_EQ(now["relative"]["rows"][1]["stale_units"], json::array({"kl"}));
+  const std::string table = run::render_tables(run::report_tables(now), run::ReportFormat::Markdown);
+  EXPECT_NE(table.find("| int8 * |"), std::string::npos) << table;
+  EXPECT_NE(table.find("reused by --reuse-stale"), std::string::npos) << table;
+}
+
+// The build identity sees the sources: each module's hash is the sha256 of "path sha256\n" over
+// its files as they are on disk, so an edit to any of them changes every key that depends on it.
+TEST(Run, BuildIdentityHashesTheSourcesOnDisk) {
+  const fs::path root = QBENCH_SOURCE_DIR;
+  auto module_hash = [&](const std::string& dir, const std::vector<std::string>& exts) {
+    std::vector<std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
+      if (!e.is_regular_file()) continue;
+      const std::string name = e.path().filename().string();
+      bool take = name == "CMakeLists.txt" && e.path().parent_path() == root / dir;
+      for (const auto& x : exts) take = take || e.path().extension() == x;
+      if (take) files.push_back(fs::relative(e.path(), root).string());
+    }
+    std::sort(files.begin(), files.end());
+    std::string manifest;
+    for (const auto& p : files) manifest += p + " " + sha256_file((root / p).string()) + "\n";
+    return sha256_hex(manifest);
+  };
+  const json& m = build_identity()["modules"];
+  EXPECT_EQ(m["engine"], module_hash("engine", {".cc", ".h"})) << "rebuild: the binary predates the engine sources";
+  EXPECT_EQ(m["quantizers"], module_hash("quantizers", {".cc", ".h"}));
+  EXPECT_EQ(m["tasks"], module_hash("tasks", {".cc", ".h", ".json"}));
+  EXPECT_NE(sha256_hex(measurement_identity(MeasurementKind::Quality).dump()),
+            sha256_hex(measurement_identity(MeasurementKind::Speed).dump()));
+  EXPECT_EQ(measurement_identity(MeasurementKind::Speed)["engine"], m["engine"]);
+  EXPECT_FALSE(measurement_identity(MeasurementKind::Speed).contains("tasks"));
 }
 
 TEST(Run, CalibratedSchemesGetTheCalibrationTextAndItsKey) {
@@ -169,15 +278,20 @@ TEST(Run, CalibratedSchemesGetTheCalibrationTextAndItsKey) {
   EXPECT_TRUE(doc1["runs"][0]["quantization"]["calibration"].is_null());
   // Other calibration windows change the gptq run's keys only.
   c.calib_samples = 6;
-  const auto changed = run_quiet(c, out);
-  EXPECT_EQ(changed.cached_units, 3);
-  EXPECT_EQ(changed.measured_units, 3);
+  EXPECT_THROW(run_quiet(c, out), Error);  // would replace the gptq run's units
+  const auto changed = run_quiet(c, f.dir + "/six.json");
+  EXPECT_EQ(changed.measured_units, 6);
+  const json doc2 = test::read_json(f.dir + "/six.json");
+  for (const char* unit : {"perplexity", "kl", "suite:chat"}) {
+    EXPECT_EQ(doc1["runs"][0]["units"][unit]["key"], doc2["runs"][0]["units"][unit]["key"]) << unit;
+    EXPECT_NE(doc1["runs"][1]["units"][unit]["key"], doc2["runs"][1]["units"][unit]["key"]) << unit;
+  }
   // No calibrated scheme: no calibration text is read (a bad one is not an error).
   c.schemes = {"int8"};
   c.calib_text = "generated:no_such_generator";
-  EXPECT_NO_THROW(run_quiet(c, out));
+  EXPECT_NO_THROW(run_quiet(c, f.dir + "/int8.json"));
   c.schemes = {"gptq:int4,group=32"};
-  EXPECT_THROW(run_quiet(c, out), Error);
+  EXPECT_THROW(run_quiet(c, f.dir + "/gptq.json"), Error);
 }
 
 TEST(Run, InterruptedRunLeavesValidFileAndResumes) {
@@ -393,7 +507,8 @@ TEST(Run, CompareAgainstStoredBaseline) {
   const std::string baseline = QBENCH_SOURCE_DIR "/results/baselines/tiny.json";
   if (const char* u = std::getenv("QBENCH_UPDATE_BASELINES"); u && std::string(u) == "1") {
     fs::remove_all(QBENCH_SOURCE_DIR "/results/baselines/tiny.items");
-    run_quiet(c, baseline, /*force=*/true);
+    fs::remove(baseline);
+    run_quiet(c, baseline);
   }
   ASSERT_TRUE(fs::exists(baseline)) << "missing " << baseline << " (QBENCH_UPDATE_BASELINES=1 writes it)";
   const json base = run::load_results(baseline);
@@ -442,6 +557,99 @@ TEST(Run, CompareFlagsSpeedBeyondTheMeasuredSpread) {
   EXPECT_EQ(speed_regressions, 1);
   const auto same = run::compare_results(a, f.dir + "/a.json", a, f.dir + "/a.json", opt);
   EXPECT_FALSE(same.regression());
+}
+
+// Relative quality carries the error of the paired difference: zero for a run against itself,
+// and the ratio estimator's error (computed here by hand) for a real change.
+TEST(Run, RelativeQualityErrorsArePaired) {
+  auto run = [](const std::string& name, double ppl, double acc) {
+    return json{{"scheme", name}, {"scheme_canonical", name}, {"status", "ok"}, {"memory", nullptr},
+                {"units",
+                 {{"perplexity", {{"status", "ok"}, {"items_file", name + ".ppl"},
+                                  {"result", {{"ppl", ppl}, {"ppl_stderr", 0.5}}}}},
+                  {"suite:s", {{"status", "ok"}, {"items_file", name + ".s"},
+                               {"result", {{"tasks", json::array({{{"task", "t"}, {"kind", "exact_match"},
+                                 {"metrics", {{"exact_match", {{"value", acc}, {"stderr", 0.25}, {"higher_is_better", true}}}}}}})}}}}}}}};
+  };
+  json doc = {{"meta", {{"experiment", {{"baseline", "a"}}}}},
+              {"runs", json::array({run("a", std::exp(2.2), 0.75), run("b", std::exp(2.35), 0.5)})}};
+  std::map<std::string, std::vector<json>> files;
+  files["a.ppl"] = {{{"chunk", 0}, {"nll_sum", 10.0}, {"count", 5}}, {{"chunk", 1}, {"nll_sum", 12.0}, {"count", 5}}};
+  files["b.ppl"] = {{{"chunk", 0}, {"nll_sum", 11.0}, {"count", 5}}, {{"chunk", 1}, {"nll_sum", 12.5}, {"count", 5}}};
+  const bool a_right[] = {true, true, false, true}, b_right[] = {true, false, false, true};
+  for (int i = 0; i < 4; ++i) {
+    files["a.s"].push_back({{"task", "t"}, {"id", std::to_string(i)}, {"correct", a_right[i]}});
+    files["b.s"].push_back({{"task", "t"}, {"id", std::to_string(3 - i)}, {"correct", b_right[3 - i]}});  // other order
+  }
+  const run::ItemsReader reader = [&](const json& unit) -> const std::vector<json>* {
+    return &files.at(unit["items_file"].get<std::string>());
+  };
+  const json rel = run::relative_table(doc, reader);
+  const json& base = rel["rows"][0]["quality"];
+  EXPECT_DOUBLE_EQ(base["perplexity"]["pct_stderr"].get<double>(), 0.0);
+  EXPECT_EQ(base["perplexity"]["pct_stderr_method"], "paired");
+  EXPECT_DOUBLE_EQ(base["suites"]["s"]["tasks"]["t"]["metrics"]["exact_match"]["pct_stderr"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(base["suites"]["s"]["pct_stderr"].get<double>(), 0.0);
+  const json& b = rel["rows"][1]["quality"];
+  // Perplexity: per-chunk NLL differences 1 and 0.5 over 10 scored tokens: sd 0.35355, the sum's
+  // error sqrt(2) * 0.35355 = 0.5, the mean's 0.05; pct = 100 exp(-0.15) = 86.07, error pct * 0.05.
+  EXPECT_NEAR(b["perplexity"]["pct"].get<double>(), 100.0 * std::exp(-0.15), 1e-9);
+  EXPECT_NEAR(b["perplexity"]["pct_stderr"].get<double>(), 100.0 * std::exp(-0.15) * 0.05, 1e-9);
+  // Exact match 0.75 -> 0.5 on the same items: R = 2/3, residuals y - R x = 1/3, -2/3, 0, 1/3.
+  const json& em = b["suites"]["s"]["tasks"]["t"]["metrics"]["exact_match"];
+  EXPECT_NEAR(em["pct"].get<double>(), 200.0 / 3.0, 1e-9);
+  EXPECT_NEAR(em["pct_stderr"].get<double>(), 100.0 * std::sqrt((6.0 / 9.0) / 12.0) / 0.75, 1e-9);
+  EXPECT_EQ(em["pct_stderr_method"], "paired");
+  // Without per-item records: the scheme's own error, baseline held fixed, and labelled so.
+  const json unpaired = run::relative_table(doc);
+  EXPECT_NEAR(unpaired["rows"][1]["quality"]["suites"]["s"]["tasks"]["t"]["metrics"]["exact_match"]["pct_stderr"].get<double>(),
+              100.0 * 0.25 / 0.75, 1e-9);
+  EXPECT_EQ(unpaired["rows"][1]["quality"]["perplexity"]["pct_stderr_method"], "unpaired (baseline held fixed)");
+}
+
+// Runs measured under other protocols are refused (exit 2, naming the setting); runs whose chunks
+// or items do not pair are tested unpaired, and a regression still fails.
+TEST(Run, CompareRefusesOtherProtocolsAndNeverPassesUntested) {
+  const auto f = make_fixture("run-protocol");
+  auto c = test::tiny_config(f.model, {"int8"});
+  c.speed = false;
+  run_quiet(c, f.dir + "/base.json");
+  c.schemes = {"rtn:int2,group=64"};
+  run_quiet(c, f.dir + "/int2.json");
+  auto c2 = c;
+  c2.ppl_ctx = c.ppl_ctx / 2;
+  run_quiet(c2, f.dir + "/ctx.json");
+  auto r = test::run_cli("compare " + f.dir + "/base.json " + f.dir + "/ctx.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("another protocol"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'ctx': " + std::to_string(c.ppl_ctx) + " in the baseline"), std::string::npos) << r.err;
+  auto c3 = c;
+  c3.activations = "float";
+  run_quiet(c3, f.dir + "/float.json");
+  r = test::run_cli("compare " + f.dir + "/base.json " + f.dir + "/float.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("'activations'"), std::string::npos) << r.err;
+  // Chunks that do not pair (one dropped from the new file's records): unpaired, still a regression.
+  json doc = test::read_json(f.dir + "/int2.json");
+  for (const char* unit : {"perplexity", "kl"}) {
+    const fs::path items = fs::path(f.dir) / doc["runs"][0]["units"][unit]["items_file"].get<std::string>();
+    auto recs = run::read_items_file(items.string());
+    recs.pop_back();
+    std::string text;
+    for (const auto& x : recs) text += x.dump() + "\n";
+    std::ofstream(items) << text;
+  }
+  r = test::run_cli("compare " + f.dir + "/base.json " + f.dir + "/int2.json --max-slowdown 0.9", f.dir);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("unpaired Welch test"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("REGRESSION"), std::string::npos) << r.out;
+  // No per-chunk records at all: the tolerance alone decides, so the drop still fails.
+  for (const char* unit : {"perplexity", "kl"}) {
+    std::ofstream(fs::path(f.dir) / doc["runs"][0]["units"][unit]["items_file"].get<std::string>());  // emptied
+  }
+  r = test::run_cli("compare " + f.dir + "/base.json " + f.dir + "/int2.json --max-slowdown 0.9", f.dir);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("decided on the tolerance alone"), std::string::npos) << r.out;
 }
 
 }  // namespace

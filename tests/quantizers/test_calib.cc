@@ -221,10 +221,10 @@ TEST(Awq, FoldingIsExactInFp) {
   const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
   Model work = f32_working_copy(t.m);
   const SchemeSpec spec = parse_scheme("awq:int3,group=32,clip=false");
-  std::vector<std::string> notes;
+  PrepareNotes notes;
   registry().find("awq")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
   bool scaled = false;
-  for (const auto& n : notes) scaled = scaled || (n.find("alpha") != std::string::npos && n.find("alpha 0.000") == std::string::npos);
+  for (const auto& n : notes.decisions) scaled = scaled || (n.find("alpha") != std::string::npos && n.find("alpha 0.000") == std::string::npos);
   EXPECT_TRUE(scaled) << "no site chose a non-trivial scale";
   EXPECT_NE(t.m.layers[0].attn_norm, work.layers[0].attn_norm);
   EXPECT_LT(logit_mse(t.m, work), 1e-8);
@@ -279,11 +279,11 @@ TEST(SmoothQuant, FoldingIsExactInFp) {
     SCOPED_TRACE(scheme);
     Model work = f32_working_copy(t.m);
     const SchemeSpec spec = parse_scheme(scheme);
-    std::vector<std::string> notes;
+    PrepareNotes notes;
     registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
     // Four smoothed inputs per layer (no GQA: attn_output through attn_v's rows).
-    ASSERT_EQ(notes.size(), 2u * 4u);
-    for (const auto& n : notes) EXPECT_NE(n.find(": alpha "), std::string::npos) << n;
+    ASSERT_EQ(notes.decisions.size(), 2u * 4u);
+    for (const auto& n : notes.decisions) EXPECT_NE(n.find(": alpha "), std::string::npos) << n;
     EXPECT_NE(t.m.layers[0].attn_norm, work.layers[0].attn_norm);
     EXPECT_NE(t.m.layers[1].ffn_norm, work.layers[1].ffn_norm);
     EXPECT_LT(logit_mse(t.m, work), 1e-8);
@@ -291,7 +291,7 @@ TEST(SmoothQuant, FoldingIsExactInFp) {
   // The outlier channels of attn_norm (weight 12) are divided by larger scales than the rest.
   Model work = f32_working_copy(t.m);
   const SchemeSpec spec = parse_scheme("smoothquant");
-  std::vector<std::string> notes;
+  PrepareNotes notes;
   registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
   const auto& before = t.m.layers[1].attn_norm;
   const auto& after = work.layers[1].attn_norm;
@@ -310,10 +310,10 @@ TEST(SmoothQuant, GqaSharesAttnOutputScalesPerVRow) {
   const CalibStats stats = collect_stats(t.m, t.calib.windows, {true, -1});
   Model work = f32_working_copy(t.m);
   const SchemeSpec spec = parse_scheme("smoothquant");
-  std::vector<std::string> notes;
+  PrepareNotes notes;
   registry().find("smoothquant")->prepare(work, [&](const std::string&) { return &spec; }, stats, notes);
   int shared = 0;
-  for (const auto& n : notes) shared += n.find("attn_output: alpha 0.5") != std::string::npos && n.find("shared by 2 heads") != std::string::npos;
+  for (const auto& n : notes.decisions) shared += n.find("attn_output: alpha 0.5") != std::string::npos && n.find("shared by 2 heads") != std::string::npos;
   EXPECT_EQ(shared, 2);
   EXPECT_LT(logit_mse(t.m, work), 1e-8);
   // Column j of attn_output (head j / 16, dim j % 16) and the column of the other head reading the
