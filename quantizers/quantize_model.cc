@@ -242,6 +242,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
   if (have_text) rep.calibration = calib->windows.description;
 
   // Phase 1 for model transforms: observe the FP model, rewrite an F32 working copy.
+  check_cancel();
   Model work = prep ? f32_working_copy(m) : m;
   if (prep) {
     auto t0 = std::chrono::steady_clock::now();

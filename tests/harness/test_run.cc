@@ -2,7 +2,9 @@
 // interruption, failed schemes, compare (both outcomes), report formats, bench.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -650,6 +652,70 @@ TEST(Run, CompareRefusesOtherProtocolsAndNeverPassesUntested) {
   r = test::run_cli("compare " + f.dir + "/base.json " + f.dir + "/int2.json --max-slowdown 0.9", f.dir);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("decided on the tolerance alone"), std::string::npos) << r.out;
+}
+
+// What produced each number is in the run: the activation precision and path of every weight
+// format's products (kernel: int8 activations per block for integer formats; float: the
+// dequantize path, exact float products), and every fallback the quantizer took, which the
+// report flags.
+TEST(Run, RunsRecordActivationPrecisionAndFallbacks) {
+  const auto f = make_fixture("run-paths");
+  auto c = test::tiny_config(f.model, {"fp16", "rtn:int4,group=32", "q6_K"});
+  c.speed = false;
+  c.suites = {};
+  run_quiet(c, f.dir + "/kernel.json");
+  const json k = test::read_json(f.dir + "/kernel.json");
+  EXPECT_EQ(k["runs"][1]["matmul"]["activations"], "kernel");
+  bool q4_int8 = false;
+  for (const auto& p : k["runs"][1]["matmul"]["paths"]) {
+    if (p["weight_format"] == "int4_sym_g32") {
+      q4_int8 = p["decode"]["activations"] == "q8_0 (int8 per 32 values)" && p["decode"]["path"] != "dequant";
+    }
+  }
+  EXPECT_TRUE(q4_int8) << k["runs"][1]["matmul"].dump();
+  // Rows of 128 and 192 are no multiple of q6_K's 256: llama-quantize's fallback, recorded and flagged.
+  EXPECT_TRUE(k["runs"][1]["notes"].empty()) << k["runs"][1]["notes"].dump();
+  ASSERT_FALSE(k["runs"][2]["notes"].empty());
+  EXPECT_NE(k["runs"][2]["notes"][0]["note"].get<std::string>().find("q6_K -> q8_0"), std::string::npos);
+  EXPECT_EQ(k["relative"]["rows"][2]["notes"].get<int64_t>(), int64_t(k["runs"][2]["notes"].size()));
+  const std::string table = run::render_tables(run::report_tables(k), run::ReportFormat::Markdown);
+  EXPECT_NE(table.find("| q6_K * |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| rtn:int4,group=32 |"), std::string::npos) << table;
+  EXPECT_NE(table.find("int8/32"), std::string::npos) << table;
+  // Float activations: the dequantize path everywhere; a different number for int4.
+  c.activations = "float";
+  run_quiet(c, f.dir + "/float.json");
+  const json fl = test::read_json(f.dir + "/float.json");
+  for (const auto& p : fl["runs"][1]["matmul"]["paths"]) {
+    EXPECT_EQ(p["decode"]["path"], "dequant");
+    EXPECT_EQ(p["decode"]["activations"], "f32");
+  }
+  EXPECT_NE(fl["runs"][1]["units"]["perplexity"]["result"]["ppl"], k["runs"][1]["units"]["perplexity"]["result"]["ppl"]);
+  EXPECT_NE(fl["runs"][1]["units"]["perplexity"]["key"], k["runs"][1]["units"]["perplexity"]["key"]);
+  c.activations = "half";
+  EXPECT_THROW(run_quiet(c, f.dir + "/bad.json"), Error);
+}
+
+// Two runs on one results file: the second stops at once, naming the holder of the lock.
+TEST(Run, ConcurrentRunsOnOneFileAreRefused) {
+  const auto f = make_fixture("run-lock");
+  auto c = test::tiny_config(f.model, {"fp16"});
+  c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  const int fd = ::open((out + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string holder = "pid 4242, started 2026-01-01T00:00:00Z: qbench run --config x.json\n";
+  ASSERT_EQ(::write(fd, holder.data(), holder.size()), ssize_t(holder.size()));
+  try {
+    run_quiet(c, out);
+    ADD_FAILURE() << "a second writer was let in";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another qbench run is writing this file (pid 4242"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out));
+  ::close(fd);  // released: the run goes ahead
+  EXPECT_EQ(run_quiet(c, out).measured_units, 3);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Calibration-based PTQ: statistics, GPTQ, AWQ, the importance matrix, and their fallbacks.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -265,8 +267,28 @@ TEST(Calibration, AllZeroLayerInputsGiveFiniteModels) {
     for (const auto& tr : rep.tensors) noted = noted || tr.note.find("all inputs are zero") != std::string::npos;
     if (std::string(s).starts_with("gptq")) {
       EXPECT_TRUE(noted);
+      // The fallback reaches the report's list (what qbench run records with the run).
+      bool listed = false;
+      for (const auto& f : rep.fallbacks) listed = listed || (f.rfind("blk.0.", 0) == 0 && f.find("all inputs are zero") != std::string::npos);
+      EXPECT_TRUE(listed) << rep.to_json()["fallbacks"].dump();
     }
   }
+}
+
+// Ctrl-C during a long calibrated quantization: the flag stops it at the next tensor or layer
+// with Cancelled, instead of finishing the work to throw it away.
+TEST(Calibration, CancelStopsQuantizationPromptly) {
+  const std::string dir = test::temp_dir("calib_cancel");
+  const TinyCalib t = tiny_with_outliers(dir, false);
+  std::atomic<bool> cancel{true};
+  for (const char* s : {"gptq:int4,group=32", "awq:int4,group=32", "rtn:int4,group=32"}) {
+    SCOPED_TRACE(s);
+    QuantizeReport rep;
+    EXPECT_THROW(quantize_model(t.m, make_recipe(s), &rep, &t.calib, &cancel), Cancelled);
+    EXPECT_TRUE(rep.tensors.empty());
+  }
+  cancel = false;
+  EXPECT_NO_THROW(quantize_model(t.m, make_recipe("gptq:int4,group=32"), nullptr, &t.calib, &cancel));
 }
 
 // SmoothQuant's folding (x / s into attn_norm, ffn_norm, the rows of attn_v and of ffn_up; W diag(s)
