@@ -1,12 +1,5 @@
-// Plain text inputs (perplexity corpora, calibration text).
+// Plain text inputs (perplexity corpora, calibration text): read_text_file lives in engine
+// (engine/core/utf8.h) so that the quantizers' calibration reads text with the same checks.
 #pragma once
 
-#include <string>
-
-namespace qbench {
-
-// Reads a UTF-8 text file. Throws qbench::Error naming the file when it is missing, empty, or
-// not valid UTF-8 (with the byte offset of the first bad sequence).
-std::string read_text_file(const std::string& path);
-
-}  // namespace qbench
+#include "engine/core/utf8.h"

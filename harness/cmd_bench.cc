@@ -1,6 +1,7 @@
 // qbench bench: prefill and decode speed of one scheme, llama-bench style, on a model file or a
 // random-weight model of a published architecture (--shape).
 #include <cstdio>
+#include <map>
 #include <optional>
 
 #include "engine/core/error.h"
@@ -18,13 +19,15 @@ namespace qbench::cli {
 
 int cmd_bench(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string shape_name, scheme = "fp16";
+  std::string shape_name, scheme;
   run::SpeedOptions so;
   po::options_description desc("qbench bench options");
   desc.add_options()
       ("shape", po::value(&shape_name)->value_name("NAME"),
        "random-weight model of a published architecture instead of --model: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, tiny")
-      ("scheme,s", po::value(&scheme)->value_name("S"), "quantization scheme (default fp16; see qbench schemes)")
+      ("scheme,s", po::value(&scheme)->value_name("S"),
+       "quantization scheme (see qbench schemes); default: keep (the model file as stored, as llama-bench measures it), "
+       "or fp16 with --shape")
       ("prefill,p", po::value(&so.prefill)->value_name("N"), "prefill tokens (default 128)")
       ("decode,n", po::value(&so.decode)->value_name("N"), "decode tokens after the prefill (default 32)")
       ("reps,r", po::value(&so.reps)->value_name("N"), "measured repetitions (default 5)")
@@ -36,7 +39,8 @@ int cmd_bench(const std::vector<std::string>& args) {
              "Measures prefill (pp) and decode (tg) tokens/s of the quantized model alone, after warm-up, with a\n"
              "fixed thread count: mean +/- sd and median over the repetitions, like llama-bench. --shape builds\n"
              "random weights of that architecture in memory (no file): one F32 layer shared by all layers until each\n"
-             "is quantized into its own packed copy, then the F32 bytes are released.",
+             "is quantized into its own packed copy, then the F32 bytes are released. Without --scheme a model file\n"
+             "is measured as stored (scheme 'keep', shown with the weight formats found, e.g. keep (q4_K+q6_K)).",
              vm)) {
     return 0;
   }
@@ -44,6 +48,9 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (so.prefill < 1 || so.decode < 1 || so.reps < 1 || so.warmup < 0) {
     throw Error("--prefill, --decode and --reps must be >= 1, --warmup >= 0");
   }
+  // A model file is measured as stored unless a scheme is asked for: re-quantizing a Q4_K_M file to
+  // fp16 would report another model's speed. A --shape has no stored format (random F32 weights).
+  if (scheme.empty()) scheme = shape_name.empty() ? "keep" : "fp16";
   set_threads(o.threads);
   so.threads = thread_count();
   const quant::Recipe recipe = quant::make_recipe(scheme);
@@ -55,7 +62,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   {
     // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
     // Shapes: layers share one F32 draw (each is packed separately), unless the scheme keeps F32.
-    const bool share = run::scheme_canonical(scheme) != "f32";
+    const std::string canonical = run::scheme_canonical(scheme);
+    const bool share = canonical != "f32" && canonical != "keep";
     Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name), 1, share);
     n_params = source.n_params();
     mj = model_json(source);
@@ -65,9 +73,20 @@ int cmd_bench(const std::vector<std::string>& args) {
   const run::SpeedResult r = run::measure_speed(*model, so);
   const std::string model_name = shape_name.empty() ? model->config.name : shape_name;
   const std::string simd(isa_name(default_isa()));
+  // What was measured: the formats of the linear weights (for `keep`, the file's own).
+  std::map<std::string, int64_t> formats;
+  for (const auto& t : rep.tensors) {
+    if (t.name != "token_embd.weight" || model->tied_output) ++formats[t.format];
+  }
+  std::string shown = scheme;
+  if (run::scheme_canonical(scheme) == "keep") {
+    std::string list;
+    for (const auto& [f, n] : formats) list += (list.empty() ? "" : "+") + f;
+    shown = "keep (" + list + ")";
+  }
   if (o.json) {
     print_json({{"command", "bench"}, {"model", mj}, {"shape", shape_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(shape_name)},
-                {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)},
+                {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)}, {"weight_formats", formats},
                 {"bits_per_weight", bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
                 {"quantize_seconds", rep.seconds}, {"simd_path", simd}, {"cpu", cpu_name()},
                 {"peak_rss_bytes", peak_rss_bytes()}, {"speed", r.to_json()}});
@@ -85,7 +104,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::snprintf(size, sizeof size, "%.2f MiB", double(model->weight_bytes()) / (1024.0 * 1024.0));
     std::snprintf(rate, sizeof rate, "%.2f +/- %.2f", s.mean, s.sd);
     std::printf("| %-16s | %8s | %10s | %-20s | %5.2f | %7d | %6s | %18s | %9.2f |\n", model_name.c_str(), params, size,
-                scheme.c_str(), bpw, so.threads, test.c_str(), rate, s.median);
+                shown.c_str(), bpw, so.threads, test.c_str(), rate, s.median);
   }
   std::fprintf(stderr, "[%s, simd path %s, %lld reps after %lld warm-up, peak RSS %.1f MiB]\n", cpu_name().c_str(),
                simd.c_str(), (long long)so.reps, (long long)so.warmup, double(peak_rss_bytes()) / (1024.0 * 1024.0));

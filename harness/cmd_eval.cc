@@ -122,6 +122,13 @@ int cmd_eval(const std::vector<std::string>& args) {
     tbb::parallel_for(size_t(0), chosen.size(), one);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Truncation is lm-eval's behaviour, but never silent: the counts are in the JSON and here.
+  for (const auto& r : results) {
+    if (r.n_truncated == 0) continue;
+    std::fprintf(stderr, "eval: warning: task %s: %lld of %lld items did not fit the %lld-token context and were "
+                 "left-truncated (%lld of them lost scored tokens)\n", r.task.c_str(), (long long)r.n_truncated,
+                 (long long)r.n_items, (long long)lm.n_ctx(), (long long)r.n_unscored);
+  }
   if (!items_out.empty()) {
     std::string lines;
     for (const auto& r : results) {
@@ -141,7 +148,8 @@ int cmd_eval(const std::vector<std::string>& args) {
       q = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes},
            {"seconds", qreport.seconds}};
     }
-    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"limit", limit}, {"threads", thread_count()},
+    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"limit", limit},
+                {"ctx", lm.n_ctx()}, {"threads", thread_count()},
                 {"seconds", seconds}, {"tasks", tr}, {"items_file", items_out}});
     return 0;
   }

@@ -55,8 +55,7 @@ int cmd_quantize(const std::vector<std::string>& args) {
   w.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(recipe, rep.all_ggml)));
   w.set("general.quantization_version", gguf::Value::u32(2));
   w.set("qbench.scheme", gguf::Value::str(recipe.ftype && !pure ? recipe.name : recipe.scheme.to_string()));
-  w.write(out);
-  const size_t file_bytes = std::filesystem::file_size(out);
+  const size_t file_bytes = w.write(out);  // out may be a device or FIFO: no file_size()
   if (o.json) {
     nlohmann::json j = rep.to_json();
     j["command"] = "quantize";

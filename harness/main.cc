@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
     if (args[0] != c.name) continue;
     try {
       return c.run(std::vector<std::string>(args.begin() + 1, args.end()));
+    } catch (const qbench::IoError& e) {  // disk full, I/O error: a failure, not bad input
+      std::cerr << "qbench " << c.name << ": error: " << e.what() << "\n";
+      return 1;
     } catch (const qbench::Error& e) {
       std::cerr << "qbench " << c.name << ": error: " << e.what() << "\n";
       return 2;

@@ -1,11 +1,15 @@
 #include "harness/sha256.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
 
 namespace qbench {
 namespace {
@@ -108,13 +112,21 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string sha256_file(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw Error(path + ": cannot open for hashing");
+  const int fd = open_regular_file(path);  // a FIFO would block; a device never ends
   Sha256 h;
   std::vector<uint8_t> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) h.update(buf.data(), n);
-  if (std::ferror(f.get())) throw Error(path + ": read error while hashing");
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw IoError(path + ": read error while hashing: " + std::strerror(err));
+    }
+    h.update(buf.data(), size_t(n));
+  }
+  ::close(fd);
   return h.hex_digest();
 }
 

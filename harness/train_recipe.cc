@@ -68,7 +68,7 @@ TrainRecipe load_recipe(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // also numbers out of range (1e400)
     throw Error(path + ": not valid JSON: " + e.what());
   }
   TrainRecipe r;

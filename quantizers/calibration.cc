@@ -10,6 +10,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "engine/core/utf8.h"
 #include "engine/kernels/matmul.h"
 
 namespace qbench::quant {
@@ -29,13 +30,20 @@ CalibWindows make_calib_windows(const std::vector<int32_t>& tokens, const CalibC
   if (cfg.samples < 1) throw Error("--calib-samples must be at least 1, got " + std::to_string(cfg.samples));
   if (cfg.ctx < 2) throw Error("--calib-ctx must be at least 2, got " + std::to_string(cfg.ctx));
   const int64_t n = int64_t(tokens.size());
-  if (n < cfg.ctx + 1) {
+  if (n - 1 < cfg.ctx) {  // n < ctx + 1, without overflow for a huge --calib-ctx
     throw Error(what + ": calibration text has " + std::to_string(n) + " tokens, fewer than one window of --calib-ctx " +
                 std::to_string(cfg.ctx) + " (+1); use a longer text or a smaller --calib-ctx");
   }
+  const uint64_t span = uint64_t(n - cfg.ctx + 1);  // possible start positions
+  // More windows than the text has distinct ones only repeats them (and --calib-samples 10^9
+  // would run for days): what the text can provide is the bound.
+  if (uint64_t(cfg.samples) > span) {
+    throw Error(what + ": " + std::to_string(n) + " tokens give " + std::to_string(span) + " distinct windows of " +
+                std::to_string(cfg.ctx) + " tokens; --calib-samples " + std::to_string(cfg.samples) +
+                " would repeat windows (use at most " + std::to_string(span) + ", or a longer text)");
+  }
   CalibWindows out;
   uint64_t state = cfg.seed;
-  const uint64_t span = uint64_t(n - cfg.ctx + 1);  // possible start positions
   for (int64_t i = 0; i < cfg.samples; ++i) {
     const int64_t start = int64_t(splitmix64(state) % span);  // modulo bias < span / 2^64: negligible
     std::vector<int32_t> w(tokens.begin() + start, tokens.begin() + start + cfg.ctx);
@@ -49,7 +57,7 @@ CalibWindows make_calib_windows(const std::vector<int32_t>& tokens, const CalibC
 
 CalibWindows make_calib_windows(const Model& m, const CalibConfig& cfg) {
   const Tokenizer& tok = m.require_tokenizer();
-  const std::string text = read_file(cfg.text_path);  // throws naming the file
+  const std::string text = read_text_file(cfg.text_path);  // refuses empty, binary (not UTF-8), FIFOs
   const std::vector<int32_t> tokens = tok.encode(text, true);
   return make_calib_windows(tokens, cfg, cfg.text_path, tok.add_bos() ? tok.bos() : -1);
 }

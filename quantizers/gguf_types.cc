@@ -62,6 +62,12 @@ PackedTensor quantize_ggml_weighted(const WeightView& w, const SchemeSpec& spec,
 
 PackedTensor quantize_ggml(const WeightView& w, const SchemeSpec& spec) { return quantize_ggml_weighted(w, spec, nullptr); }
 
+// plan_model never hands a `keep` tensor to a quantizer: it keeps the source's bytes.
+PackedTensor quantize_keep(const WeightView&, const SchemeSpec&) {
+  QB_ASSERT(false && "keep is resolved by plan_model");
+  return {};
+}
+
 PackedTensor quantize_ggml_calib(const WeightView& w, const SchemeSpec& spec, const CalibContext& ctx) {
   QB_ASSERT(!ctx.importance || int64_t(ctx.importance->size()) == w.cols);
   return quantize_ggml_weighted(w, spec, ctx.importance ? ctx.importance->data() : nullptr);
@@ -100,6 +106,9 @@ void register_gguf_types(Registry& r) {
     r.add(std::move(m));
   }
   r.add(Alias{"f16", "fp16", "ggml's name for fp16"});
+  // What llama-bench measures: the file as it is. The default of `qbench bench`.
+  r.add(Method{"keep", "every tensor as stored in the model file (no re-quantization; bench's default)", {}, "", "",
+               quantize_keep});
 }
 
 }  // namespace qbench::quant

@@ -128,6 +128,8 @@ std::vector<TensorPlan> plan_model(const Model& m, const Recipe& r) {
     } else if (manual) {
       p.spec = manual->spec;
       p.reason = "--tensor-type " + manual->pattern;
+    } else if (r.scheme.method == "keep") {
+      p.reason = "keep: as stored";
     } else if (r.ftype && !r.pure) {
       p.spec = spec_for_type(llama_mix_type(*r.ftype, name, w->cols, st));
       p.reason = "mix " + std::string(ftype_info(*r.ftype).name);
@@ -137,6 +139,7 @@ std::vector<TensorPlan> plan_model(const Model& m, const Recipe& r) {
       p.spec = r.scheme;
       p.reason = r.pure ? "pure" : "default";
     }
+    if (p.spec && p.spec->method == "keep") p.spec.reset();  // "--tensor-type attn_v=keep"
     plan.push_back(std::move(p));
   }
   return plan;

@@ -69,10 +69,30 @@ std::string check_value(const Method& m, const OptionDecl& d, std::string_view v
 }
 
 // Method name plus (key, value) assignments in the order given; aliases expanded first, so the
-// user's own options override an alias's.
+// user's own options override an alias's optional ones ("int4,group=32"). A key given twice by
+// the user ("group=64,group=32", "rtn:int4,bits=8") or changing what an alias's name says
+// ("int4,bits=8") is an error, never last-wins.
 struct RawSpec {
   const Method* method = nullptr;
   std::vector<std::pair<std::string, std::string>> kv;
+  size_t n_alias = 0;       // kv[0, n_alias) come from an alias's expansion
+  std::string alias;        // its name, or empty
+  std::string alias_fixed;  // the alias's positional key (its name states it: int4 -> bits)
+
+  void add_user(std::string key, std::string value) {
+    for (size_t i = 0; i < kv.size(); ++i) {
+      if (kv[i].first != key) continue;
+      if (i >= n_alias) {
+        throw Error("scheme '" + method->name + "': option '" + key + "' given twice ('" + kv[i].second + "' and '" +
+                    value + "')");
+      }
+      if (key == alias_fixed) {
+        throw Error("scheme '" + alias + "' sets " + key + "=" + kv[i].second + "; '" + key + "=" + value +
+                    "' contradicts it");
+      }
+    }
+    kv.emplace_back(std::move(key), std::move(value));
+  }
 };
 
 RawSpec parse_raw(std::string_view text, const Registry& reg, int depth) {
@@ -95,6 +115,11 @@ RawSpec parse_raw(std::string_view text, const Registry& reg, int depth) {
   if (const Alias* a = reg.find_alias(head)) {
     if (!positional.empty()) throw Error("scheme '" + a->name + "' takes no ':" + std::string(positional) + "'");
     raw = parse_raw(a->expansion, reg, depth + 1);
+    raw.n_alias = raw.kv.size();
+    raw.alias = a->name;
+    if (!raw.method->positional.empty() && !raw.kv.empty() && raw.kv[0].first == raw.method->positional) {
+      raw.alias_fixed = raw.method->positional;
+    }
   } else {
     raw.method = reg.find(head);
     if (raw.method == nullptr) {
@@ -118,7 +143,7 @@ RawSpec parse_raw(std::string_view text, const Registry& reg, int depth) {
     if (eq == std::string_view::npos || eq == 0) {
       throw Error("scheme '" + raw.method->name + "': expected KEY=VALUE, got '" + std::string(parts[i]) + "'");
     }
-    raw.kv.emplace_back(lower(trim(parts[i].substr(0, eq))), std::string(trim(parts[i].substr(eq + 1))));
+    raw.add_user(lower(trim(parts[i].substr(0, eq))), std::string(trim(parts[i].substr(eq + 1))));
   }
   return raw;
 }
@@ -216,7 +241,7 @@ SchemeSpec parse_scheme_json(const nlohmann::json& j, const Registry& reg) {
     } else {
       throw Error("scheme '" + raw.method->name + "': option '" + key + "' has unsupported value " + value.dump());
     }
-    raw.kv.emplace_back(lower(key), v);
+    raw.add_user(lower(key), v);
   }
   return resolve(raw);
 }

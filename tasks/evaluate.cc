@@ -22,6 +22,9 @@ struct ItemScore {
   // log-likelihood kinds
   double logprob = 0.0;
   double bytes = 0.0, words = 0.0;
+  // Tokens cut from the left to fit the window (all requests of the item), and continuation
+  // tokens among them that were not scored.
+  int64_t truncated = 0, unscored = 0;
   nlohmann::json record;
 };
 
@@ -59,6 +62,10 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
         lps.push_back(ll[i].logprob);
         norms.push_back(ll[i].logprob / double(std::max<size_t>(len, 1)));
       }
+      for (const auto& l : ll) {
+        s.truncated += l.truncated;
+        s.unscored += l.unscored;
+      }
       const int best = int(std::max_element(lps.begin(), lps.end()) - lps.begin());
       const int best_norm = int(std::max_element(norms.begin(), norms.end()) - norms.begin());
       s.correct = best == e.gold;
@@ -72,6 +79,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
     }
     case TaskKind::ExactMatch: {
       const Generation g = lm.generate_until(context, t.stop, t.max_tokens);
+      s.truncated = g.truncated;
       const std::string got = extract_answer(t.extract, g.text);
       const std::string& want = e.answer;
       s.correct = !got.empty() && got == want;
@@ -83,6 +91,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
     }
     case TaskKind::Instruction: {
       const Generation g = lm.generate_until(context, t.stop, t.max_tokens);
+      s.truncated = g.truncated;
       std::vector<std::pair<std::string, nlohmann::json>> checks;
       if (e.meta.contains("instruction_id")) {
         checks.emplace_back(e.meta.at("instruction_id").get<std::string>(), e.meta.value("kwargs", nlohmann::json::object()));
@@ -113,6 +122,8 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       const std::string& target = e.target;
       if (target.empty()) throw Error("task " + t.name + ": item " + e.id + " has no target");
       const Loglikelihood ll = lm.loglikelihood(context, target);
+      s.truncated = ll.truncated;
+      s.unscored = ll.unscored;
       s.logprob = ll.logprob;
       s.bytes = double(target.size());
       s.correct = ll.greedy;
@@ -131,6 +142,10 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       s.record["tokens"] = r.n_tokens;
       break;
     }
+  }
+  if (s.truncated > 0) {
+    s.record["truncated_tokens"] = s.truncated;
+    if (s.unscored > 0) s.record["unscored_tokens"] = s.unscored;
   }
   return s;
 }
@@ -152,7 +167,7 @@ nlohmann::json TaskResult::to_json() const {
                   {"stderr_method", m.stderr_method}};
   }
   return {{"task", task}, {"version", version}, {"kind", task_kind_name(kind)}, {"n_items", n_items},
-          {"metrics", ms}, {"seconds", seconds}};
+          {"truncated_items", n_truncated}, {"unscored_items", n_unscored}, {"metrics", ms}, {"seconds", seconds}};
 }
 
 MetricValue mean_metric(const std::string& name, const std::vector<double>& x, bool higher_is_better) {
@@ -267,6 +282,10 @@ TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::v
       r.metrics.push_back({"bits_per_byte", bpb(all), bootstrap_stderr(scores.size(), bpb), false, "bootstrap"});
       break;
     }
+  }
+  for (const auto& s : scores) {
+    r.n_truncated += s.truncated > 0;
+    r.n_unscored += s.unscored > 0;
   }
   r.items.reserve(scores.size());
   for (auto& s : scores) r.items.push_back(std::move(s.record));

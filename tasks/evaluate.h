@@ -27,6 +27,10 @@ struct TaskResult {
   int version = 1;
   TaskKind kind = TaskKind::ExactMatch;
   int64_t n_items = 0;
+  // Items whose input did not fit the context window and lost tokens from the left (lm-eval's
+  // truncation), and among them those whose scored continuation itself was cut: their numbers
+  // are measured on less than the item. Per item: "truncated_tokens" / "unscored_tokens".
+  int64_t n_truncated = 0, n_unscored = 0;
   std::vector<MetricValue> metrics;
   std::vector<nlohmann::json> items;  // one record per item, in item order
   double seconds = 0.0;

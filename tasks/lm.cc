@@ -51,7 +51,14 @@ Pair encode_pair(const Tokenizer& tok, std::string context, std::string continua
 }  // namespace
 
 LanguageModel::LanguageModel(const Model& model, int64_t n_ctx)
-    : model_(model), tok_(model.require_tokenizer()), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx_train) {}
+    : model_(model), tok_(model.require_tokenizer()), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx_train) {
+  if (n_ctx_ < 2) {
+    throw Error(n_ctx > 0 ? "evaluation context (--ctx) must be at least 2 tokens (one to condition on, one to score), got " +
+                                std::to_string(n_ctx)
+                          : model.path + ": the model's context length is " + std::to_string(n_ctx_) +
+                                "; evaluation needs at least 2 tokens (give --ctx)");
+  }
+}
 
 Loglikelihood LanguageModel::loglikelihood(const std::string& context, const std::string& continuation) const {
   return loglikelihoods(context, {continuation})[0];
@@ -74,15 +81,17 @@ std::vector<Loglikelihood> LanguageModel::loglikelihoods(const std::string& cont
     std::vector<int32_t> all = p.context;
     all.insert(all.end(), p.continuation.begin(), p.continuation.end());
     int64_t n_cont = int64_t(p.continuation.size());
+    Loglikelihood r;
     if (int64_t(all.size()) > n_ctx_) {
+      r.truncated = int64_t(all.size()) - n_ctx_;
       all.erase(all.begin(), all.end() - n_ctx_);
-      n_cont = std::min<int64_t>(n_cont, n_ctx_ - 1);
+      r.unscored = n_cont - std::min<int64_t>(n_cont, n_ctx_ - 1);
+      n_cont -= r.unscored;
     }
     const int64_t n = int64_t(all.size());
     Forward fwd(model_, n);
     // Logits at positions n - n_cont - 1 .. n - 2 predict the continuation tokens.
     fwd.eval(std::span<const int32_t>(all.data(), size_t(n - 1)), logits, n - n_cont - 1);
-    Loglikelihood r;
     for (int64_t i = 0; i < n_cont; ++i) {
       const auto [lp, greedy] = token_logprob(logits.data() + i * V, V, all[size_t(n - n_cont + i)]);
       r.logprob += lp;
@@ -121,16 +130,18 @@ RollingLoglikelihood LanguageModel::loglikelihood_rolling(const std::string& tex
 Generation LanguageModel::generate_until(const std::string& context, const std::vector<std::string>& stops,
                                          int64_t max_tokens) const {
   std::vector<int32_t> prompt = tok_.encode(context, true);
+  int64_t truncated = 0;
   if (int64_t(prompt.size()) + max_tokens > n_ctx_) {  // keep the end of the prompt
-    const int64_t keep = std::max<int64_t>(1, n_ctx_ - max_tokens);
-    prompt.erase(prompt.begin(), prompt.end() - std::min<int64_t>(keep, int64_t(prompt.size())));
+    const int64_t keep = std::min<int64_t>(std::max<int64_t>(1, n_ctx_ - max_tokens), int64_t(prompt.size()));
+    truncated = int64_t(prompt.size()) - keep;
+    prompt.erase(prompt.begin(), prompt.end() - keep);
   }
   GenerateOptions opt;
   opt.max_tokens = max_tokens;
   opt.stop = stops;
   opt.n_ctx = std::min<int64_t>(n_ctx_, int64_t(prompt.size()) + max_tokens);
   const GenerateResult r = generate(model_, prompt, opt);
-  return {r.text, int64_t(r.tokens.size())};
+  return {r.text, int64_t(r.tokens.size()), truncated};
 }
 
 }  // namespace qbench

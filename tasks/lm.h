@@ -9,7 +9,9 @@
 // Tokenization follows lm-eval's _encode_pair: trailing spaces of the context move to the
 // continuation, the whole string is tokenized once, and the continuation tokens are the ones
 // after the context's own tokens. Inputs longer than the context window keep their last
-// n_ctx tokens (left truncation), as lm-eval does.
+// n_ctx tokens (left truncation), as lm-eval does; each result says how many tokens were cut, so
+// evaluation can report the items it truncated instead of scoring them silently on less.
+// The window must hold at least 2 tokens (one to condition on, one to score).
 //
 // Every request builds its own Forward, so one LanguageModel may serve many threads at once.
 #pragma once
@@ -26,6 +28,8 @@ struct Loglikelihood {
   double logprob = 0.0;    // sum over continuation tokens of log p (natural log)
   bool greedy = true;      // every continuation token was the argmax
   int64_t n_tokens = 0;    // continuation tokens scored
+  int64_t truncated = 0;   // tokens cut from the left to fit the window (context, then continuation)
+  int64_t unscored = 0;    // continuation tokens among them (not in n_tokens)
 };
 
 struct RollingLoglikelihood {
@@ -36,11 +40,13 @@ struct RollingLoglikelihood {
 struct Generation {
   std::string text;  // cut before the first stop string
   int64_t n_tokens = 0;
+  int64_t truncated = 0;  // prompt tokens cut from the left to leave room for max_tokens
 };
 
 class LanguageModel {
  public:
-  // n_ctx: window in tokens (0: the model's training context).
+  // n_ctx: window in tokens (0: the model's training context). Throws qbench::Error when the
+  // window is shorter than 2 tokens.
   explicit LanguageModel(const Model& model, int64_t n_ctx = 0);
 
   Loglikelihood loglikelihood(const std::string& context, const std::string& continuation) const;

@@ -69,10 +69,13 @@ int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& to
   const Tokenizer& tok = model.require_tokenizer();
   const int64_t n_ctx = opt.n_ctx;
   if (n_ctx < 4) throw Error("--ctx must be at least 4, got " + std::to_string(n_ctx));
+  if (opt.max_chunks == 0 || opt.max_chunks < -1) {
+    throw Error("--chunks must be -1 (all) or at least 1, got " + std::to_string(opt.max_chunks));
+  }
   const int64_t n_tokens = int64_t(tokens.size());
-  if (n_tokens < 2 * n_ctx) {
+  if (n_tokens / 2 < n_ctx) {  // n_tokens < 2 * n_ctx without overflowing for a huge --ctx
     throw Error("the text has " + std::to_string(n_tokens) + " tokens; perplexity with a context of " +
-                std::to_string(n_ctx) + " needs at least " + std::to_string(2 * n_ctx));
+                std::to_string(n_ctx) + " needs at least twice as many");
   }
   int64_t n_chunks = n_tokens / n_ctx;
   if (opt.max_chunks >= 0) n_chunks = std::min(n_chunks, opt.max_chunks);
@@ -86,7 +89,12 @@ int64_t for_each_scored_chunk(const Model& model, const std::vector<int32_t>& to
     auto fwd = pool.acquire();
     std::vector<float> logits;
     // Positions first .. n_ctx-2 are scored; the last token's logits are never needed.
-    fwd->eval(std::span<const int32_t>(chunk.data(), size_t(n_ctx - 1)), logits, first_logit_position(opt));
+    try {
+      fwd->eval(std::span<const int32_t>(chunk.data(), size_t(n_ctx - 1)), logits, first_logit_position(opt));
+    } catch (const Error& e) {
+      throw Error("chunk " + std::to_string(c) + " (text tokens " + std::to_string(c * n_ctx) + ".." +
+                  std::to_string((c + 1) * n_ctx - 1) + "): " + e.what());
+    }
     pool.release(std::move(fwd));
     fn(c, logits.data(), chunk);
     const int64_t d = ++done;
@@ -155,6 +163,9 @@ PerplexityResult llama_perplexity(const Model& model, const std::vector<int32_t>
     r.byte_perplexity = std::exp(r.rolling.sum / double(r.rolling_bytes));
     r.bits_per_byte = r.rolling.sum / (double(r.rolling_bytes) * std::log(2.0));
   }
+  // Never "PPL = 1.0000" from nothing (exp of an empty mean), nor nan/inf.
+  if (r.stats.count == 0) throw Error("perplexity scored no tokens (" + std::to_string(n_chunks) + " chunks)");
+  if (!std::isfinite(r.stats.sum)) throw Error("perplexity: the sum of negative log-likelihoods is not finite");
   r.ppl = r.stats.ppl();
   r.ppl_stderr = r.stats.ppl_stderr();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -129,7 +129,7 @@ TaskDef load_task_file(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // also numbers out of range (1e400)
     throw Error(path + ": not valid JSON: " + e.what());
   }
   return parse_task(j, path);
@@ -188,7 +188,7 @@ std::vector<std::string> suite_tasks(const std::string& suite) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // also numbers out of range (1e400)
     throw Error(path + ": not valid JSON: " + e.what());
   }
   check_fields(j, {"name", "description", "tasks"}, path);

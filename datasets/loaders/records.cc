@@ -95,7 +95,7 @@ void for_each_jsonl(const std::string& path, const std::function<void(const Reco
     nlohmann::json value;
     try {
       value = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // also numbers out of range (1e400)
       throw Error(path + ":" + std::to_string(i + 1) + ": invalid JSON (" + e.what() + "): " +
                   shorten(std::string(line)));
     }
@@ -116,6 +116,8 @@ void for_each_json_array(const std::string& path, const std::function<void(const
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(path + ":" + std::to_string(line_of_offset(text, e.byte > 0 ? e.byte - 1 : 0)) +
                 ": invalid JSON (" + e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {  // numbers out of range (1e400)
+    throw Error(path + ": invalid JSON (" + std::string(e.what()) + ")");
   }
   if (!value.is_array()) throw Error(path + ":1: expected one JSON array of records, got " + std::string(value.type_name()));
   // Offsets where the array's elements start: scan at nesting depth 1, outside strings.

@@ -1,5 +1,8 @@
 #include "engine/core/utf8.h"
 
+#include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
+
 namespace qbench {
 
 std::optional<size_t> find_invalid_utf8(std::string_view s) {
@@ -36,6 +39,18 @@ std::optional<size_t> find_invalid_utf8(std::string_view s) {
     i += len;
   }
   return std::nullopt;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::string text = read_file(path);
+  if (text.empty()) throw Error(path + ": text file is empty");
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    throw Error(path + ": not a text file (NUL byte at offset " + std::to_string(nul) + ")");
+  }
+  if (auto bad = find_invalid_utf8(text)) {
+    throw Error(path + ": not valid UTF-8 (bad byte sequence at offset " + std::to_string(*bad) + ")");
+  }
+  return text;
 }
 
 }  // namespace qbench

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace qbench {
@@ -21,5 +22,10 @@ inline size_t utf8_len(unsigned char lead) {
 // Byte offset of the first invalid UTF-8 sequence in `s`, or nullopt when all of it is valid
 // (overlong forms, surrogates and code points above U+10FFFF count as invalid).
 std::optional<size_t> find_invalid_utf8(std::string_view s);
+
+// Reads a UTF-8 text file (perplexity text, calibration text). Throws qbench::Error naming the
+// file when it is missing, not a regular file (FIFO, device), empty, contains a NUL byte, or is
+// not valid UTF-8 (with the byte offset of the first bad sequence): a binary file is refused.
+std::string read_text_file(const std::string& path);
 
 }  // namespace qbench

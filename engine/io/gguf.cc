@@ -380,12 +380,19 @@ void Writer::add_tensor(const std::string& name, std::vector<int64_t> dims, Tens
 
 namespace {
 
+// Buffers small writes (keys, dims) and passes tensor data through to the output file.
 class ByteSink {
  public:
-  explicit ByteSink(std::FILE* f) : f_(f) {}
+  explicit ByteSink(OutputFile& f) : f_(f) {}
+  ~ByteSink() = default;
   void bytes(const void* p, size_t n) {
-    if (n != 0 && std::fwrite(p, 1, n, f_) != n) ok_ = false;
     written_ += n;
+    if (buf_.size() + n > kBuffer) flush();
+    if (n >= kBuffer) {
+      f_.write(p, n);
+    } else {
+      buf_.append(static_cast<const char*>(p), n);
+    }
   }
   template <typename T>
   void pod(T v) { bytes(&v, sizeof v); }
@@ -402,13 +409,17 @@ class ByteSink {
       pad -= k;
     }
   }
+  void flush() {
+    f_.write(buf_);
+    buf_.clear();
+  }
   size_t written() const { return written_; }
-  bool ok() const { return ok_; }
 
  private:
-  std::FILE* f_;
+  static constexpr size_t kBuffer = size_t(1) << 20;
+  OutputFile& f_;
+  std::string buf_;
   size_t written_ = 0;
-  bool ok_ = true;
 };
 
 void write_value(ByteSink& s, const Value& v) {
@@ -440,10 +451,8 @@ void write_value(ByteSink& s, const Value& v) {
 
 }  // namespace
 
-void Writer::write(const std::string& path) const {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) throw Error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
+size_t Writer::write(const std::string& path) const {
+  OutputFile f(path);  // atomic for regular files; devices and FIFOs are written through
   ByteSink s(f);
   s.bytes("GGUF", 4);
   s.pod<uint32_t>(3);
@@ -468,17 +477,9 @@ void Writer::write(const std::string& path) const {
     s.bytes(t.data.data(), t.data.size());
     s.pad_to(alignment_);
   }
-  const bool flushed = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!s.ok() || !flushed || !closed) {
-    ::unlink(tmp.c_str());
-    throw Error(path + ": write failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot rename temporary file: " + std::strerror(err));
-  }
+  s.flush();
+  f.commit();
+  return s.written();
 }
 
 }  // namespace qbench::gguf

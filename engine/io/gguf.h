@@ -135,8 +135,9 @@ class Writer {
   // `data` must hold exactly the bytes the type and dims imply; it is copied.
   void add_tensor(const std::string& name, std::vector<int64_t> dims, TensorType type,
                   std::span<const uint8_t> data);
-  // Writes atomically (temporary file + rename). Throws qbench::Error on I/O failure.
-  void write(const std::string& path) const;
+  // Writes through an OutputFile (atomic for a regular file; devices and FIFOs written through)
+  // and returns the bytes written. Throws qbench::Error / qbench::IoError on failure.
+  size_t write(const std::string& path) const;
   size_t alignment() const { return alignment_; }
 
  private:

@@ -59,11 +59,24 @@ void Forward::eval(std::span<const int32_t> tokens, std::vector<float>& logits, 
     if (t < 0 || t >= V) throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
   }
   logits.resize(size_t((n - logits_from) * V));
+  const int64_t pos0 = n_past_;
   for (int64_t b0 = 0; b0 < n; b0 += kMaxBatch) {
     const int64_t nb = std::min(kMaxBatch, n - b0);
     const int64_t from = std::max<int64_t>(logits_from - b0, 0);
     float* out = from < nb ? logits.data() + (b0 + from - logits_from) * V : nullptr;
     eval_batch(tokens.subspan(size_t(b0), size_t(nb)), out, from);
+  }
+  // A NaN or infinity would turn into "PPL = nan" or an arbitrary argmax downstream: refuse it
+  // here, naming the position and, when there is one, the weight that caused it.
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isfinite(logits[i])) continue;
+    const int64_t row = logits_from + int64_t(i) / V;
+    const std::string weight = find_nonfinite_weight(model_);
+    throw Error("non-finite logit (" + std::string(std::isnan(logits[i]) ? "nan" : "inf") + ") at position " +
+                std::to_string(pos0 + row) + " (token id " + std::to_string(tokens[size_t(row)]) + ", vocabulary entry " +
+                std::to_string(int64_t(i) % V) + "): " +
+                (weight.empty() ? std::string("every weight is finite (overflow in the forward pass)")
+                                : "the model " + model_.path + " has a non-finite weight: " + weight));
   }
 }
 

@@ -37,7 +37,8 @@ class Forward {
 
   // Evaluates `tokens` and writes logits for batch positions logits_from .. n-1 into `logits`
   // (resized to (n - logits_from) x n_vocab, row-major). Throws qbench::Error if the tokens do
-  // not fit in the cache or a token id is out of range.
+  // not fit in the cache, a token id is out of range, or a logit is NaN or infinite (naming the
+  // position and the first non-finite weight of the model, if any).
   void eval(std::span<const int32_t> tokens, std::vector<float>& logits, int64_t logits_from);
   // Logits of the last token only.
   void eval_last(std::span<const int32_t> tokens, std::vector<float>& logits) {

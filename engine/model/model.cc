@@ -1,5 +1,7 @@
 #include "engine/model/model.h"
 
+#include <cmath>
+
 #include <cstring>
 
 #include "engine/core/error.h"
@@ -286,6 +288,42 @@ std::vector<std::pair<std::string, const Matrix*>> Model::linear_weights() const
   }
   if (!tied_output) out.emplace_back("output.weight", &output);
   return out;
+}
+
+std::string find_nonfinite_weight(const Model& m) {
+  auto describe = [](const std::string& name, int64_t row, int64_t col, float v) {
+    return name + (row >= 0 ? " row " + std::to_string(row) + "," : "") + " column " + std::to_string(col) + " (" +
+           (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf") + ")";
+  };
+  std::vector<std::pair<std::string, const Matrix*>> mats = {{"token_embd.weight", &m.tok_embd}};
+  for (const auto& t : m.linear_weights()) mats.push_back(t);
+  std::vector<float> row;
+  for (const auto& [name, w] : mats) {
+    if (w->empty() || !w->traits().supported()) continue;
+    row.resize(size_t(w->cols));
+    for (int64_t r = 0; r < w->rows; ++r) {
+      w->traits().dequantize_row(w->row(r), row.data(), w->cols);
+      for (int64_t c = 0; c < w->cols; ++c) {
+        if (!std::isfinite(row[size_t(c)])) return describe(name, r, c, row[size_t(c)]);
+      }
+    }
+  }
+  auto vec = [&](const std::string& name, const std::vector<float>& v) -> std::string {
+    for (size_t c = 0; c < v.size(); ++c) {
+      if (!std::isfinite(v[c])) return describe(name, -1, int64_t(c), v[c]);
+    }
+    return {};
+  };
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    const LayerWeights& L = m.layers[i];
+    for (const auto& [name, v] : {std::pair{"attn_norm.weight", &L.attn_norm}, std::pair{"ffn_norm.weight", &L.ffn_norm},
+                                  std::pair{"attn_q.bias", &L.bq}, std::pair{"attn_k.bias", &L.bk},
+                                  std::pair{"attn_v.bias", &L.bv}}) {
+      if (std::string d = vec(p + name, *v); !d.empty()) return d;
+    }
+  }
+  return vec("output_norm.weight", m.output_norm);
 }
 
 int64_t Model::n_params() const {

@@ -64,6 +64,11 @@ struct Model {
   const Tokenizer& require_tokenizer() const;
 };
 
+// The first weight of `m` (matrices in file order, then norms and biases) holding a NaN or an
+// infinity, as "blk.0.attn_q.weight row 3, column 5 (nan)"; empty when every weight is finite.
+// Dequantizes every row: meant for explaining a failure, not for the hot path.
+std::string find_nonfinite_weight(const Model& m);
+
 // Loads a model file: GGUF (by its magic) or a llama2.c checkpoint (anything else).
 // `tokenizer_path` (llama2.c's tokenizer.bin) is required for tokenization of a llama2.c model
 // and, if given for a GGUF, replaces the GGUF's own vocabulary. Throws qbench::Error naming the

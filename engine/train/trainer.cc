@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "engine/core/error.h"
+#include "engine/core/mapped_file.h"
 
 namespace qbench::train {
 namespace {
@@ -152,28 +153,14 @@ void Trainer::save_checkpoint(const std::string& path) const {
   o.floats(adamw_.v());
   o.pod(fnv1a(o.buf.data(), o.buf.size()));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) throw Error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
-  const bool written = std::fwrite(o.buf.data(), 1, o.buf.size(), f) == o.buf.size();
-  const bool flushed = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !flushed || !closed) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": checkpoint write failed: " + std::strerror(err));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot rename temporary checkpoint: " + std::strerror(err));
-  }
+  OutputFile f(path);  // atomic: a crash leaves the previous checkpoint
+  f.write(o.buf.data(), o.buf.size());
+  f.commit();
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open checkpoint: " + std::strerror(errno));
-  const std::vector<uint8_t> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string bytes = read_file(path);  // refuses FIFOs and devices
+  const std::vector<uint8_t> buf(bytes.begin(), bytes.end());
   if (buf.size() < 8 || std::memcmp(buf.data(), kMagic, 8) != 0) {
     throw Error(path + ": not a qbench training checkpoint (bad magic)");
   }

@@ -130,7 +130,10 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
     bad("activations", "expected \"kernel\" or \"float\", got \"" + c.activations + "\"");
   }
   if (c.limit < 0) bad("limit", "must be >= 0, got " + std::to_string(c.limit));
-  if (c.ctx < 0) bad("ctx", "must be >= 0, got " + std::to_string(c.ctx));
+  if (c.ctx < 0 || c.ctx == 1) {
+    bad("ctx", "must be 0 (the model's context) or >= 2 (one context token and one scored token), got " +
+                   std::to_string(c.ctx));
+  }
   if (c.threads < 0) bad("threads", "must be >= 0, got " + std::to_string(c.threads));
   if (c.seed < 0) bad("seed", "must be >= 0, got " + std::to_string(c.seed));
   if (c.ppl_text.empty()) bad("ppl_text", "must name a file or generated:GEN,...");
@@ -150,15 +153,31 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
   if (c.speed_threads < 0) bad("speed_threads", "must be >= 0, got " + std::to_string(c.speed_threads));
 }
 
-ExperimentConfig load_config(const std::string& path) {
-  const std::string text = read_file(path);
+nlohmann::json parse_json_strict(const std::string& text, const std::string& path) {
+  // Duplicate keys: nlohmann keeps the last silently; a config that says "ctx" twice is refused.
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end && !keys.empty()) keys.pop_back();
+    if (event == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+    j = nlohmann::json::parse(text, check);
+  } catch (const nlohmann::json::exception& e) {  // syntax, and numbers out of range (1e400)
     throw Error(path + ": not valid JSON (" + std::string(e.what()) + ")");
   }
-  return parse_config(j, path);
+  if (!duplicate.empty()) throw Error(path + ": key '" + duplicate + "' appears twice in one object");
+  return j;
+}
+
+ExperimentConfig load_config(const std::string& path) {
+  return parse_config(parse_json_strict(read_file(path), path), path);
 }
 
 }  // namespace qbench::run

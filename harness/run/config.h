@@ -1,7 +1,7 @@
 // Experiment configs of `qbench run` (experiments/*.json). Every field is declared once in
 // QBENCH_EXPERIMENT_FIELDS (type, name, default, help — STYLE.md convention 6); that list
 // generates the struct, JSON reading (unknown fields and wrong types are errors naming the file
-// and field), JSON writing and the `qbench run --print-config` listing. Configs carry a version.
+// and field), JSON writing and the `qbench run --list-fields` listing. Configs carry a version.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -80,7 +80,12 @@ std::vector<FieldInfo> experiment_fields();
 // unknown fields, wrong types, an unsupported version and out-of-range values throw
 // qbench::Error ("<where>: field 'limit': expected an integer, got \"x\"").
 ExperimentConfig parse_config(const nlohmann::json& j, const std::string& where);
+// Reads and parses the file (duplicate keys and unparsable numbers such as 1e400 are errors
+// naming the file).
 ExperimentConfig load_config(const std::string& path);
+// JSON text of the file `path`, refusing a key given twice in one object (nlohmann would keep
+// the last one); every error is a qbench::Error naming `path`.
+nlohmann::json parse_json_strict(const std::string& text, const std::string& path);
 // The canonical spelling of a scheme: every option written out ("rtn:int4,group=128,sym=true,
 // clip=none"), or llama-quantize's name of a file type with its mix ("q4_K" -> "Q4_K_M").
 // Throws qbench::Error on an unknown or malformed scheme.

@@ -220,7 +220,7 @@ json load_results(const std::string& path) {
   json j;
   try {
     j = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw Error(path + ": not a valid JSON results file (" + std::string(e.what()) + ")");
   }
   const auto problems = validate_results(j);
@@ -391,7 +391,7 @@ std::vector<json> read_items_file(const std::string& path) {
     if (line.empty()) continue;
     try {
       out.push_back(json::parse(line));
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       throw Error(path + ":" + std::to_string(n) + ": not a JSON object");
     }
     if (!out.back().is_object()) throw Error(path + ":" + std::to_string(n) + ": not a JSON object");

@@ -241,10 +241,13 @@ class Document {
   ItemsReader items_;
 };
 
-// Counts of the notes that item records carry ({"notes": ["context truncated", ...]}).
+// Counts of what item records note: a context left-truncated to the window (truncated_tokens),
+// continuation tokens that could not be scored (unscored_tokens), and any "notes" they carry.
 json item_note_counts(const std::vector<json>& records) {
   std::map<std::string, int64_t> counts;
   for (const auto& r : records) {
+    if (r.value("truncated_tokens", int64_t(0)) > 0) counts["context truncated to the window"] += 1;
+    if (r.value("unscored_tokens", int64_t(0)) > 0) counts["continuation tokens not scored (window too short)"] += 1;
     if (!r.contains("notes") || !r["notes"].is_array()) continue;
     for (const auto& n : r["notes"]) counts[n.is_string() ? n.get<std::string>() : n.dump()] += 1;
   }
@@ -267,6 +270,10 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   RunOutcome outcome;
 
+  if (fs::exists(o.out) && !fs::is_regular_file(o.out)) {
+    throw Error(o.out + ": --out must be a results file (a regular file; per-item records go to a folder beside it), "
+                "not a device, FIFO or directory");
+  }
   const std::string items_dir_name = fs::path(o.out).stem().string() + ".items";
   const fs::path out_dir = fs::path(o.out).parent_path();
   if (!out_dir.empty()) fs::create_directories(out_dir);

@@ -434,6 +434,58 @@ TEST(Run, CliErrorsAreOneLineWithExitCode2) {
   EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"gptq:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
 }
 
+// Config files: a key given twice is an error (not last-wins), a number nlohmann cannot hold
+// names the file, and "ctx": 1 is refused before anything runs.
+TEST(Run, ConfigDuplicateKeysOverflowAndCtxOneAreErrors) {
+  const auto f = make_fixture("run-config-strict");
+  auto expect_config_error = [&](const std::string& name, const std::string& text, const std::string& fragment) {
+    std::ofstream(f.dir + "/" + name) << text;
+    try {
+      run::load_config(f.dir + "/" + name);
+      ADD_FAILURE() << name << " accepted";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(f.dir + "/" + name), std::string::npos) << msg;
+      EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  };
+  expect_config_error("dup.json", R"({"version": 1, "ctx": 64, "limit": 2, "ctx": 32})", "key 'ctx' appears twice");
+  expect_config_error("big.json", R"({"version": 1, "limit": 1e400})", "not valid JSON");
+  expect_config_error("ctx1.json", R"({"version": 1, "ctx": 1})", "field 'ctx'");
+  // Same key in different objects is fine (nothing else nests today, but the check is per object).
+  std::ofstream(f.dir + "/ok.json") << R"({"version": 1, "ctx": 0, "limit": 2})";
+  EXPECT_NO_THROW(run::load_config(f.dir + "/ok.json"));
+  EXPECT_EQ(run::parse_json_strict(R"({"a": {"x": 1}, "b": {"x": 2}})", "t.json")["b"]["x"], 2);
+  // Through the CLI: exit 2, one line naming the file.
+  const auto r = test::run_cli("run --config " + f.dir + "/big.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("big.json"), std::string::npos) << r.err;
+}
+
+// A model whose context_length is 1 (suites at ctx 0 = the model's): the suite units fail with a
+// recorded error; the run finishes (status not left "running") and exits 1, never aborts.
+TEST(Run, ModelWithContextOneFailsTheSuiteUnitsCleanly) {
+  const auto f = make_fixture("run-ctx1");
+  test::TinySpec s = test::run_tiny_spec();
+  s.n_ctx = 1;
+  const std::string model = test::write_tiny_model(f.dir + "/ctx1.gguf", s);
+  run::ExperimentConfig c = test::tiny_config(model, {"fp16"});
+  c.perplexity = false;
+  c.kl = false;
+  c.speed = false;
+  const run::RunOutcome o = run_quiet(c, f.dir + "/out.json");
+  EXPECT_GT(o.failed_units, 0);
+  for (const auto& r : o.results["runs"]) {
+    EXPECT_NE(r["status"], "running");
+    for (const auto& [name, u] : r["units"].items()) {
+      EXPECT_EQ(u["status"], "failed") << name;
+      EXPECT_NE(u["error"].get<std::string>().find("context length is 1"), std::string::npos) << u["error"];
+    }
+  }
+}
+
 TEST(Run, ReportFormats) {
   const auto f = make_fixture("run-report");
   auto c = test::tiny_config(f.model, {"fp16", "q8_0"});
@@ -716,6 +768,9 @@ TEST(Run, ConcurrentRunsOnOneFileAreRefused) {
   EXPECT_FALSE(fs::exists(out));
   ::close(fd);  // released: the run goes ahead
   EXPECT_EQ(run_quiet(c, out).measured_units, 3);
+  // A results file is a regular file (its per-item records go beside it).
+  EXPECT_THROW(run_quiet(c, "/dev/null"), Error);
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
 }
 
 }  // namespace

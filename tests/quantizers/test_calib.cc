@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -160,6 +162,49 @@ TEST(Calibration, TooShortTextIsAnError) {
   ASSERT_EQ(w.windows.size(), 3u);
   EXPECT_EQ(w.windows[0].size(), 50u);
   EXPECT_EQ(w.windows[0][0], 1);  // BOS first
+}
+
+// --calib-samples is bounded by the distinct windows the text has: 10^9 samples of a short text
+// is refused at once instead of drawing (and later running) a billion windows.
+TEST(Calibration, MoreSamplesThanDistinctWindowsIsAnError) {
+  const std::vector<int32_t> tokens(100, 5);
+  CalibConfig c;
+  c.ctx = 50;
+  c.samples = 51;  // 100 - 50 + 1 start positions
+  EXPECT_EQ(make_calib_windows(tokens, c, "short.txt", 1).windows.size(), 51u);
+  for (int64_t samples : {int64_t(52), int64_t(1000000000)}) {
+    c.samples = samples;
+    try {
+      make_calib_windows(tokens, c, "short.txt", 1);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("short.txt: 100 tokens give 51 distinct windows of 50 tokens; --calib-samples"),
+                std::string::npos) << e.what();
+    }
+  }
+  c.samples = 1;
+  c.ctx = std::numeric_limits<int64_t>::max();  // ctx + 1 would overflow
+  EXPECT_THROW(make_calib_windows(tokens, c, "short.txt", 1), Error);
+}
+
+// Calibration text is read with --text's checks: empty or binary files are refused.
+TEST(Calibration, EmptyOrBinaryTextIsRefused) {
+  const std::string dir = test::temp_dir("calib-text");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));
+  std::ofstream(dir + "/empty.txt").close();
+  std::ofstream(dir + "/bin.txt", std::ios::binary) << std::string("GGUF\3\0\0\0\xff\xfe", 10);
+  for (const std::string name : {"empty.txt", "bin.txt"}) {
+    CalibConfig c;
+    c.text_path = dir + "/" + name;
+    c.ctx = 8;
+    c.samples = 1;
+    try {
+      make_calib_windows(m, c);
+      ADD_FAILURE() << name << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
 }
 
 // A tiny model (no GQA, so AWQ folds attn_v -> attn_output too) with outlier input channels:

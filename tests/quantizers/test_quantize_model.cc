@@ -111,6 +111,35 @@ TEST(QuantizeModel, RulesMixedPrecisionAndReport) {
   EXPECT_EQ(formats_of(rep2).at("blk.0.ffn_up.weight"), "nf4");
 }
 
+// `keep` (qbench bench's default): every tensor as stored, sharing the source's bytes, so a q4_0
+// file is measured as q4_0 and not re-quantized; "PATTERN=keep" keeps single tensors.
+TEST(QuantizeModel, KeepLeavesEveryTensorAsStored) {
+  const std::string dir = test::temp_dir("qm-keep");
+  test::TinySpec s;
+  s.n_ff = 64;  // rows of q4_0 blocks
+  const Model m = load_model(test::write_tiny_model(dir + "/tiny.gguf", s));
+  Recipe pure = make_recipe("q4_0");
+  pure.pure = true;
+  QuantizeReport rep4;
+  const Model q4 = quantize_model(m, pure, &rep4);
+  EXPECT_EQ(parse_scheme("keep").to_string(), "keep");
+  QuantizeReport rep;
+  const Model kept = quantize_model(q4, make_recipe("keep"), &rep);
+  for (const auto& t : rep.tensors) EXPECT_EQ(t.scheme, "keep") << t.name;
+  EXPECT_EQ(formats_of(rep), formats_of(rep4));
+  EXPECT_EQ(formats_of(rep).at("blk.0.attn_q.weight"), "q4_0");
+  EXPECT_EQ(kept.layers[0].wq.data, q4.layers[0].wq.data);
+  EXPECT_EQ(kept.output.data, q4.output.data);
+  Recipe some = make_recipe("q8_0");
+  some.pure = true;
+  some.rules.push_back(parse_rule("attn_v=keep"));
+  QuantizeReport rep2;
+  const Model mixed = quantize_model(q4, some, &rep2);
+  EXPECT_EQ(formats_of(rep2).at("blk.1.attn_v.weight"), "q4_0");
+  EXPECT_EQ(formats_of(rep2).at("blk.1.attn_q.weight"), "q8_0");
+  EXPECT_EQ(mixed.layers[1].wv.data, q4.layers[1].wv.data);
+}
+
 TEST(QuantizeModel, NanWeightNamesTheTensor) {
   const std::string dir = test::temp_dir("qm-nan");
   gguf::Writer w = test::tiny_model_writer();

@@ -86,6 +86,20 @@ TEST(SchemeSpec, Errors) {
   expect_error("w8a8,alpha=0.5", "unknown option 'alpha' (it takes none)");
 }
 
+// A key said twice, or contradicting an alias's name, is an error, never last-wins.
+TEST(SchemeSpec, ConflictingKeysAreAnError) {
+  expect_error("rtn:int4,bits=8", "option 'bits' given twice ('4' and '8')");
+  expect_error("rtn:int4,group=64,group=32", "option 'group' given twice ('64' and '32')");
+  expect_error("rtn:int4,GROUP=64,group=64", "option 'group' given twice");
+  expect_error("int4,bits=8", "scheme 'int4' sets bits=4; 'bits=8' contradicts it");
+  expect_error("int8,bits=4", "scheme 'int8' sets bits=8");
+  // Options an alias leaves open may still be chosen.
+  EXPECT_EQ(parse_scheme("int4,group=32").to_string(), "rtn:int4,group=32,sym=true,clip=none");
+  EXPECT_EQ(parse_scheme("int8,group=128").to_string(), "rtn:int8,group=128,sym=true,clip=none");
+  EXPECT_THROW(parse_scheme_json(nlohmann::json::parse(R"({"method": "rtn:int4", "bits": 8})")), Error);
+  EXPECT_THROW(parse_scheme_json(nlohmann::json::parse(R"({"method": "rtn", "Group": 64, "group": 32})")), Error);
+}
+
 TEST(Registry, DuplicateNamesAreAnError) {
   Registry r;
   register_builtins(r);

@@ -96,6 +96,44 @@ TEST_F(BigramModel, RollingLoglikelihoodScoresEveryTokenOnce) {
   }
 }
 
+// A window of 1 token has nothing to condition on: an error at construction, never an abort in
+// the forward pass (and no endless rolling loop with a step of 0).
+TEST_F(BigramModel, ContextShorterThanTwoTokensIsAnError) {
+  EXPECT_THROW(LanguageModel(model_, 1), Error);
+  const LanguageModel lm(model_, 2);
+  EXPECT_EQ(lm.loglikelihood("the ant", " and").n_tokens, 1);
+  EXPECT_GT(lm.loglikelihood_rolling("the ant and the hen").n_tokens, 0);
+  test::TinySpec s;
+  s.n_ctx = 1;  // a model whose context_length is 1, evaluated at its own context
+  const Model one = load_model(test::write_tiny_model(test::temp_dir("lm-ctx1") + "/m.gguf", s));
+  try {
+    LanguageModel bad(one);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("context length is 1"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(LanguageModel(one, 8));
+}
+
+// Left truncation is lm-eval's rule, but each result says how many tokens it cut and how many
+// continuation tokens went unscored, so evaluation can report it.
+TEST_F(BigramModel, TruncationIsCounted) {
+  const std::string context = "the ant and the hen eat at ten in the sun";
+  const std::string cont = " and then the ant";
+  const LanguageModel wide(model_, 1000);
+  const Loglikelihood full = wide.loglikelihood(context, cont);
+  EXPECT_EQ(full.truncated, 0);
+  EXPECT_EQ(full.unscored, 0);
+  const LanguageModel narrow(model_, 3);
+  const Loglikelihood cut = narrow.loglikelihood(context, cont);
+  EXPECT_GT(cut.truncated, 0);
+  EXPECT_EQ(cut.n_tokens, 2);
+  EXPECT_EQ(cut.unscored, full.n_tokens - 2);
+  const Generation g = narrow.generate_until(context, {}, 2);
+  EXPECT_GT(g.truncated, 0);
+  EXPECT_EQ(wide.generate_until(context, {}, 2).truncated, 0);
+}
+
 TEST(KlDivergence, ZeroAgainstItselfAndExactForFullTopK) {
   const std::string dir = test::temp_dir("kl");
   const Model p = load_model(test::write_bigram_model(dir + "/p.gguf", random_table(300, 1, 4.0f)));

@@ -2,6 +2,8 @@
 #include <tbb/global_control.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "datasets/text.h"
 #include "engine/core/error.h"
@@ -105,6 +107,55 @@ TEST(Perplexity, RejectsTextsShorterThanTwoChunks) {
   opt.n_ctx = 32;
   EXPECT_THROW(llama_perplexity(m, std::vector<int32_t>(63, 5), opt), Error);
   EXPECT_NO_THROW(llama_perplexity(m, std::vector<int32_t>(64, 5), opt));
+}
+
+// Zero scored tokens never print "PPL = 1.0000": --chunks 0 and a context so large that 2 * ctx
+// overflows are errors.
+TEST(Perplexity, NothingScoredIsAnError) {
+  const std::string dir = test::temp_dir("ppl-zero");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));
+  const std::vector<int32_t> tokens(200, 5);
+  PerplexityOptions opt;
+  opt.n_ctx = 32;
+  opt.max_chunks = 0;
+  EXPECT_THROW(llama_perplexity(m, tokens, opt), Error);
+  opt.max_chunks = -2;
+  EXPECT_THROW(llama_perplexity(m, tokens, opt), Error);
+  opt.max_chunks = -1;
+  opt.n_ctx = int64_t(1) << 62;
+  try {
+    llama_perplexity(m, tokens, opt);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the text has 200 tokens"), std::string::npos) << e.what();
+  }
+  opt.n_ctx = std::numeric_limits<int64_t>::max();
+  EXPECT_THROW(llama_perplexity(m, tokens, opt), Error);
+}
+
+// NaN weights: an error naming the chunk, the position and the tensor, never "PPL = nan".
+TEST(Perplexity, NonFiniteWeightsAreAnErrorNamingTheTensor) {
+  const std::string dir = test::temp_dir("ppl-nan");
+  gguf::Writer w = test::tiny_model_writer();
+  std::vector<float> v(size_t(32 * 32), 0.01f);
+  v[3] = std::numeric_limits<float>::infinity();
+  std::vector<uint8_t> b(v.size() * 4);
+  std::memcpy(b.data(), v.data(), b.size());
+  w.remove_tensor("blk.0.attn_output.weight");
+  w.add_tensor("blk.0.attn_output.weight", {32, 32}, TensorType::F32, b);
+  w.write(dir + "/inf.gguf");
+  const Model m = load_model(dir + "/inf.gguf");
+  PerplexityOptions opt;
+  opt.n_ctx = 16;
+  try {
+    const PerplexityResult r = llama_perplexity(m, std::vector<int32_t>(64, 70), opt);
+    ADD_FAILURE() << "PPL = " << r.ppl;
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("chunk "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("non-finite logit"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("blk.0.attn_output.weight row 0, column 3 (inf)"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace
