@@ -12,24 +12,28 @@ namespace qbench::cli {
 
 int cmd_report(const std::vector<std::string>& args) {
   std::string results_path, format = "md", out;
+  bool summary = false;
   po::options_description desc("qbench report options");
   desc.add_options()
       ("results", po::value(&results_path)->required()->value_name("RESULTS.json"), "results of qbench run")
       ("format,f", po::value(&format)->value_name("md|latex|csv"), "output format (default md)")
       ("out,o", po::value(&out)->value_name("FILE"), "write to FILE (atomically) instead of stdout")
+      ("summary", po::bool_switch(&summary), "only the summary table (what qbench run prints)")
       ("help,h", "show this help");
   po::positional_options_description pos;
   pos.add("results", 1);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench report RESULTS.json [--format md|latex|csv] [--out FILE]\n\n"
+             "usage: qbench report RESULTS.json [--format md|latex|csv] [--summary] [--out FILE]\n\n"
              "The summary table (method, bits/weight, quality as % of the baseline run +/- stderr, speed x,\n"
              "memory x) and one table per suite. LaTeX uses booktabs (\\usepackage{booktabs}) and can be \\input.",
              vm, &pos)) {
     return 0;
   }
   const run::ReportFormat f = run::parse_report_format(format);
-  const std::string text = run::render_tables(run::report_tables(run::load_results(results_path)), f);
+  auto tables = run::report_tables(run::load_results(results_path));
+  if (summary) tables.resize(1);
+  const std::string text = run::render_tables(tables, f);
   write_output(out, text);
   return 0;
 }

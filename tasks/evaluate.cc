@@ -43,6 +43,9 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
   ItemScore s;
   s.record = {{"id", e.id}};
   const std::string context = t.chat ? apply_chat_template(lm.model(), e.context) : e.context;
+  if (t.chat && !lm.model().chat_template.empty() && !chat_template_known(lm.model().chat_template)) {
+    s.record["notes"] = nlohmann::json::array({kChatTemplateGuessed});
+  }
   switch (t.kind) {
     case TaskKind::MultipleChoice: {
       if (e.choices.empty() || e.gold < 0 || e.gold >= int(e.choices.size())) {
@@ -291,6 +294,13 @@ TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::v
   for (auto& s : scores) r.items.push_back(std::move(s.record));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+bool chat_template_known(const std::string& tpl) {
+  for (const char* marker : {"<|im_start|>", "<|start_header_id|>", "<start_of_turn>", "<|user|>", "[INST]"}) {
+    if (tpl.find(marker) != std::string::npos) return true;
+  }
+  return false;
 }
 
 std::string apply_chat_template(const Model& model, const std::string& user_turn) {

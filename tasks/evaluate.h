@@ -48,6 +48,11 @@ TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::v
 // it is one of the common families (ChatML, Llama-2 [INST], Llama-3 headers, Zephyr/Gemma),
 // else qbench's role-tagged "User: ...\nBot:".
 std::string apply_chat_template(const Model& model, const std::string& user_turn);
+// Whether apply_chat_template recognises `tpl` (a model's tokenizer.chat_template). An unknown
+// template falls back to qbench's own turn format, and each chat item's record then carries
+// kChatTemplateGuessed in its "notes" (counted by qbench run, flagged by report).
+bool chat_template_known(const std::string& tpl);
+inline constexpr const char* kChatTemplateGuessed = "chat template not recognised; qbench's own turn format used";
 
 // Mean of 0/1 or real scores with lm-eval's standard error (sample std / sqrt(n)).
 MetricValue mean_metric(const std::string& name, const std::vector<double>& x, bool higher_is_better = true);

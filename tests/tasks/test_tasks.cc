@@ -146,5 +146,24 @@ TEST(Evaluate, SerialAndParallelGiveIdenticalResults) {
   }
 }
 
+// A model whose chat template is not recognised is evaluated with qbench's own turn format, and
+// every chat item's record says so (qbench run counts these notes; report flags the run).
+TEST(Evaluate, GuessedChatTemplateIsNotedPerItem) {
+  Model m = load_model(test::write_tiny_model(test::temp_dir("eval-tpl") + "/m.gguf"));
+  const auto tasks = builtin_tasks();
+  TaskDef t = find_task(tasks, "reply_select");
+  t.chat = true;  // as ifeval's raw user turns
+  const auto items = task_items(t, 3);
+  m.chat_template = "{% for message in messages %}{{ message.content }}{% endfor %}";
+  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) {
+    ASSERT_TRUE(rec.contains("notes")) << rec.dump();
+    EXPECT_EQ(rec["notes"][0], kChatTemplateGuessed);
+  }
+  m.chat_template = "{{ '<|im_start|>' + message['role'] }}";
+  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) EXPECT_FALSE(rec.contains("notes"));
+  m.chat_template.clear();  // qbench's own models: its own format, nothing guessed
+  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) EXPECT_FALSE(rec.contains("notes"));
+}
+
 }  // namespace
 }  // namespace qbench
