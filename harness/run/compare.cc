@@ -227,10 +227,18 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
       }
       // Numbers measured under other protocols (text, context, chunks, tasks, activations, speed
       // settings) are not comparable; suites whose items differ pair what they can (below).
-      const std::string diff = protocol_differences((*b)["protocol"], (*n)["protocol"], {"items_sha256"});
+      const std::string diff = protocol_differences((*b)["protocol"], (*n)["protocol"], {"items_sha256", "cpu", "simd_path"});
       if (!diff.empty()) {
         throw Error(cand_path + ": " + scheme + " " + name + " was measured under another protocol than in " + base_path +
                     " (" + diff + "); such numbers are not comparable");
+      }
+      if (name == "speed") {
+        // Speed on another CPU or kernel path says nothing about the code: noted, not compared.
+        const std::string machine = protocol_differences((*b)["protocol"], (*n)["protocol"], {"items_sha256"});
+        if (!machine.empty()) {
+          rep.notes.push_back(scheme + " speed: measured on another machine or kernel path (" + machine + "); not compared");
+          continue;
+        }
       }
       if (name == "perplexity" || name == "kl") {
         const bool is_ppl = name == "perplexity";

@@ -611,6 +611,16 @@ TEST(Run, CompareFlagsSpeedBeyondTheMeasuredSpread) {
   EXPECT_EQ(speed_regressions, 1);
   const auto same = run::compare_results(a, f.dir + "/a.json", a, f.dir + "/a.json", opt);
   EXPECT_FALSE(same.regression());
+  // Measured on another CPU: speed is not compared (noted), so no speed regression either way.
+  slow["runs"][0]["units"]["speed"]["protocol"]["cpu"] = "another CPU";
+  const auto other_cpu = run::compare_results(a, f.dir + "/a.json", slow, f.dir + "/slow.json", opt);
+  EXPECT_FALSE(other_cpu.regression());
+  bool noted = false;
+  for (const auto& n : other_cpu.notes) noted = noted || n.find("another machine") != std::string::npos;
+  EXPECT_TRUE(noted);
+  // Another number of decode tokens is another protocol: refused.
+  slow["runs"][0]["units"]["speed"]["protocol"]["decode"] = 999;
+  EXPECT_THROW(run::compare_results(a, f.dir + "/a.json", slow, f.dir + "/slow.json", opt), Error);
 }
 
 // Relative quality carries the error of the paired difference: zero for a run against itself,
