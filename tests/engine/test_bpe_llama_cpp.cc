@@ -1,0 +1,143 @@
+// Property test: qbench's tokenizer against llama.cpp's own (llama-tokenize, prebuilt in
+// $QBENCH_SHARED/tools/llama.cpp) on generated text: mixed scripts, digit runs, white-space runs,
+// emoji, contractions and special-token look-alikes, for each fixture vocabulary, with and
+// without parsing special tokens. The strings are generated from a fixed seed and joined into
+// one text per vocabulary (one llama-tokenize run each), so the test is deterministic and fast.
+// Skips when the tool is absent; under CI=true it fails only when the tool's folder is there
+// (its PROVENANCE.md) but the program does not run.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "engine/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace qbench {
+namespace {
+
+struct SplitMix64 {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  size_t below(size_t n) { return size_t(next() % n); }
+};
+
+// Pieces the generator draws from (UTF-8).
+const std::vector<std::string>& fragments() {
+  static const std::vector<std::string> f = {
+      "the", "The", "HELLO", "tokenizer", "naïve", "Ünïcödé", "ab", "x", "I'm", "you'LL", "it's", "'s", "'ve",
+      "don't", "O'Neil", "1", "12", "123", "1234", "12345678", "3.14159", "1,000", "٣٤٥", "²", "½", "Ⅻ",
+      " ", "  ", "   ", "    ", "\t", "\t\t", "\n", "\n\n", "\r\n", " \n ", "\xC2\xA0", "\xE3\x80\x80",
+      "\xE2\x80\x83", "\xC2\x85", ".", ",", "!?", "...", "--", "()", "[]", "{}", "<>", "==", "=>", "&&", "||",
+      "#", "$", "%", "^", "~", "`", "@", "\\", "/", "_", "__init__", "\"quoted\"", "«»", "—", "…",
+      "日本語", "中文字符", "한국어", "Привет", "мир", "Ελληνικά", "עברית", "العربية", "हिन्दी", "ไทย",
+      "ภาษา", "ქართული", "Ꭰ", "ｆｕｌｌｗｉｄｔｈ", "ﬁ", "e\xCC\x81", "\xF0\x9F\x98\x80", "\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD",
+      "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7", "\xF0\x9F\x87\xBA\xF0\x9F\x87\xB8",
+      "\xE2\x9D\xA4\xEF\xB8\x8F", "\xE2\x80\x8B", "<s>", "</s>", "<unk>", "<|endoftext|>", "<|endoftext",
+      "<|im_start|>", "<|im_end|>", "[INST]", "<|begin_of_text|>", "<|eot_id|>", "<｜fim▁hole｜>",
+      "<|assistant|>", "<|user|>", "<|end|>", "▁", "Ġ", "Ċ", "ĠĠ",
+  };
+  return f;
+}
+
+std::string generate_text(uint64_t seed, int n_strings) {
+  SplitMix64 rng{seed};
+  std::string text;
+  for (int i = 0; i < n_strings; ++i) {
+    const size_t len = 1 + rng.below(12);
+    for (size_t k = 0; k < len; ++k) text += fragments()[rng.below(fragments().size())];
+    text += rng.below(4) == 0 ? " " : "\n";
+  }
+  return text;
+}
+
+std::string tool_path() {
+  const char* root = std::getenv("QBENCH_SHARED");
+  if (root == nullptr || *root == '\0') return {};
+  return (std::filesystem::path(root) / "tools/llama.cpp/llama-tokenize").string();
+}
+
+// llama-tokenize's ids for the text in `file`; nullopt when the program does not run.
+std::optional<std::vector<int32_t>> llama_tokenize(const std::string& tool, const std::string& vocab,
+                                                   const std::string& file, bool parse_special) {
+  const std::string cmd = "'" + tool + "' -m '" + vocab + "' -f '" + file +
+                          "' --ids --no-bos --no-escape --log-disable" + (parse_special ? "" : " --no-parse-special") +
+                          " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return std::nullopt;
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  if (::pclose(p) != 0) return std::nullopt;
+  const size_t open = out.rfind('[');
+  if (open == std::string::npos) return std::nullopt;
+  std::vector<int32_t> ids;
+  std::string body = out.substr(open + 1);
+  for (char& c : body) if (c == ',' || c == ']') c = ' ';
+  std::istringstream in(body);
+  int32_t id;
+  while (in >> id) ids.push_back(id);
+  return ids;
+}
+
+class AgainstLlamaTokenize : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(AgainstLlamaTokenize, GeneratedTextGivesTheSameIds) {
+  const std::string tool = tool_path();
+  if (tool.empty() || !std::filesystem::exists(tool)) {
+    GTEST_SKIP() << "llama-tokenize not found under $QBENCH_SHARED/tools/llama.cpp";
+  }
+  const std::string rel = std::string("tokenizers/llama.cpp/ggml-vocab-") + GetParam() + ".gguf";
+  QBENCH_SHARED_FILE(vocab, rel);
+  const Tokenizer tok = Tokenizer::from_file(vocab);
+  const std::string dir = test::temp_dir(std::string("bpe-prop-") + GetParam());
+  const std::string file = dir + "/text.txt";
+  uint64_t seed = 0x5EED;
+  for (const char* c = GetParam(); *c; ++c) seed = seed * 131 + uint8_t(*c);
+  const std::string text = generate_text(seed, 400);
+  std::ofstream(file, std::ios::binary) << text;
+  for (const bool parse_special : {false, true}) {
+    const auto expected = llama_tokenize(tool, vocab, file, parse_special);
+    if (!expected) {
+      if (test::in_ci() && std::filesystem::exists(std::filesystem::path(tool).parent_path() / "PROVENANCE.md")) {
+        FAIL() << tool << " is there but did not run (CI=true)";
+      }
+      GTEST_SKIP() << tool << " did not run";
+    }
+    const std::vector<int32_t> got = tok.encode(text, false, parse_special);
+    size_t i = 0;
+    while (i < got.size() && i < expected->size() && got[i] == (*expected)[i]) ++i;
+    if (i < got.size() || i < expected->size()) {
+      std::vector<int32_t> before(got.begin() + std::ptrdiff_t(i > 8 ? i - 8 : 0), got.begin() + std::ptrdiff_t(i));
+      std::string ours, theirs;
+      for (size_t k = i; k < std::min(got.size(), i + 6); ++k) ours += " " + std::to_string(got[k]) + "'" + tok.decode({got[k]}) + "'";
+      for (size_t k = i; k < std::min(expected->size(), i + 6); ++k) {
+        theirs += " " + std::to_string((*expected)[k]) + "'" + tok.decode({(*expected)[k]}) + "'";
+      }
+      ADD_FAILURE() << GetParam() << (parse_special ? " (parse special)" : "") << ": first difference at token " << i
+                    << " of " << expected->size() << " after '" << tok.decode(before) << "'\n  qbench:" << ours
+                    << "\n  llama.cpp:" << theirs;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Vocabs, AgainstLlamaTokenize,
+                         ::testing::Values("gpt-2", "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
+                                           "refact", "mpt", "llama-spm", "phi-3"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '-') c = '_';
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace qbench
