@@ -126,7 +126,19 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
       }
     }
     t.bpe_ = make_bpe_model(merges, nullptr, patterns, model.value("ignore_merges", false), path + ": model.merges");
+    // The GGUF pre-tokenizer name llama.cpp's converter would write, when the regexes are those
+    // of a known tokenizer; "custom" otherwise (then only qbench can run it).
     t.pre_name_ = "custom";
+    const std::string hf_llama3 =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const std::string hf_qwen2 =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const bool ignore_merges = model.value("ignore_merges", false);
+    if (patterns == std::vector<std::string>{hf_llama3} && ignore_merges) t.pre_name_ = "llama-bpe";
+    if (patterns == std::vector<std::string>{hf_qwen2} && !ignore_merges) t.pre_name_ = "qwen2";
+    if (patterns == std::vector<std::string>{kGpt2Pattern} && !ignore_merges) t.pre_name_ = "gpt-2";
 
     // BOS/EOS: tokenizer_config.json beside the file (bos_token, eos_token, add_bos_token,
     // add_eos_token) when it is there; else the post-processor's template (TemplateProcessing,

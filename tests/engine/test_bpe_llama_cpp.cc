@@ -13,6 +13,7 @@
 #include <optional>
 #include <sstream>
 
+#include "engine/io/gguf.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -89,20 +90,15 @@ std::optional<std::vector<int32_t>> llama_tokenize(const std::string& tool, cons
   return ids;
 }
 
-class AgainstLlamaTokenize : public ::testing::TestWithParam<const char*> {};
-
-TEST_P(AgainstLlamaTokenize, GeneratedTextGivesTheSameIds) {
+// Compares qbench's ids with llama-tokenize's on the generated text, with and without parsing
+// special tokens; reports the first difference with its context.
+void compare_with_llama_cpp(const Tokenizer& tok, const std::string& vocab, const std::string& name, uint64_t seed) {
   const std::string tool = tool_path();
   if (tool.empty() || !std::filesystem::exists(tool)) {
     GTEST_SKIP() << "llama-tokenize not found under $QBENCH_SHARED/tools/llama.cpp";
   }
-  const std::string rel = std::string("tokenizers/llama.cpp/ggml-vocab-") + GetParam() + ".gguf";
-  QBENCH_SHARED_FILE(vocab, rel);
-  const Tokenizer tok = Tokenizer::from_file(vocab);
-  const std::string dir = test::temp_dir(std::string("bpe-prop-") + GetParam());
+  const std::string dir = test::temp_dir("bpe-prop-" + name);
   const std::string file = dir + "/text.txt";
-  uint64_t seed = 0x5EED;
-  for (const char* c = GetParam(); *c; ++c) seed = seed * 131 + uint8_t(*c);
   const std::string text = generate_text(seed, 400);
   std::ofstream(file, std::ios::binary) << text;
   for (const bool parse_special : {false, true}) {
@@ -123,12 +119,63 @@ TEST_P(AgainstLlamaTokenize, GeneratedTextGivesTheSameIds) {
       for (size_t k = i; k < std::min(expected->size(), i + 6); ++k) {
         theirs += " " + std::to_string((*expected)[k]) + "'" + tok.decode({(*expected)[k]}) + "'";
       }
-      ADD_FAILURE() << GetParam() << (parse_special ? " (parse special)" : "") << ": first difference at token " << i
+      ADD_FAILURE() << name << (parse_special ? " (parse special)" : "") << ": first difference at token " << i
                     << " of " << expected->size() << " after '" << tok.decode(before) << "'\n  qbench:" << ours
                     << "\n  llama.cpp:" << theirs;
     }
   }
 }
+
+uint64_t seed_of(const std::string& name) {
+  uint64_t seed = 0x5EED;
+  for (char c : name) seed = seed * 131 + uint8_t(c);
+  return seed;
+}
+
+class AgainstLlamaTokenize : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(AgainstLlamaTokenize, GeneratedTextGivesTheSameIds) {
+  const std::string rel = std::string("tokenizers/llama.cpp/ggml-vocab-") + GetParam() + ".gguf";
+  QBENCH_SHARED_FILE(vocab, rel);
+  compare_with_llama_cpp(Tokenizer::from_file(vocab), vocab, GetParam(), seed_of(GetParam()));
+}
+
+// Llama 3 and Qwen2 have no vocab GGUF in the fixtures: their tokenizer.json, written by qbench
+// as a vocab-only GGUF (tokens, merges, types, pre-tokenizer name), is what llama-tokenize reads.
+class HfAsGgufAgainstLlamaTokenize : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(HfAsGgufAgainstLlamaTokenize, GeneratedTextGivesTheSameIds) {
+  const auto [name, pre] = GetParam();
+  QBENCH_SHARED_FILE(json, std::string("tokenizers/hf/") + name + "/tokenizer.json");
+  const Tokenizer tok = Tokenizer::from_file(json);
+  EXPECT_EQ(tok.pre_tokenizer(), pre);
+  gguf::Writer w;
+  w.set("general.architecture", gguf::Value::str("llama"));
+  w.set("general.name", gguf::Value::str(std::string("vocab-") + name));
+  w.set("llama.block_count", gguf::Value::u32(1));
+  w.set("llama.context_length", gguf::Value::u32(256));
+  w.set("llama.embedding_length", gguf::Value::u32(64));
+  w.set("llama.feed_forward_length", gguf::Value::u32(128));
+  w.set("llama.attention.head_count", gguf::Value::u32(4));
+  w.set("llama.attention.head_count_kv", gguf::Value::u32(4));
+  w.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+  w.set("llama.rope.dimension_count", gguf::Value::u32(16));
+  w.set("llama.vocab_size", gguf::Value::u32(uint32_t(tok.n_tokens())));
+  tok.write_gguf(w);
+  const std::string dir = test::temp_dir(std::string("bpe-hf-gguf-") + name);
+  const std::string vocab = dir + "/vocab.gguf";
+  w.write(vocab);
+  // qbench reads its own file back to the same tokenizer (without parsing special tokens: from
+  // a GGUF, llama.cpp's by-name control overrides apply, e.g. Qwen's normal token "</s>").
+  const Tokenizer back = Tokenizer::from_file(vocab);
+  const std::string probe = generate_text(seed_of(name) + 1, 50);
+  EXPECT_EQ(back.encode(probe, false), tok.encode(probe, false));
+  compare_with_llama_cpp(back, vocab, name, seed_of(name));
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, HfAsGgufAgainstLlamaTokenize,
+                         ::testing::Values(std::make_pair("llama3", "llama-bpe"), std::make_pair("qwen2", "qwen2")),
+                         [](const auto& info) { return std::string(info.param.first); });
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, AgainstLlamaTokenize,
                          ::testing::Values("gpt-2", "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
