@@ -111,7 +111,9 @@ class Tokenizer {
   // Tokenizes `text`; prepends BOS (appends EOS) when `add_special` and the vocabulary asks for
   // it. `parse_special`: control tokens written in the text ("<|begin_of_text|>") become their
   // ids, as llama-tokenize does by default; off, they are plain text (llama-perplexity).
-  // Invalid UTF-8 in BPE input is read as U+FFFD per bad byte, as llama.cpp does.
+  // Invalid UTF-8 in BPE input is read as U+FFFD per bad byte, as llama.cpp does for bad lead
+  // bytes, stray continuation bytes and truncated sequences (llama.cpp decodes overlong forms
+  // and surrogates leniently instead; qbench replaces them: the one known difference).
   std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special = false) const;
   // Text of one token as it appears in output (SPM: "▁" -> ' ', "<0x0A>" -> '\n'; BPE: the
   // bytes behind the mapped code points; user-defined tokens as written; control tokens -> "").
