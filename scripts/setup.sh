@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake git pkg-config
   libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev
-  libgtest-dev libgmock-dev googletest libbenchmark-dev python3 python3-matplotlib)
+  libpcre2-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3 python3-matplotlib)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,15 +1,26 @@
-// SentencePiece-style BPE tokenizer, as llama.cpp implements it for `tokenizer.ggml.model` =
-// "llama" (llm_tokenizer_spm), and the same vocabulary read from a llama2.c tokenizer.bin.
+// The two tokenizers of llama.cpp that qbench implements, behind one class:
 //
-// Encoding: a space is prepended to the text (add_space_prefix), spaces become U+2581 "▁", the
+// SentencePiece-style BPE (`tokenizer.ggml.model` = "llama", llama.cpp's llm_tokenizer_spm),
+// also read from a llama2.c tokenizer.bin. Encoding: a space is prepended to the text (add_space_prefix), spaces become U+2581 "▁", the
 // text is split into UTF-8 characters, and adjacent symbols are merged greedily, always merging
 // the pair whose concatenation is the vocabulary entry with the highest score (leftmost pair on
 // ties). A symbol left with no token is emitted as its bytes, each as the token "<0xNN>"
 // (byte fallback), or as UNK when the vocabulary has no byte tokens. Special tokens in the text
 // are not parsed: "<s>" in a text file is just characters, as in llama-perplexity.
+//
+// Byte-level BPE (`tokenizer.ggml.model` = "gpt2", llama.cpp's llm_tokenizer_bpe; also a
+// Hugging Face tokenizer.json with a BPE model): the text is split into pre-tokens by the
+// regexes of the pre-tokenizer named in `tokenizer.ggml.pre` (pre_tokenizer.h, PCRE2), each
+// pre-token's bytes are mapped to GPT-2's printable code points (byte 0x20 -> U+0120 "Ġ", ...),
+// and adjacent symbols are merged by merge rank (lowest first, leftmost on ties). A final symbol
+// that is not a token is emitted as the tokens of its single bytes.
+//
+// Both: user-defined tokens are recognised in the text always, control and unknown tokens only
+// with `parse_special` (llama.cpp's tokenizer_st_partition; longest token first).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -33,12 +44,38 @@ enum class TokenType : int32_t {
   Byte = 6,
 };
 
+// Which algorithm a Tokenizer runs.
+enum class TokenizerKind { Spm, Bpe };
+
+struct BpeModel;  // merges, pre-tokenizer and byte tokens of a byte-level BPE vocabulary
+
+// Hashes std::string and std::string_view alike, so maps keyed by std::string can be searched
+// with a view (no allocation per lookup).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 class Tokenizer {
  public:
   Tokenizer() = default;
-  // From GGUF metadata. Throws qbench::Error for a missing or malformed vocabulary or an
-  // unsupported tokenizer model (only "llama" is implemented).
+  // From GGUF metadata ("llama" or "gpt2"). Throws qbench::Error for a missing or malformed
+  // vocabulary (merges, token types, special token ids), an unknown pre-tokenizer or an
+  // unsupported tokenizer model.
   static Tokenizer from_gguf(const gguf::File& file);
+  // From a Hugging Face tokenizer.json with a byte-level BPE model (vocab, merges, added_tokens;
+  // pre_tokenizer Split (Isolated) / ByteLevel / Digits / Sequence). Throws qbench::Error naming
+  // the file and the field for anything else.
+  static Tokenizer from_hf_json(const std::string& path);
+  // A tokenizer alone, without weights: a GGUF file (vocab-only or a whole model: only its
+  // metadata is read), a Hugging Face tokenizer.json (name ending in .json), or else a llama2.c
+  // tokenizer.bin.
+  static Tokenizer from_file(const std::string& path);
+  // Byte-level BPE from parts: `pieces` in GPT-2's byte-mapped form, `merges` as "left right"
+  // in rank order, `pre` a name of pre_tokenizers(). Throws qbench::Error like from_gguf.
+  static Tokenizer from_bpe(std::vector<std::string> pieces, std::vector<TokenType> types,
+                            const std::vector<std::string>& merges, const std::string& pre,
+                            int32_t bos, int32_t eos, const std::string& source = "BPE vocabulary");
   // From llama2.c's tokenizer.bin (`max_token_length`, then per token: f32 score, i32 length,
   // bytes). Pieces there use ' ' for U+2581 and "\n<s>\n" / "\n</s>\n" for BOS/EOS; they are
   // normalised to the SentencePiece form that llama.cpp's converter writes to GGUF.
@@ -55,6 +92,10 @@ class Tokenizer {
   void write_gguf(gguf::Writer& w) const;
 
   bool empty() const { return pieces_.empty(); }
+  TokenizerKind kind() const { return kind_; }
+  // The pre-tokenizer name of a BPE vocabulary (canonical name, or "custom" for a
+  // tokenizer.json's own regexes); empty for SPM.
+  const std::string& pre_tokenizer() const { return pre_name_; }
   int32_t n_tokens() const { return int32_t(pieces_.size()); }
   int32_t bos() const { return bos_; }
   int32_t eos() const { return eos_; }
@@ -64,20 +105,39 @@ class Tokenizer {
   TokenType type(int32_t id) const { return types_.at(size_t(id)); }
   float score(int32_t id) const { return scores_.at(size_t(id)); }
 
-  // Tokenizes `text`; prepends BOS when `add_bos` and the vocabulary asks for it.
-  std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
-  // Text of one token as it appears in output ("▁" -> ' ', "<0x0A>" -> '\n', control tokens -> "").
+  int32_t pad() const { return pad_; }
+  bool add_eos() const { return add_eos_; }
+
+  // Tokenizes `text`; prepends BOS (appends EOS) when `add_special` and the vocabulary asks for
+  // it. `parse_special`: control tokens written in the text ("<|begin_of_text|>") become their
+  // ids, as llama-tokenize does by default; off, they are plain text (llama-perplexity).
+  // Invalid UTF-8 in BPE input is read as U+FFFD per bad byte, as llama.cpp does for bad lead
+  // bytes, stray continuation bytes and truncated sequences (llama.cpp decodes overlong forms
+  // and surrogates leniently instead; qbench replaces them: the one known difference).
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special = false) const;
+  // Text of one token as it appears in output (SPM: "▁" -> ' ', "<0x0A>" -> '\n'; BPE: the
+  // bytes behind the mapped code points; user-defined tokens as written; control tokens -> "").
   std::string decode_token(int32_t id) const;
   std::string decode(const std::vector<int32_t>& ids) const;
 
  private:
   void build_index();
   int32_t find(std::string_view piece) const;
+  void encode_spm(std::string_view text, bool prev_special, std::vector<int32_t>& out) const;
+  void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
 
+  TokenizerKind kind_ = TokenizerKind::Spm;
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
   std::vector<TokenType> types_;
-  std::unordered_map<std::string, int32_t> index_;
+  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> index_;
+  std::vector<int32_t> special_ids_;  // control, user-defined and unknown tokens, longest first
+  // llama.cpp's RSTRIP attribute (set by model name for Phi-3): white space after the token in
+  // the text is dropped when the token is recognised. Empty: no token has it.
+  std::vector<uint8_t> rstrip_;
+  std::shared_ptr<const BpeModel> bpe_;
+  std::string pre_name_;
+  int32_t pad_ = -1;
   int32_t byte_tokens_[256] = {};
   bool has_byte_tokens_ = false;
   int32_t bos_ = 1, eos_ = 2, unk_ = 0;
