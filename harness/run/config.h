@@ -1,7 +1,7 @@
 // Experiment configs of `qbench run` (experiments/*.json). Every field is declared once in
 // QBENCH_EXPERIMENT_FIELDS (type, name, default, help — STYLE.md convention 6); that list
 // generates the struct, JSON reading (unknown fields and wrong types are errors naming the file
-// and field), JSON writing and the `qbench run --print-config` listing. Configs carry a version.
+// and field), JSON writing and the `qbench run --list-fields` listing. Configs carry a version.
 #pragma once
 
 #include <nlohmann/json.hpp>
