@@ -14,13 +14,15 @@ build_dir=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-defined() { nm --defined-only "$1" 2>/dev/null | awk '$2 ~ /^[TtWwVuBbDdRr]$/ { print $3 }'; }
+# Code symbols only: data (constant tables such as inline constexpr arrays) is the same bytes
+# whichever copy the linker keeps.
+defined() { nm --defined-only "$1" 2>/dev/null | awk '$2 ~ /^[TtWw]$/ { print $3 }'; }
 : >"$tmp/isa"
 : >"$tmp/other"
 while IFS= read -r obj; do
   case "$obj" in
     *_avx2.cc.o | *_avx512.cc.o | *_f16c.cc.o) defined "$obj" >>"$tmp/isa" ;;
-    *) nm --defined-only "$obj" 2>/dev/null | awk '$2 ~ /^[TWwVuBDR]$/ { print $3 }' >>"$tmp/other" ;;
+    *) nm --defined-only "$obj" 2>/dev/null | awk '$2 ~ /^[TWw]$/ { print $3 }' >>"$tmp/other" ;;
   esac
 done < <(find "$build_dir" -name '*.o' -not -path '*/CMakeFiles/CMakeScratch/*')
 # GCC's clones (f.constprop.0, f.cold, ...) count as f; DW.ref.* are identical exception-handling
