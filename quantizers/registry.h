@@ -1,5 +1,5 @@
 // The name-keyed registry of quantization methods (STYLE.md, convention 4): filled once by
-// register_builtins() (quantizers/builtins.cc); duplicate names are an error.
+// register_builtins() (quantizers/registry.cc, under std::call_once); duplicate names are an error.
 //
 // A method is an algorithm that turns one F32 weight matrix into packed bytes of some format in
 // engine/formats (the format owns layout and dequantization; the method chooses scales and

@@ -18,7 +18,9 @@ inline bool in_ci() {
   return ci != nullptr && std::string(ci) == "true";
 }
 
-// Absolute path of a file under $QBENCH_SHARED, or "" when it is not there.
+// Absolute path of a file under $QBENCH_SHARED, or "" when it is not there. When the variable is
+// unset, tests/shared_env.cc has already pointed it at the `shared` folder beside the checkout
+// (if there is one).
 inline std::string shared_file(const std::string& rel) {
   const char* root = std::getenv("QBENCH_SHARED");
   if (root == nullptr || *root == '\0') return {};
@@ -44,6 +46,10 @@ inline std::string read_file(const std::string& path) {
 
 }  // namespace qbench::test
 
+// Marker in the message of every test skipped for a missing shared file: scripts/test.sh counts
+// it in ctest's log to print a summary line.
+#define QBENCH_ORACLE_SKIP_MARKER "[oracle test skipped]"
+
 // Declares `var` as the path of a shared file; when it is missing the test fails under CI=true
 // and is skipped elsewhere, with a message naming the file.
 #define QBENCH_SHARED_FILE(var, rel)                                                        \
@@ -52,6 +58,7 @@ inline std::string read_file(const std::string& path) {
     if (::qbench::test::in_ci()) {                                                          \
       FAIL() << "missing shared file $QBENCH_SHARED/" << (rel) << " (CI=true)";             \
     } else {                                                                                \
-      GTEST_SKIP() << "shared file $QBENCH_SHARED/" << (rel) << " not found; set QBENCH_SHARED"; \
+      GTEST_SKIP() << "shared file $QBENCH_SHARED/" << (rel)                               \
+                   << " not found; set QBENCH_SHARED " QBENCH_ORACLE_SKIP_MARKER;            \
     }                                                                                       \
   }

@@ -61,7 +61,12 @@ inline uint16_t fp32_to_fp16(float f) {
   return uint16_t(sign | r);
 }
 
-// Widens n fp16 values (unaligned bytes) to fp32; F16C's vcvtph2ps where compiled in.
+// fp16_to_fp32_row with F16C (half_f16c.cc, compiled with -mf16c): same bits; call it only when
+// the CPU has F16C (formats/types.cc's dequantize_row_f16 checks).
+void fp16_to_fp32_row_f16c(const uint8_t* src, float* dst, int64_t n);
+
+// Widens n fp16 values (unaligned bytes) to fp32; F16C's vcvtph2ps where compiled in
+// (QBENCH_NATIVE builds; portable builds dispatch to fp16_to_fp32_row_f16c at run time).
 inline void fp16_to_fp32_row(const uint8_t* src, float* dst, int64_t n) {
   int64_t i = 0;
 #if defined(__F16C__)

@@ -27,13 +27,29 @@ constexpr std::array<float, 127> make_e4m3_table() {
 constexpr std::array<float, 127> kE4M3 = make_e4m3_table();
 static_assert(kE4M3[126] == 448.0f && kE4M3[1] == 0.001953125f);
 
-// Midpoints between consecutive NF4 levels: code i is chosen for v in (mid[i-1], mid[i]].
-constexpr std::array<float, 15> make_nf4_mid() {
-  std::array<float, 15> m{};
-  for (int i = 0; i < 15; ++i) m[size_t(i)] = 0.5f * (kNf4Codes[i] + kNf4Codes[i + 1]);
-  return m;
+// Decision thresholds between consecutive NF4 levels: code i is chosen for v in
+// (mid[i-1], mid[i]]. These are bitsandbytes' dQuantizeNF4 thresholds (csrc/kernels.cu: x > t
+// picks the upper code), the midpoints printed to 17 digits and read as float literals. The
+// midpoint of two floats is often exactly halfway between two floats, so computing it here
+// (in float, or in double and rounded) lands one ulp away from bitsandbytes at 4 of the 15 and
+// would code those 4 inputs differently (tests/engine/test_float_codes.cc).
+constexpr std::array<float, 15> kNf4Mid = {
+    -0.8480964004993439f, -0.6106329262256622f,  -0.4599952697753906f,   -0.33967943489551544f,
+    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+    0.1202552504837513f,  0.2035212516784668f,   0.2920137718319893f,    0.3893125355243683f,
+    0.5016634166240692f,  0.6427869200706482f,   0.8614784181118011f,
+};
+constexpr bool nf4_thresholds_separate_the_levels() {
+  for (int i = 0; i < 15; ++i) {
+    if (!(kNf4Codes[i] < kNf4Mid[size_t(i)] && kNf4Mid[size_t(i)] < kNf4Codes[i + 1])) return false;
+    // Within one float step of the midpoint.
+    const float mid = 0.5f * (kNf4Codes[i] + kNf4Codes[i + 1]);
+    const float d = kNf4Mid[size_t(i)] - mid;
+    if (d > 6e-8f || d < -6e-8f) return false;
+  }
+  return true;
 }
-constexpr std::array<float, 15> kNf4Mid = make_nf4_mid();
+static_assert(nf4_thresholds_separate_the_levels());
 
 }  // namespace
 

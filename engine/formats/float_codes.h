@@ -20,7 +20,8 @@ namespace qbench {
 
 inline constexpr int kQKNf4 = 64;
 
-// The 16 NF4 levels, exactly as in bitsandbytes (functional.py / csrc: the QLoRA code book).
+// The 16 NF4 levels, exactly as in bitsandbytes (functional.py / csrc) and the QLoRA paper's
+// Appendix E.
 inline constexpr float kNf4Codes[16] = {
     -1.0f,
     -0.6961928009986877f,
@@ -50,7 +51,8 @@ static_assert(sizeof(BlockNf4) == 2 + kQKNf4 / 2);
 inline constexpr float kE4M3Max = 448.0f;
 inline constexpr int kFp8RowHeaderBytes = 4;  // fp32 scale
 
-// Index of the code-book entry nearest to v (v in [-1, 1]); ties go to the lower code.
+// Index of the code-book entry nearest to v (v in [-1, 1]), exactly as bitsandbytes'
+// dQuantizeNF4 decides it (its thresholds; a value on a threshold goes to the lower code).
 int nf4_nearest(float v);
 float e4m3_to_fp32(uint8_t code);
 // Round to nearest, ties to even mantissa; saturates to +-448 (there is no infinity); NaN

@@ -2,40 +2,33 @@
 
 #include <tbb/parallel_for.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <vector>
 
 #include "engine/core/error.h"
+#include "engine/kernels/gemm_eigen.h"
 
 namespace qbench {
 namespace {
 
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMap = Eigen::Map<const RowMajor>;
-using StridedMap = Eigen::Map<RowMajor, 0, Eigen::OuterStride<>>;
-
-// Reference path: dequantize kDequantRowChunk rows at a time, one Eigen product per chunk.
-void matmul_dequantize(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
+// Reference path: dequantize kDequantRowChunk rows at a time, one Eigen product per chunk, by
+// Eigen compiled for `isa` (gemm_eigen.h: a portable build would otherwise run it on SSE2).
+void matmul_dequantize(const Matrix& w, const float* x, int64_t n_tokens, float* y, CpuIsa isa) {
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t n_chunks = (rows + kDequantRowChunk - 1) / kDequantRowChunk;
-  const ConstMap X(x, n_tokens, cols);
   const bool f32 = w.type == TensorType::F32;
   const DequantizeRowFn deq = w.traits().dequantize_row;
   QB_ASSERT(deq != nullptr);
   tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t c) {
     const int64_t r0 = c * kDequantRowChunk;
     const int64_t nr = std::min(kDequantRowChunk, rows - r0);
-    StridedMap Y(y + r0, n_tokens, nr, Eigen::OuterStride<>(rows));
     if (f32) {
-      const ConstMap W(reinterpret_cast<const float*>(w.row(r0)), nr, cols);
-      Y.noalias() = X * W.transpose();
+      gemm_xwt(isa, x, n_tokens, cols, reinterpret_cast<const float*>(w.row(r0)), nr, y + r0, rows);
     } else {
       // The fallback keeps its own per-task tile (the kernel path takes caller scratch).
       std::vector<float> tile(size_t(nr * cols));
       for (int64_t r = 0; r < nr; ++r) deq(w.row(r0 + r), tile.data() + r * cols, cols);
-      const ConstMap W(tile.data(), nr, cols);
-      Y.noalias() = X * W.transpose();
+      gemm_xwt(isa, x, n_tokens, cols, tile.data(), nr, y + r0, rows);
     }
   });
 }
@@ -94,7 +87,9 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   QB_ASSERT(!w.empty() && n_tokens > 0);
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr) {
-    matmul_dequantize(w, x, n_tokens, y);
+    const CpuIsa isa = chosen_isa(opt);
+    QB_ASSERT(isa_available(isa));
+    matmul_dequantize(w, x, n_tokens, y, isa);
     return;
   }
   const int64_t cols = w.cols;

@@ -33,6 +33,13 @@ inline float f32_at(const uint8_t* p) {
   std::memcpy(&f, p, 4);
   return f;
 }
+// The activation rows' scale tables (d_a, s_a) follow nb blocks of 34 or 36 bytes, so they are
+// only 2-byte aligned when nb is odd: read them with unaligned loads. (A plain float or double
+// access there, or _mm_load_sd, is undefined behaviour; UBSan reported it.)
+inline float scale_at(const float* p) { return f32_at(reinterpret_cast<const uint8_t*>(p)); }
+inline __m128 two_scales_at(const float* p) {
+  return _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
 inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m128i load128(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
@@ -254,12 +261,12 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
       __m512i qy = _mm512_loadu_si512(qa[t] + ib * 32);
       if (F::kSigned) qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
       const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
-      const __m128 pair_da = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[t] + ib)));
+      const __m128 pair_da = two_scales_at(da[t] + ib);
       const __m128 dd = _mm_mul_ps(dw, pair_da);
       const __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd));
       acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[t]);
       if (F::kHasMin) {
-        const __m128 pair_sa = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(sa[t] + ib)));
+        const __m128 pair_sa = two_scales_at(sa[t] + ib);
         minsum[t] = _mm_fmadd_ps(mw, pair_sa, minsum[t]);
       }
     }
@@ -288,8 +295,8 @@ void dot_legacy_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, 
       __m256i qy = load256(qa[t] + ib * 32);
       if (F::kSigned) qy = _mm256_sign_epi8(qy, qx);
       const __m256i sumi = dot_u8s8(ux, qy);
-      acc8[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc8[t]);
-      if (F::kHasMin) summ[t] += fp16_at(x0 + 2) * sa[t][ib];
+      acc8[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * scale_at(da[t] + ib)), _mm256_cvtepi32_ps(sumi), acc8[t]);
+      if (F::kHasMin) summ[t] += fp16_at(x0 + 2) * scale_at(sa[t] + ib);
     }
   }
   for (int t = 0; t < NT; ++t) y[size_t(t) * ys] = hsum(acc8[t]) + summ[t];
@@ -706,7 +713,7 @@ void dot_int_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, flo
         __m512i qy = _mm512_loadu_si512(qa[t] + ib * 32);
         qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
         const __m512i sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
-        const __m128 pair_da = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[t] + ib)));
+        const __m128 pair_da = two_scales_at(da[t] + ib);
         const __m512 dd = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_mul_ps(dw, pair_da)));
         acc2[t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(sumi), acc2[t]);
       }
@@ -717,7 +724,7 @@ void dot_int_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, flo
       const __m256i ux = _mm256_sign_epi8(qx, qx);
       for (int t = 0; t < NT; ++t) {
         const __m256i sumi = dot_u8s8(ux, _mm256_sign_epi8(load256(qa[t] + ib * 32), qx));
-        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * scale_at(da[t] + ib)), _mm256_cvtepi32_ps(sumi), acc[t]);
       }
     }
     for (int t = 0; t < NT; ++t) {
@@ -743,7 +750,7 @@ void dot_int_tiled(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, flo
         const __m256i qy = load256(qa[t] + ib * 32);
         __m256i sumi = dot_u8s8(ux, _mm256_sign_epi8(qy, qx));
         if constexpr (kWide) sumi = _mm256_sub_epi32(sumi, _mm256_mullo_epi32(corr, dot_u8s8(_mm256_set1_epi8(1), qy)));
-        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t][ib]), _mm256_cvtepi32_ps(sumi), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * scale_at(da[t] + ib)), _mm256_cvtepi32_ps(sumi), acc[t]);
       }
     }
   }
