@@ -20,5 +20,13 @@ void gemm_xwt_eigen(const float* x, int64_t n_tok, int64_t cols, const float* w,
   Y.noalias() = X * W.transpose();
 }
 
+void gram_add_eigen(const float* x, int64_t n, int64_t cols, double* h) {
+  using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const MatD X = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(x, n, cols)
+                     .cast<double>();
+  Eigen::Map<MatD> H(h, cols, cols);
+  H.noalias() += X.transpose() * X;  // one Eigen product per call: a fixed reduction order per ISA
+}
+
 }  // namespace
 }  // namespace qbench

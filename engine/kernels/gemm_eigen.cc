@@ -17,4 +17,13 @@ void gemm_xwt(CpuIsa isa, const float* x, int64_t n_tok, int64_t cols, const flo
   QB_ASSERT(!"unknown CpuIsa");
 }
 
+void gram_add(CpuIsa isa, const float* x, int64_t n, int64_t cols, double* h) {
+  switch (isa) {
+    case CpuIsa::Avx512: gram_add_avx512(x, n, cols, h); return;
+    case CpuIsa::Avx2: gram_add_avx2(x, n, cols, h); return;
+    case CpuIsa::Scalar: gram_add_eigen(x, n, cols, h); return;
+  }
+  QB_ASSERT(!"unknown CpuIsa");
+}
+
 }  // namespace qbench

@@ -15,7 +15,14 @@ namespace qbench {
 void gemm_xwt(CpuIsa isa, const float* x, int64_t n_tok, int64_t cols, const float* w,
               int64_t n_rows, float* y, int64_t ldy);
 
-// The per-ISA units' entry points (called by gemm_xwt only).
+// h[i * cols + j] += sum_{t < n} x[t * cols + i] * x[t * cols + j] in double (the input Gram
+// matrix XᵀX of calibration, quantizers/calibration.cc), by Eigen's GEMM on `isa`. The sum order
+// is fixed for a given isa (results are the same for any thread count, not across ISAs).
+void gram_add(CpuIsa isa, const float* x, int64_t n, int64_t cols, double* h);
+
+// The per-ISA units' entry points (called by gemm_xwt and gram_add only).
+void gram_add_avx2(const float* x, int64_t n, int64_t cols, double* h);
+void gram_add_avx512(const float* x, int64_t n, int64_t cols, double* h);
 void gemm_xwt_avx2(const float* x, int64_t n_tok, int64_t cols, const float* w, int64_t n_rows,
                    float* y, int64_t ldy);
 void gemm_xwt_avx512(const float* x, int64_t n_tok, int64_t cols, const float* w, int64_t n_rows,

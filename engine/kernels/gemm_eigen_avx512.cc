@@ -13,4 +13,6 @@ void gemm_xwt_avx512(const float* x, int64_t n_tok, int64_t cols, const float* w
   gemm_xwt_eigen(x, n_tok, cols, w, n_rows, y, ldy);
 }
 
+void gram_add_avx512(const float* x, int64_t n, int64_t cols, double* h) { gram_add_eigen(x, n, cols, h); }
+
 }  // namespace qbench

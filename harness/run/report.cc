@@ -138,9 +138,21 @@ std::vector<Table> report_tables(const json& results) {
     const json stale = row.value("stale_units", json::array());
     if (n_notes > 0 || !stale.empty()) {
       name += " *";
+      // What the notes are: the run's fallbacks by count, the items' notes by unit and text.
+      std::vector<std::string> parts;
+      const size_t n_run_notes = run.contains("notes") && run["notes"].is_array() ? run["notes"].size() : 0;
+      if (n_run_notes > 0) {
+        parts.push_back(std::to_string(n_run_notes) + " fallback(s) or caveat(s) in runs[" + std::to_string(ri) + "].notes");
+      }
+      for (const auto& [unit, u] : run["units"].items()) {
+        if (!u.contains("item_notes") || !u["item_notes"].is_object()) continue;
+        for (const auto& [text, count] : u["item_notes"].items()) {
+          parts.push_back(unit + ": " + count.dump() + " item(s): " + text);
+        }
+      }
+      if (!stale.empty()) parts.push_back(std::to_string(stale.size()) + " unit(s) measured by other code, reused by --reuse-stale");
       std::string fn = "* " + row["scheme"].get<std::string>() + ":";
-      if (n_notes > 0) fn += " " + std::to_string(n_notes) + " note(s) (fallbacks, truncations: runs[" + std::to_string(ri) + "].notes and the units' item_notes)";
-      if (!stale.empty()) fn += std::string(n_notes > 0 ? ";" : "") + " " + std::to_string(stale.size()) + " unit(s) measured by other code, reused by --reuse-stale";
+      for (size_t k = 0; k < parts.size(); ++k) fn += (k ? "; " : " ") + parts[k];
       summary.footnotes.push_back(fn);
     }
     std::vector<std::string> cells = {name};
