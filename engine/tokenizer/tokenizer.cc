@@ -481,6 +481,22 @@ struct BigramOrder {  // max-heap: highest score first, then leftmost
   }
 };
 
+// The merge step both tokenizers share: joins symbol `right` into `left` unless the bigram is
+// stale (either side merged elsewhere since it was queued: its size no longer matches), and
+// re-queues the new neighbours through `try_add(left, right)`.
+template <typename TryAdd>
+void merge_bigram(std::vector<Symbol>& symbols, int32_t left, int32_t right, uint32_t size, TryAdd&& try_add) {
+  Symbol& l = symbols[size_t(left)];
+  Symbol& r = symbols[size_t(right)];
+  if (l.n == 0 || r.n == 0 || l.n + r.n != size) return;  // stale
+  l.n += r.n;
+  r.n = 0;
+  l.next = r.next;
+  if (r.next >= 0) symbols[size_t(r.next)].prev = left;
+  try_add(l.prev, left);
+  try_add(left, l.next);
+}
+
 }  // namespace
 
 std::vector<int32_t> Tokenizer::encode(std::string_view raw, bool add_special, bool parse_special) const {
@@ -573,15 +589,7 @@ void Tokenizer::encode_spm(std::string_view frag, bool prev_special, std::vector
   while (!queue.empty()) {
     const Bigram b = queue.top();
     queue.pop();
-    Symbol& l = symbols[size_t(b.left)];
-    Symbol& r = symbols[size_t(b.right)];
-    if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;  // stale
-    l.n += r.n;
-    r.n = 0;
-    l.next = r.next;
-    if (r.next >= 0) symbols[size_t(r.next)].prev = b.left;
-    try_add(l.prev, b.left);
-    try_add(b.left, l.next);
+    merge_bigram(symbols, b.left, b.right, b.size, try_add);
   }
   if (symbols.empty()) return;
   for (int32_t i = 0; i != -1; i = symbols[size_t(i)].next) {
@@ -664,15 +672,7 @@ void Tokenizer::encode_bpe(std::string_view frag, std::vector<int32_t>& out) con
       std::pop_heap(heap.begin(), heap.end(), RankedBigramOrder{});
       const RankedBigram b = heap.back();
       heap.pop_back();
-      Symbol& l = symbols[size_t(b.left)];
-      Symbol& r = symbols[size_t(b.right)];
-      if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;  // stale
-      l.n += r.n;
-      r.n = 0;
-      l.next = r.next;
-      if (r.next >= 0) symbols[size_t(r.next)].prev = b.left;
-      try_add(l.prev, b.left);
-      try_add(b.left, l.next);
+      merge_bigram(symbols, b.left, b.right, b.size, try_add);
     }
     if (symbols.empty()) continue;
     for (int32_t i = 0; i != -1; i = symbols[size_t(i)].next) {
