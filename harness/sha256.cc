@@ -112,21 +112,10 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string sha256_file(const std::string& path) {
-  const int fd = open_regular_file(path);  // a FIFO would block; a device never ends
-  Sha256 h;
-  std::vector<uint8_t> buf(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      throw IoError(path + ": read error while hashing: " + std::strerror(err));
-    }
-    h.update(buf.data(), size_t(n));
-  }
-  ::close(fd);
+  Sha256 h;  // open_regular_file's checks: a FIFO would block, a device never ends
+  read_file_chunks(
+      path, [&](const char* p, size_t n) { h.update(p, n); },
+      "read error while hashing");
   return h.hex_digest();
 }
 

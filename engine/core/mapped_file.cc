@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <vector>
 
 #include "engine/core/error.h"
 
@@ -82,22 +83,27 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-std::string read_file(const std::string& path) {
+void read_file_chunks(const std::string& path, const std::function<void(const char*, size_t)>& consume,
+                      const char* what) {
   const int fd = open_regular_file(path);
-  std::string out;
-  char buf[1 << 16];
+  std::vector<char> buf(size_t(1) << 20);
   for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      throw IoError(path + ": read error: " + std::strerror(err));
+      throw IoError(path + ": " + what + ": " + std::strerror(err));
     }
-    out.append(buf, size_t(n));
+    consume(buf.data(), size_t(n));
   }
   ::close(fd);
+}
+
+std::string read_file(const std::string& path) {
+  std::string out;
+  read_file_chunks(path, [&](const char* p, size_t n) { out.append(p, n); });
   return out;
 }
 

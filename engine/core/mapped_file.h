@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,10 @@ class MappedFile {
 
 // Reads a whole file into a string; throws qbench::Error naming the path on failure.
 std::string read_file(const std::string& path);
+// Streams a regular file through `consume(bytes, n)` in chunks (open_regular_file's checks; a read
+// error throws qbench::IoError naming the path and `what`, e.g. "read error while hashing").
+void read_file_chunks(const std::string& path, const std::function<void(const char*, size_t)>& consume,
+                      const char* what = "read error");
 
 // A whole output file, written once. What `path` names decides how:
 //  - a regular file, or nothing yet: a temporary file in the same folder, then fsync and rename

@@ -102,12 +102,9 @@ std::string protocol_differences(const json& b, const json& n, const std::set<st
   return out;
 }
 
-// Paired bootstrap of d = num_new/den_new - num_base/den_base over n paired pieces. Returns the
-// one-sided p-value that d <= 0 (i.e. evidence that d > 0) and the observed d.
-struct BootResult {
-  double diff = 0, p_not_worse = 1;
-};
-BootResult paired_bootstrap(const std::vector<double>& num_b, const std::vector<double>& den_b,
+// Paired bootstrap of d = num_new/den_new - num_base/den_base over n paired pieces: the one-sided
+// p-value that d <= 0 (small: evidence that d > 0). 1 without pieces.
+double paired_bootstrap_p(const std::vector<double>& num_b, const std::vector<double>& den_b,
                             const std::vector<double>& num_n, const std::vector<double>& den_n, int resamples,
                             uint64_t seed) {
   const size_t n = num_b.size();
@@ -122,9 +119,7 @@ BootResult paired_bootstrap(const std::vector<double>& num_b, const std::vector<
     }
     return (b > 0 ? a / b : 0.0) - (d > 0 ? c / d : 0.0);
   };
-  BootResult r;
-  r.diff = stat(nullptr);
-  if (n == 0) return r;
+  if (n == 0) return 1.0;
   Rng rng(seed, "paired-bootstrap");
   std::vector<size_t> idx(n);
   int not_worse = 0;
@@ -132,8 +127,7 @@ BootResult paired_bootstrap(const std::vector<double>& num_b, const std::vector<
     for (auto& i : idx) i = size_t(rng.below(n));
     if (stat(&idx) <= 0.0) ++not_worse;
   }
-  r.p_not_worse = (double(not_worse) + 1.0) / (double(resamples) + 1.0);
-  return r;
+  return (double(not_worse) + 1.0) / (double(resamples) + 1.0);
 }
 
 const json* ok_unit(const json& run, const std::string& name) {
@@ -258,7 +252,7 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
             nn.push_back(in[i].value(num_key, 0.0));
             dn.push_back(in[i].value("count", 0.0));
           }
-          p = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed).p_not_worse;
+          p = paired_bootstrap_p(nb, db, nn, dn, opt.bootstrap, opt.seed);
           test = "paired bootstrap over " + std::to_string(nb.size()) + " chunks p=" + f4(p);
         } else if (ib.size() >= 2 && in.size() >= 2) {
           auto per_token = [&](const std::vector<json>& recs) {
@@ -382,7 +376,7 @@ CompareReport compare_results(const json& base, const std::string& base_path, co
                 nn.push_back(-y->value("logprob", 0.0));
                 dn.push_back(y->value("tokens", 0.0));
               }
-              p = paired_bootstrap(nb, db, nn, dn, opt.bootstrap, opt.seed).p_not_worse;
+              p = paired_bootstrap_p(nb, db, nn, dn, opt.bootstrap, opt.seed);
               test = "paired bootstrap over " + std::to_string(ps.size()) + " items p=" + f4(p);
             } else {
               auto per_token = [](const std::map<std::string, const json*>& items) {

@@ -164,16 +164,15 @@ std::vector<Table> report_tables(const json& results) {
     }
     cells.push_back(row["bits_per_weight"].is_number() ? fmt(row["bits_per_weight"], 2) : "-");
     const json& q = row["quality"];
-    if (ppl) {
-      const json e = q.contains("perplexity") ? q["perplexity"] : json();
-      cells.push_back(e.is_object() ? pm(e["pct"], e["pct_stderr"], 1) + unpaired_mark(e) : "-");
-      any_unpaired = any_unpaired || !unpaired_mark(e).empty();
-    }
-    for (const auto& s : suites) {
-      const json* e = q["suites"].contains(s) ? &q["suites"][s] : nullptr;
-      cells.push_back(e ? pm((*e)["pct"], (*e)["pct_stderr"], 1) + unpaired_mark(*e) : "-");
-      any_unpaired = any_unpaired || (e && !unpaired_mark(*e).empty());
-    }
+    // A relative quality cell, "(u)"-marked when its error could not be paired.
+    auto quality_cell = [&](const json* e) -> std::string {
+      if (!e || !e->is_object()) return "-";
+      const std::string mark = unpaired_mark(*e);
+      any_unpaired = any_unpaired || !mark.empty();
+      return pm((*e)["pct"], (*e)["pct_stderr"], 1) + mark;
+    };
+    if (ppl) cells.push_back(quality_cell(q.contains("perplexity") ? &q["perplexity"] : nullptr));
+    for (const auto& s : suites) cells.push_back(quality_cell(q["suites"].contains(s) ? &q["suites"][s] : nullptr));
     if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
     cells.push_back(times(row["speed_x"]["prefill"]));
     cells.push_back(times(row["speed_x"]["decode"]));

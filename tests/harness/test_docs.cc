@@ -5,13 +5,12 @@
 // and <!-- end --> is compared with `qbench report FILE --summary` run now. A change to the
 // report code or a regenerated results file without an updated README fails here.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/harness/test_run_util.h"
 #include "tests/test_util.h"
 
 namespace qbench {
@@ -58,11 +57,9 @@ TEST(Docs, ReadmeTablesAreWhatReportPrintsForTheCommittedResults) {
   ASSERT_GE(blocks.size(), 2u) << "README.md lost its checked result blocks";
   for (const auto& b : blocks) {
     SCOPED_TRACE(b.file);
-    const std::string dir = test::temp_dir("docs");
-    const std::string cmd = std::string(QBENCH_BINARY) + " report " + root + "/" + b.file + " --summary >" + dir + "/out 2>" + dir + "/err";
-    const int status = std::system(cmd.c_str());
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/err");
-    const std::string printed = slurp(dir + "/out");
+    const auto r = test::run_cli("report " + root + "/" + b.file + " --summary", test::temp_dir("docs"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string& printed = r.out;
     if (b.exact) {
       EXPECT_EQ(b.text, printed) << "README.md's table differs from `qbench report " << b.file << " --summary`";
     } else {

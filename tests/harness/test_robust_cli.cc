@@ -15,6 +15,7 @@
 #include <fstream>
 #include <thread>
 
+#include "tests/harness/test_run_util.h"
 #include "tests/test_util.h"
 #include "tests/tiny_model.h"
 
@@ -23,16 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string out, err;
-};
-
-RunResult run(const std::string& args, const std::string& dir) {
-  const std::string cmd = std::string(QBENCH_BINARY) + " " + args + " >" + dir + "/cli.out 2>" + dir + "/cli.err";
-  const int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(dir + "/cli.out"), test::read_file(dir + "/cli.err")};
-}
+// qbench ARGS with stdout/stderr captured in DIR (tests/harness/test_run_util.h).
+using RunResult = test::CliResult;
+const auto run = &test::run_cli;
 
 
 // Exit 2 and one error line (the last of stderr; progress lines may come before it).

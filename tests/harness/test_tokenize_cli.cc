@@ -6,21 +6,15 @@
 
 #include <fstream>
 
+#include "tests/harness/test_run_util.h"
 #include "tests/test_util.h"
 
 namespace qbench {
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string out, err;
-};
-
-RunResult run(const std::string& args, const std::string& dir) {
-  const std::string cmd = std::string(QBENCH_BINARY) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  const int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(dir + "/out"), test::read_file(dir + "/err")};
-}
+// qbench ARGS with stdout/stderr captured in DIR (tests/harness/test_run_util.h).
+using RunResult = test::CliResult;
+const auto run = &test::run_cli;
 
 // Cases of a test-tokenizer-0 pair of files, as (text, ids).
 std::vector<std::pair<std::string, std::vector<int32_t>>> cases(const std::string& inp, const std::string& out) {
