@@ -24,6 +24,9 @@ struct ModelConfig {
   int64_t n_ctx_train = 0;
   int64_t n_rot = 0;  // rotary dimensions per head (<= head_dim)
   float rope_freq_base = 10000.0f;
+  // Linear rope scaling (GGUF rope.scaling.type "linear", config.json rope_scaling "linear"):
+  // positions are multiplied by this (1 / factor).
+  float rope_freq_scale = 1.0f;
   float rms_eps = 1e-5f;
   RopeType rope_type = RopeType::Normal;
 

@@ -40,7 +40,10 @@ Forward::Forward(const Model& model, int64_t n_ctx) : model_(model), n_ctx_(n_ct
   rope_sin_.resize(size_t(n_ctx * half));
   for (int64_t p = 0; p < n_ctx; ++p) {
     for (int64_t i = 0; i < half; ++i) {
-      const double theta = double(p) * std::pow(double(c.rope_freq_base), -2.0 * double(i) / double(c.n_rot));
+      // As ggml_rope_ext with ext_factor 0: theta = p * freq_scale * base^(-2i/n_rot) / factor_i.
+      double theta = double(p) * double(c.rope_freq_scale) *
+                     std::pow(double(c.rope_freq_base), -2.0 * double(i) / double(c.n_rot));
+      if (!model.rope_freqs.empty()) theta /= double(model.rope_freqs[size_t(i)]);
       rope_cos_[size_t(p * half + i)] = float(std::cos(theta));
       rope_sin_[size_t(p * half + i)] = float(std::sin(theta));
     }

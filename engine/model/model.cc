@@ -7,6 +7,8 @@
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
 #include "engine/io/gguf.h"
+#include "engine/model/arch.h"
+#include "engine/model/hf_model.h"
 
 namespace qbench {
 void validate_config(const ModelConfig& c, const std::string& path) {
@@ -93,13 +95,11 @@ Model load_gguf(const std::string& path) {
   Model m;
   ModelConfig& c = m.config;
   c.arch = arch;
-  if (arch == "llama") {
-    c.rope_type = RopeType::Normal;
-  } else if (arch == "qwen2") {
-    c.rope_type = RopeType::Neox;
-  } else {
-    throw Error(path + ": unknown architecture '" + arch + "' (qbench runs llama and qwen2)");
+  const Architecture* info = find_architecture_gguf(arch);
+  if (info == nullptr) {
+    throw Error(path + ": unknown architecture '" + arch + "' (qbench runs " + known_architectures_gguf() + ")");
   }
+  c.rope_type = info->rope;
   GgufLoader ld{f, arch};
   c.name = f.get_string("general.name").value_or("");
   c.n_embd = ld.key_int("embedding_length");
@@ -108,7 +108,7 @@ Model load_gguf(const std::string& path) {
   c.n_head = ld.key_int("attention.head_count");
   c.n_head_kv = f.get_int(arch + ".attention.head_count_kv").value_or(c.n_head);
   c.n_ctx_train = ld.key_int("context_length");
-  const gguf::TensorInfo* emb = f.find_tensor("token_embd.weight");
+  const gguf::TensorInfo* emb = f.find_tensor(std::string(kGgufTokEmbd));
   if (emb == nullptr) throw Error(path + ": missing tensor 'token_embd.weight'");
   c.n_vocab = f.get_int(arch + ".vocab_size").value_or(emb->dims.size() == 2 ? emb->dims[1] : 0);
   c.n_rot = f.get_int(arch + ".rope.dimension_count")
@@ -117,33 +117,39 @@ Model load_gguf(const std::string& path) {
   const auto eps = f.get_float(arch + ".attention.layer_norm_rms_epsilon");
   if (!eps) throw Error(path + ": missing metadata key '" + arch + ".attention.layer_norm_rms_epsilon'");
   c.rms_eps = float(*eps);
+  // Rope scaling as llama.cpp reads it: "none", or "linear" (positions divided by the factor);
+  // Llama 3.1's frequency factors come as the rope_freqs.weight tensor instead.
+  const std::string scaling = f.get_string(arch + ".rope.scaling.type").value_or("none");
+  if (scaling == "linear") {
+    const double factor = f.get_float(arch + ".rope.scaling.factor").value_or(1.0);
+    if (!(factor > 0.0)) throw Error(path + ": " + arch + ".rope.scaling.factor must be positive");
+    c.rope_freq_scale = float(1.0 / factor);
+  } else if (scaling != "none") {
+    throw Error(path + ": rope scaling type '" + scaling + "' is not supported (none, linear, or Llama 3 rope_freqs)");
+  }
+  if (const auto scale = f.get_float(arch + ".rope.scale_linear")) c.rope_freq_scale = float(1.0 / *scale);
   validate_config(c, path);
 
-  const int64_t d = c.n_embd, dkv = c.n_embd_kv();
-  m.tok_embd = ld.matrix("token_embd.weight", c.n_vocab, d);
-  m.output_norm = ld.vec("output_norm.weight", d);
-  if (f.find_tensor("output.weight")) {
-    m.output = ld.matrix("output.weight", c.n_vocab, d);
+  m.tok_embd = ld.matrix(std::string(kGgufTokEmbd), c.n_vocab, c.n_embd);
+  m.output_norm = ld.vec(std::string(kGgufOutputNorm), c.n_embd);
+  if (f.find_tensor(std::string(kGgufOutput))) {
+    m.output = ld.matrix(std::string(kGgufOutput), c.n_vocab, c.n_embd);
   } else {
     m.output = m.tok_embd;
     m.tied_output = true;
   }
+  m.rope_freqs = ld.optional_vec(std::string(kGgufRopeFreqs), c.n_rot / 2);
   m.layers.resize(size_t(c.n_layer));
   for (int64_t i = 0; i < c.n_layer; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& L = m.layers[size_t(i)];
-    L.attn_norm = ld.vec(p + "attn_norm.weight", d);
-    L.wq = ld.matrix(p + "attn_q.weight", d, d);
-    L.wk = ld.matrix(p + "attn_k.weight", dkv, d);
-    L.wv = ld.matrix(p + "attn_v.weight", dkv, d);
-    L.wo = ld.matrix(p + "attn_output.weight", d, d);
-    L.bq = ld.optional_vec(p + "attn_q.bias", d);
-    L.bk = ld.optional_vec(p + "attn_k.bias", dkv);
-    L.bv = ld.optional_vec(p + "attn_v.bias", dkv);
-    L.ffn_norm = ld.vec(p + "ffn_norm.weight", d);
-    L.w_gate = ld.matrix(p + "ffn_gate.weight", c.n_ff, d);
-    L.w_up = ld.matrix(p + "ffn_up.weight", c.n_ff, d);
-    L.w_down = ld.matrix(p + "ffn_down.weight", d, c.n_ff);
+    for (const LayerTensor& t : layer_tensors()) {
+      const std::string name = t.gguf_name(i);
+      if (t.matrix) {
+        L.*t.matrix = ld.matrix(name, dim_size(c, t.rows), dim_size(c, t.cols));
+      } else {
+        L.*t.vector = t.bias ? ld.optional_vec(name, dim_size(c, t.rows)) : ld.vec(name, dim_size(c, t.rows));
+      }
+    }
   }
   if (f.find("tokenizer.ggml.model")) {
     m.tokenizer = Tokenizer::from_gguf(f);
@@ -276,17 +282,11 @@ Model load_llama2c(const std::string& path) {
 std::vector<std::pair<std::string, const Matrix*>> Model::linear_weights() const {
   std::vector<std::pair<std::string, const Matrix*>> out;
   for (size_t i = 0; i < layers.size(); ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    const LayerWeights& L = layers[i];
-    out.emplace_back(p + "attn_q.weight", &L.wq);
-    out.emplace_back(p + "attn_k.weight", &L.wk);
-    out.emplace_back(p + "attn_v.weight", &L.wv);
-    out.emplace_back(p + "attn_output.weight", &L.wo);
-    out.emplace_back(p + "ffn_gate.weight", &L.w_gate);
-    out.emplace_back(p + "ffn_up.weight", &L.w_up);
-    out.emplace_back(p + "ffn_down.weight", &L.w_down);
+    for (const LayerTensor& t : layer_tensors()) {
+      if (t.matrix) out.emplace_back(t.gguf_name(int64_t(i)), &(layers[i].*t.matrix));
+    }
   }
-  if (!tied_output) out.emplace_back("output.weight", &output);
+  if (!tied_output) out.emplace_back(std::string(kGgufOutput), &output);
   return out;
 }
 
@@ -315,22 +315,30 @@ std::string find_nonfinite_weight(const Model& m) {
     return {};
   };
   for (size_t i = 0; i < m.layers.size(); ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    const LayerWeights& L = m.layers[i];
-    for (const auto& [name, v] : {std::pair{"attn_norm.weight", &L.attn_norm}, std::pair{"ffn_norm.weight", &L.ffn_norm},
-                                  std::pair{"attn_q.bias", &L.bq}, std::pair{"attn_k.bias", &L.bk},
-                                  std::pair{"attn_v.bias", &L.bv}}) {
-      if (std::string d = vec(p + name, *v); !d.empty()) return d;
+    for (const LayerTensor& t : layer_tensors()) {
+      if (!t.vector) continue;
+      if (std::string d = vec(t.gguf_name(int64_t(i)), m.layers[i].*t.vector); !d.empty()) return d;
     }
   }
   return vec("output_norm.weight", m.output_norm);
 }
 
+namespace {
+// Values in a layer's norm weights and biases.
+size_t vector_weights(const LayerWeights& L) {
+  size_t n = 0;
+  for (const LayerTensor& t : layer_tensors()) {
+    if (t.vector) n += (L.*t.vector).size();
+  }
+  return n;
+}
+}  // namespace
+
 int64_t Model::n_params() const {
   int64_t n = tok_embd.rows * tok_embd.cols + int64_t(output_norm.size());
   for (const auto& [name, w] : linear_weights()) n += w->rows * w->cols;
   for (const auto& L : layers) {
-    n += int64_t(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size());
+    n += int64_t(vector_weights(L));
   }
   return n;
 }
@@ -339,7 +347,7 @@ size_t Model::weight_bytes() const {
   size_t n = tok_embd.bytes() + output_norm.size() * sizeof(float);
   for (const auto& [name, w] : linear_weights()) n += w->bytes();
   for (const auto& L : layers) {
-    n += (L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size()) * sizeof(float);
+    n += vector_weights(L) * sizeof(float);
   }
   return n;
 }
@@ -352,6 +360,12 @@ const Tokenizer& Model::require_tokenizer() const {
 }
 
 Model load_model(const std::string& path, const std::string& tokenizer_path) {
+  if (is_hf_folder(path)) {
+    if (!tokenizer_path.empty()) {
+      throw Error(tokenizer_path + ": --tokenizer is for llama2.c checkpoints; a model folder's tokenizer is its tokenizer.json");
+    }
+    return load_hf_folder(path);
+  }
   // A file named *.gguf is always read as GGUF, so a wrong magic is reported as such.
   bool is_gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
   if (!is_gguf) {

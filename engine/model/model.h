@@ -47,9 +47,12 @@ struct Model {
   std::vector<float> output_norm;
   Matrix output;  // [n_vocab x n_embd]; same bytes as tok_embd when tied
   bool tied_output = false;
+  // Per-frequency divisors of the rotary angles (n_rot / 2 values: GGUF rope_freqs.weight, which
+  // llama.cpp's converter computes from Llama 3.1's rope_scaling); empty when there are none.
+  std::vector<float> rope_freqs;
   Tokenizer tokenizer;  // empty for a llama2.c checkpoint loaded without --tokenizer
   std::string path;     // the file it came from
-  std::string format;   // "gguf" or "llama2c"
+  std::string format;   // "gguf", "hf" (a Hugging Face folder) or "llama2c"
   std::string chat_template;  // tokenizer.chat_template of a GGUF (Jinja text), or empty
   std::vector<std::shared_ptr<const void>> storage;  // keeps the weight bytes alive
   // How the forward pass multiplies by the matrices (engine/kernels/matmul.h): the packed-format
@@ -69,7 +72,8 @@ struct Model {
 // Dequantizes every row: meant for explaining a failure, not for the hot path.
 std::string find_nonfinite_weight(const Model& m);
 
-// Loads a model file: GGUF (by its magic) or a llama2.c checkpoint (anything else).
+// Loads a model: a Hugging Face folder (a directory: engine/model/hf_model.h), a GGUF file (by
+// its magic) or a llama2.c checkpoint (any other file).
 // `tokenizer_path` (llama2.c's tokenizer.bin) is required for tokenization of a llama2.c model
 // and, if given for a GGUF, replaces the GGUF's own vocabulary. Throws qbench::Error naming the
 // file and the problem on any bad input.

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "engine/core/error.h"
+#include "engine/model/arch.h"
 
 namespace qbench {
 namespace {
@@ -31,24 +32,18 @@ gguf::Writer model_gguf_writer(const Model& m) {
   auto add_vector = [&](const std::string& name, const std::vector<float>& v) {
     if (!v.empty()) tensors.push_back({name, {{int64_t(v.size())}, TensorType::F32, float_bytes(v)}});
   };
-  add_matrix("token_embd.weight", m.tok_embd);
-  add_vector("output_norm.weight", m.output_norm);
-  if (!m.tied_output) add_matrix("output.weight", m.output);
+  add_matrix(std::string(kGgufTokEmbd), m.tok_embd);
+  add_vector(std::string(kGgufOutputNorm), m.output_norm);
+  if (!m.tied_output) add_matrix(std::string(kGgufOutput), m.output);
+  add_vector(std::string(kGgufRopeFreqs), m.rope_freqs);
   for (size_t i = 0; i < m.layers.size(); ++i) {
-    const LayerWeights& L = m.layers[i];
-    const std::string p = "blk." + std::to_string(i) + ".";
-    add_vector(p + "attn_norm.weight", L.attn_norm);
-    add_matrix(p + "attn_q.weight", L.wq);
-    add_vector(p + "attn_q.bias", L.bq);
-    add_matrix(p + "attn_k.weight", L.wk);
-    add_vector(p + "attn_k.bias", L.bk);
-    add_matrix(p + "attn_v.weight", L.wv);
-    add_vector(p + "attn_v.bias", L.bv);
-    add_matrix(p + "attn_output.weight", L.wo);
-    add_vector(p + "ffn_norm.weight", L.ffn_norm);
-    add_matrix(p + "ffn_gate.weight", L.w_gate);
-    add_matrix(p + "ffn_up.weight", L.w_up);
-    add_matrix(p + "ffn_down.weight", L.w_down);
+    for (const LayerTensor& t : layer_tensors()) {
+      if (t.matrix) {
+        add_matrix(t.gguf_name(int64_t(i)), m.layers[i].*t.matrix);
+      } else {
+        add_vector(t.gguf_name(int64_t(i)), m.layers[i].*t.vector);
+      }
+    }
   }
 
   gguf::Writer w;
@@ -78,11 +73,16 @@ gguf::Writer model_gguf_writer(const Model& m) {
     w.set(a + ".rope.dimension_count", gguf::Value::u32(uint32_t(c.n_rot)));
     w.set(a + ".rope.freq_base", gguf::Value::f32(c.rope_freq_base));
     w.set(a + ".attention.layer_norm_rms_epsilon", gguf::Value::f32(c.rms_eps));
+    if (c.rope_freq_scale != 1.0f) {
+      w.set(a + ".rope.scaling.type", gguf::Value::str("linear"));
+      w.set(a + ".rope.scaling.factor", gguf::Value::f32(1.0f / c.rope_freq_scale));
+    }
     w.set(a + ".vocab_size", gguf::Value::u32(uint32_t(c.n_vocab)));
     if (m.tokenizer.empty()) {
       throw Error(m.path + ": a GGUF needs the tokenizer; pass --tokenizer for a llama2.c checkpoint");
     }
     m.tokenizer.write_gguf(w);
+    if (!m.chat_template.empty()) w.set("tokenizer.chat_template", gguf::Value::str(m.chat_template));
   }
   for (const auto& [name, t] : tensors) w.add_tensor(name, t.dims, t.type, t.bytes);
   return w;

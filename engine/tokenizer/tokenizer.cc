@@ -102,6 +102,16 @@ std::string replace_invalid_utf8(std::string_view s) {
 
 }  // namespace
 
+void Tokenizer::pad_to(int32_t count) {
+  if (count <= n_tokens()) return;
+  for (int32_t i = n_tokens(); i < count; ++i) {
+    pieces_.push_back("[PAD" + std::to_string(i) + "]");
+    scores_.push_back(0.0f);
+    types_.push_back(TokenType::Unused);
+    if (!rstrip_.empty()) rstrip_.push_back(0);
+  }
+  build_index();
+}
 
 void Tokenizer::build_index() {
   index_.clear();

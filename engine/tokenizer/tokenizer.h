@@ -88,6 +88,10 @@ class Tokenizer {
   // "<0x00>".."<0xFF>", then `pieces` (normal tokens) with `scores` (empty: all 0).
   static Tokenizer byte_fallback(const std::vector<std::string>& pieces, std::vector<float> scores = {});
 
+  // Appends "[PAD<i>]" tokens of type Unused up to `count` (a model whose embedding has more
+  // rows than its tokenizer has tokens), as llama.cpp's converter does. No-op when not fewer.
+  void pad_to(int32_t count);
+
   // Writes the tokenizer.ggml.* keys that llama.cpp reads.
   void write_gguf(gguf::Writer& w) const;
 
