@@ -17,8 +17,9 @@ namespace qbench::cli {
 
 void add_model_options(po::options_description& desc, ModelOptions& o) {
   desc.add_options()
-      ("model,m", po::value(&o.model)->value_name("FILE"),
-       "model file: GGUF, or a llama2.c checkpoint (.bin) with --tokenizer (default: the built-in model)")
+      ("model,m", po::value(&o.model)->value_name("PATH"),
+       "a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json), or a llama2.c "
+       "checkpoint (.bin) with --tokenizer (default: the built-in model)")
       ("tokenizer", po::value(&o.tokenizer)->value_name("FILE"),
        "llama2.c tokenizer.bin; for a GGUF it replaces the file's own vocabulary");
   add_output_options(desc, o.json, o.threads);

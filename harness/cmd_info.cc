@@ -25,9 +25,13 @@ int cmd_info(const std::vector<std::string>& args) {
   nlohmann::json j = model_json(m);
   j["tensors"] = tensors;
   if (!m.tokenizer.empty()) {
-    j["tokenizer"] = {{"tokens", m.tokenizer.n_tokens()}, {"bos", m.tokenizer.bos()},
-                      {"eos", m.tokenizer.eos()}, {"add_bos", m.tokenizer.add_bos()}};
+    const Tokenizer& t = m.tokenizer;
+    j["tokenizer"] = {{"model", t.kind() == TokenizerKind::Spm ? "llama (SentencePiece-style)" : "gpt2 (byte-level BPE)"},
+                      {"pre", t.pre_tokenizer()}, {"tokens", t.n_tokens()}, {"bos", t.bos()},
+                      {"eos", t.eos()}, {"add_bos", t.add_bos()}, {"add_eos", t.add_eos()}};
   }
+  j["chat_template_chars"] = m.chat_template.size();
+  j["rope_freqs"] = m.rope_freqs;
   if (o.json) {
     print_json(j);
     return 0;
@@ -43,6 +47,17 @@ int cmd_info(const std::vector<std::string>& args) {
             << "  vocabulary     " << c.n_vocab << (m.tokenizer.empty() ? " (no tokenizer loaded)" : "") << "\n"
             << "  context        " << c.n_ctx_train << "\n"
             << "  output         " << (m.tied_output ? "tied to the token embedding" : "separate") << "\n";
+  if (c.rope_freq_scale != 1.0f) std::cout << "  rope scaling   linear, factor " << 1.0f / c.rope_freq_scale << "\n";
+  if (!m.rope_freqs.empty()) std::cout << "  rope factors   " << m.rope_freqs.size() << " (rope_freqs: Llama 3.1 scaling)\n";
+  if (!m.tokenizer.empty()) {
+    const auto& t = j["tokenizer"];
+    std::cout << "  tokenizer      " << t["model"].get<std::string>()
+              << (m.tokenizer.pre_tokenizer().empty() ? "" : ", pre-tokenizer " + m.tokenizer.pre_tokenizer()) << ", "
+              << m.tokenizer.n_tokens() << " tokens, BOS " << m.tokenizer.bos() << (m.tokenizer.add_bos() ? " (added)" : "")
+              << ", EOS " << m.tokenizer.eos() << "\n";
+  }
+  std::cout << "  chat template  " << (m.chat_template.empty() ? "none" : std::to_string(m.chat_template.size()) + " characters")
+            << "\n";
   for (const auto& t : tensors) {
     std::cout << "    " << t["name"].get<std::string>() << "  " << t["type"].get<std::string>() << "  ["
               << t["shape"][0] << ", " << t["shape"][1] << "]\n";

@@ -1,5 +1,6 @@
 // qbench tokenize: the token ids and pieces of a text, as llama.cpp's llama-tokenize prints them.
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "datasets/text.h"
@@ -40,7 +41,8 @@ int cmd_tokenize(const std::vector<std::string>& args) {
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc, "usage: qbench tokenize [--model FILE | --tokenizer FILE] (--prompt TEXT | --file FILE) [--no-bos] [--json]\n"
-             "  --model: a GGUF (a vocab-only file is enough: only its metadata is read) or llama2.c checkpoint;\n"
+             "  --model: a GGUF (a vocab-only file is enough: only its metadata is read), a Hugging Face folder\n"
+             "    (only its tokenizer.json and tokenizer_config.json are read) or a llama2.c checkpoint;\n"
              "  --tokenizer alone: a Hugging Face tokenizer.json (byte-level BPE), a GGUF or a llama2.c tokenizer.bin", vm)) return 0;
   set_threads(o.threads);
   if (prompt.empty() == file.empty()) throw Error("give exactly one of --prompt and --file");
@@ -51,6 +53,8 @@ int cmd_tokenize(const std::vector<std::string>& args) {
     tok = Tokenizer::from_file(o.tokenizer);
   } else if (is_gguf_path(model_path)) {
     tok = Tokenizer::from_file(model_path);
+  } else if (std::filesystem::is_directory(model_path)) {  // a Hugging Face folder: its tokenizer.json
+    tok = Tokenizer::from_file((std::filesystem::path(model_path) / "tokenizer.json").string());
   } else {
     tok = load_model_from(o).require_tokenizer();
   }

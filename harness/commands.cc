@@ -16,6 +16,7 @@ const std::vector<Command>& commands() {
       {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
       {"schemes", "list quantization schemes, their options and llama.cpp mixes", cmd_schemes},
       {"quantize", "quantize a model with a scheme and write a GGUF", cmd_quantize},
+      {"convert", "write a model as a Hugging Face folder (config.json, safetensors, tokenizer.json)", cmd_convert},
       {"run", "run an experiment: schemes x perplexity, KL, suites, speed, memory -> results JSON", cmd_run},
       {"bench", "prefill/decode speed of one scheme (llama-bench style), also on published shapes", cmd_bench},
       {"compare", "regression check of a results file against a baseline (exit 1 on regression)", cmd_compare},

@@ -16,6 +16,7 @@ int cmd_tasks(const std::vector<std::string>& args);
 int cmd_datagen(const std::vector<std::string>& args);
 int cmd_schemes(const std::vector<std::string>& args);
 int cmd_quantize(const std::vector<std::string>& args);
+int cmd_convert(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);

@@ -1,5 +1,9 @@
 #include "harness/sha256.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -116,6 +120,26 @@ std::string sha256_file(const std::string& path) {
   read_file_chunks(
       path, [&](const char* p, size_t n) { h.update(p, n); },
       "read error while hashing");
+  return h.hex_digest();
+}
+
+std::string sha256_model(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return sha256_file(path);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(path)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && (name.ends_with(".json") || name.ends_with(".safetensors"))) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  Sha256 h;
+  for (const auto& name : names) {
+    h.update(name);
+    h.update("\n");
+    h.update(sha256_file((fs::path(path) / name).string()));
+    h.update("\n");
+  }
   return h.hex_digest();
 }
 

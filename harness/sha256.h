@@ -29,5 +29,8 @@ class Sha256 {
 std::string sha256_hex(std::string_view data);
 // Hash of a file's contents (read in 1 MiB pieces); throws qbench::Error naming the file.
 std::string sha256_file(const std::string& path);
+// A model's identity: sha256_file for a file; for a Hugging Face folder, the hash over its
+// *.json and *.safetensors files (name and content hash of each, in name order).
+std::string sha256_model(const std::string& path);
 
 }  // namespace qbench

@@ -13,6 +13,7 @@
 #include "engine/core/utf8.h"
 #include "engine/kernels/gemm_eigen.h"
 #include "engine/kernels/matmul.h"
+#include "engine/model/arch.h"
 
 namespace qbench::quant {
 namespace {
@@ -128,16 +129,12 @@ CalibStats collect_stats(const Model& m, const CalibWindows& w, const CollectOpt
 }
 
 std::optional<LinearSite> linear_site(const Model& m, const std::string& name) {
-  if (name == "output.weight") return LinearSite{m.config.n_layer, LinearInput::Output};
+  if (name == kGgufOutput) return LinearSite{m.config.n_layer, LinearInput::Output};
   int layer = -1;
-  char kind[64] = {0};
-  if (std::sscanf(name.c_str(), "blk.%d.%63[a-z_].weight", &layer, kind) != 2) return std::nullopt;
-  if (layer < 0 || layer >= m.config.n_layer) return std::nullopt;
-  const std::string k = kind;
-  if (k == "attn_q" || k == "attn_k" || k == "attn_v") return LinearSite{layer, LinearInput::AttnIn};
-  if (k == "attn_output") return LinearSite{layer, LinearInput::AttnOut};
-  if (k == "ffn_gate" || k == "ffn_up") return LinearSite{layer, LinearInput::FfnIn};
-  if (k == "ffn_down") return LinearSite{layer, LinearInput::FfnDown};
+  if (std::sscanf(name.c_str(), "blk.%d.", &layer) != 1 || layer < 0 || layer >= m.config.n_layer) return std::nullopt;
+  for (const LayerTensor& t : layer_tensors()) {
+    if (t.matrix && t.gguf_name(layer) == name) return LinearSite{layer, t.input};
+  }
   return std::nullopt;
 }
 

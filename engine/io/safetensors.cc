@@ -164,10 +164,14 @@ const TensorInfo* File::find(const std::string& name) const {
 }
 
 void Writer::add_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const uint8_t> data) {
+  add_tensor(name, dtype, std::move(shape), std::vector<uint8_t>(data.begin(), data.end()));
+}
+
+void Writer::add_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& data) {
   QB_ASSERT(name != "__metadata__");
   QB_ASSERT(checked_bytes(shape, dtype_size(dtype), name) == data.size());
   for (const auto& t : tensors_) QB_ASSERT(t.name != name);
-  tensors_.push_back({name, dtype, std::move(shape), std::vector<uint8_t>(data.begin(), data.end())});
+  tensors_.push_back({name, dtype, std::move(shape), std::move(data)});
 }
 
 size_t Writer::write(const std::string& path) const {

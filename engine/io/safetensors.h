@@ -71,6 +71,8 @@ class Writer {
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // `data` must hold exactly product(shape) * dtype_size(dtype) bytes; it is copied.
   void add_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const uint8_t> data);
+  // The same, taking ownership of `data` instead of copying it.
+  void add_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& data);
   // Writes atomically (engine/core/mapped_file.h OutputFile); returns the bytes written.
   size_t write(const std::string& path) const;
 

@@ -104,9 +104,9 @@ void write_hf_folder(const Model& m, const std::string& dir_path, const HfWriteO
   if (!m.tied_output) add_matrix(std::string(kHfOutput), m.output, false);
 
   // Shards of at most max_shard_bytes (a larger tensor gets a shard of its own).
-  std::vector<std::vector<const Tensor*>> shards(1);
+  std::vector<std::vector<Tensor*>> shards(1);
   size_t in_shard = 0, total = 0;
-  for (const Tensor& t : tensors) {
+  for (Tensor& t : tensors) {
     total += t.bytes.size();
     if (opt.max_shard_bytes > 0 && in_shard > 0 && in_shard + t.bytes.size() > opt.max_shard_bytes) {
       shards.emplace_back();
@@ -119,7 +119,7 @@ void write_hf_folder(const Model& m, const std::string& dir_path, const HfWriteO
   if (opt.max_shard_bytes == 0) {
     safetensors::Writer w;
     w.set_metadata("format", "pt");
-    for (const Tensor* t : shards[0]) w.add_tensor(t->name, opt.dtype, t->shape, t->bytes);
+    for (Tensor* t : shards[0]) w.add_tensor(t->name, opt.dtype, t->shape, std::move(t->bytes));
     w.write((dir / "model.safetensors").string());
   } else {
     json weight_map = json::object();
@@ -128,8 +128,8 @@ void write_hf_folder(const Model& m, const std::string& dir_path, const HfWriteO
       std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
       safetensors::Writer w;
       w.set_metadata("format", "pt");
-      for (const Tensor* t : shards[s]) {
-        w.add_tensor(t->name, opt.dtype, t->shape, t->bytes);
+      for (Tensor* t : shards[s]) {
+        w.add_tensor(t->name, opt.dtype, t->shape, std::move(t->bytes));
         weight_map[t->name] = name;
       }
       w.write((dir / name).string());

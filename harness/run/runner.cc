@@ -311,7 +311,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     }
   }
   const Model source = load_model(model_path, expand_path(c.tokenizer, "tokenizer"));
-  const std::string model_sha = sha256_file(model_path);
+  const std::string model_sha = sha256_model(model_path);
   fs::create_directories(out_dir / items_dir_name);
 
   const auto all_tasks = builtin_tasks();
