@@ -1,6 +1,6 @@
 // Hugging Face tokenizer.json files with a BPE model, in both forms qbench runs:
 // byte-level (GPT-2, Llama 3, Qwen2) and SentencePiece-style (Llama 2, TinyLlama, Mistral).
-// Tokenizer::from_hf_json reads them.
+// Tokenizer::from_hf_json reads them; hf_tokenizer_json / hf_tokenizer_config_json write them.
 //
 // SentencePiece-style files carry no scores, only merges in rank order. Hugging Face's converter
 // (transformers' SentencePieceExtractor) lists, for each piece in falling order of its
@@ -12,12 +12,15 @@
 // ranked by id, " Hello" would start with "▁▁"). Hugging Face's own BPE orders two splits of one
 // piece by rank where llama.cpp takes the leftmost; qbench runs llama.cpp's loop either way.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "engine/core/utf8.h"
 #include "engine/tokenizer/bpe_model.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -25,11 +28,12 @@ namespace qbench {
 namespace {
 
 using nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's word boundary
 
 // The pre-tokenizers whose tokenizer.json writes the regex differently from llama.cpp's PCRE2
-// form in pre_tokenizer.cc ("(?i:'s|...)" for the contractions): recognised as is.
+// form in pre_tokenizer.cc ("(?i:'s|...)" for the contractions): written and recognised as is.
 struct HfPattern {
   const char* name;  // a name of pre_tokenizers()
   const char* pattern;
@@ -383,6 +387,196 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   } catch (const json::exception& e) {
     throw Error(path + ": malformed tokenizer.json: " + e.what());
   }
+}
+
+namespace {
+
+ojson added_token(int32_t id, const std::string& content, bool special, bool rstrip) {
+  return ojson{{"id", id},         {"content", content},  {"single_word", false}, {"lstrip", false},
+               {"rstrip", rstrip}, {"normalized", false}, {"special", special}};
+}
+
+// Appends a key to an ordered_json object without its look-up for an existing key (linear in
+// ordered_json, quadratic over a vocabulary); the caller ensures keys are distinct.
+void append_unique(ojson& object, const std::string& key, ojson value) {
+  auto& entries = object.get_ref<ojson::object_t&>();
+  static_cast<std::vector<std::pair<const std::string, ojson>>&>(entries).emplace_back(key, std::move(value));
+}
+
+ojson replace_node(std::string_view from, std::string_view to) {
+  return ojson{{"type", "Replace"}, {"pattern", {{"String", std::string(from)}}}, {"content", std::string(to)}};
+}
+
+// Hugging Face's TemplateProcessing for the BOS/EOS a tokenizer adds (null when it adds none).
+ojson template_processing(const Tokenizer& tok) {
+  const bool bos = tok.add_bos() && tok.bos() >= 0, eos = tok.add_eos() && tok.eos() >= 0;
+  if (!bos && !eos) return nullptr;
+  auto special = [&](int32_t id, int type_id) {
+    return ojson{{"SpecialToken", {{"id", tok.piece(id)}, {"type_id", type_id}}}};
+  };
+  auto sequence = [](const char* name, int type_id) { return ojson{{"Sequence", {{"id", name}, {"type_id", type_id}}}}; };
+  ojson single = ojson::array(), pair = ojson::array();
+  for (int part = 0; part < 2; ++part) {
+    ojson& list = part == 0 ? single : pair;
+    for (int seq = 0; seq <= part; ++seq) {
+      if (bos) list.push_back(special(tok.bos(), seq));
+      list.push_back(sequence(seq == 0 ? "A" : "B", seq));
+      if (eos) list.push_back(special(tok.eos(), seq));
+    }
+  }
+  ojson specials = ojson::object();
+  for (const int32_t id : {bos ? tok.bos() : -1, eos ? tok.eos() : -1}) {
+    if (id < 0 || specials.contains(tok.piece(id))) continue;
+    specials[tok.piece(id)] = {{"id", tok.piece(id)}, {"ids", {id}}, {"tokens", {tok.piece(id)}}};
+  }
+  return ojson{{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
+}
+
+// The merges Hugging Face's SentencePiece converter writes for these pieces and scores: for each
+// piece in falling order of score (ties: lower id first), every split into two pieces of the
+// vocabulary at a character boundary, ordered by the id of the left part, then the right.
+std::vector<std::pair<int32_t, int32_t>> spm_merges(const Tokenizer& tok) {
+  std::vector<int32_t> order(size_t(tok.n_tokens()));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return tok.score(a) > tok.score(b); });
+  std::vector<std::pair<int32_t, int32_t>> merges, local;
+  for (const int32_t id : order) {
+    const std::string_view p = tok.piece(id);
+    local.clear();
+    for (size_t k = p.empty() ? 0 : utf8_len(uint8_t(p[0])); k < p.size(); k += utf8_len(uint8_t(p[k]))) {
+      const int32_t left = tok.token_id(p.substr(0, k)), right = tok.token_id(p.substr(k));
+      if (left >= 0 && right >= 0) local.emplace_back(left, right);
+    }
+    std::sort(local.begin(), local.end());
+    merges.insert(merges.end(), local.begin(), local.end());
+  }
+  return merges;
+}
+
+}  // namespace
+
+std::string hf_tokenizer_json(const Tokenizer& tok) {
+  if (tok.empty()) throw Error("tokenizer.json: the tokenizer has no tokens");
+  const int32_t n = tok.n_tokens();
+  const bool spm = tok.kind() == TokenizerKind::Spm;
+  for (int32_t i = 0; i < n; ++i) {
+    const std::string& p = tok.piece(i);
+    if (find_invalid_utf8(p)) {
+      throw Error("tokenizer.json: token " + std::to_string(i) + " is not valid UTF-8 (JSON cannot hold it)");
+    }
+    if (tok.token_id(p) != i) {
+      throw Error("tokenizer.json: tokens " + std::to_string(tok.token_id(p)) + " and " + std::to_string(i) +
+                  " are both '" + p + "' (tokenizer.json maps a spelling to one id)");
+    }
+    if (std::isnan(tok.score(i))) throw Error("tokenizer.json: token " + std::to_string(i) + " has a NaN score");
+  }
+
+  // Control and unknown tokens are special added tokens, user-defined tokens plain added
+  // tokens. The SentencePiece form keeps them in model.vocab too, as the converter does.
+  ojson added = ojson::array();
+  ojson vocab = ojson::object();
+  bool byte_tokens = false;
+  for (int32_t i = 0; i < n; ++i) {
+    const TokenType ty = tok.type(i);
+    const bool is_added = ty == TokenType::Control || ty == TokenType::Unknown || ty == TokenType::UserDefined;
+    if (is_added) {
+      const bool rstrip = !tok.rstrip_.empty() && tok.rstrip_[size_t(i)];
+      added.push_back(added_token(i, tok.piece(i), ty != TokenType::UserDefined, rstrip));
+    }
+    if (spm || !is_added) append_unique(vocab, tok.piece(i), i);
+    byte_tokens = byte_tokens || (ty == TokenType::Byte && parse_byte_piece(tok.piece(i)) >= 0);
+  }
+
+  ojson model = ojson::object();
+  model["type"] = "BPE";
+  model["dropout"] = nullptr;
+  ojson merges = ojson::array();
+  if (spm) {
+    model["unk_token"] = tok.unk() >= 0 ? ojson(tok.piece(tok.unk())) : ojson(nullptr);
+    model["continuing_subword_prefix"] = nullptr;
+    model["end_of_word_suffix"] = nullptr;
+    model["fuse_unk"] = true;
+    model["byte_fallback"] = byte_tokens;
+    model["ignore_merges"] = false;
+    const auto pairs = spm_merges(tok);
+    // "a b" as Llama 2's file has them, unless a part holds a space: then ["a", "b"] (newer form).
+    const bool as_arrays = std::any_of(pairs.begin(), pairs.end(), [&](const auto& m) {
+      return tok.piece(m.first).find(' ') != std::string::npos || tok.piece(m.second).find(' ') != std::string::npos;
+    });
+    for (const auto& [l, r] : pairs) {
+      if (as_arrays) {
+        merges.push_back(ojson::array({tok.piece(l), tok.piece(r)}));
+      } else {
+        merges.push_back(tok.piece(l) + " " + tok.piece(r));
+      }
+    }
+  } else {
+    model["unk_token"] = nullptr;
+    model["continuing_subword_prefix"] = "";
+    model["end_of_word_suffix"] = "";
+    model["fuse_unk"] = false;
+    model["byte_fallback"] = false;
+    model["ignore_merges"] = tok.bpe_->ignore_merges;
+    for (const std::string& m : tok.bpe_->merges) merges.push_back(m);
+  }
+  model["vocab"] = std::move(vocab);
+  model["merges"] = std::move(merges);
+
+  ojson normalizer = nullptr, pre_tokenizer = nullptr, decoder;
+  if (spm) {
+    // Prepend applies to every stretch of text between added tokens, as llama.cpp puts its
+    // space prefix after every special token.
+    normalizer = tok.add_space_prefix()
+                     ? ojson{{"type", "Sequence"},
+                             {"normalizers", {{{"type", "Prepend"}, {"prepend", std::string(kSpace)}},
+                                              replace_node(" ", kSpace)}}}
+                     : replace_node(" ", kSpace);
+    decoder = ojson{{"type", "Sequence"},
+                    {"decoders", {replace_node(kSpace, " "), {{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+    if (tok.add_space_prefix()) {
+      decoder["decoders"].push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
+    }
+  } else {
+    std::vector<std::string> patterns = tok.bpe_->splitter.patterns();
+    for (const HfPattern& h : kHfPatterns) {
+      if (tok.pre_tokenizer() == h.name) patterns = {h.pattern};
+    }
+    ojson steps = ojson::array();
+    for (const std::string& p : patterns) {
+      steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
+    }
+    steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+    pre_tokenizer = ojson{{"type", "Sequence"}, {"pretokenizers", std::move(steps)}};
+    decoder = ojson{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  }
+
+  ojson out = ojson::object();
+  out["version"] = "1.0";
+  out["truncation"] = nullptr;
+  out["padding"] = nullptr;
+  out["added_tokens"] = std::move(added);
+  out["normalizer"] = std::move(normalizer);
+  out["pre_tokenizer"] = std::move(pre_tokenizer);
+  out["post_processor"] = template_processing(tok);
+  out["decoder"] = std::move(decoder);
+  out["model"] = std::move(model);
+  return out.dump(2) + "\n";
+}
+
+std::string hf_tokenizer_config_json(const Tokenizer& tok, std::string_view chat_template) {
+  if (find_invalid_utf8(chat_template)) throw Error("tokenizer_config.json: the chat template is not valid UTF-8");
+  auto token = [&](int32_t id) { return id >= 0 ? ojson(tok.piece(id)) : ojson(nullptr); };
+  ojson c = ojson::object();
+  c["add_bos_token"] = tok.add_bos();
+  c["add_eos_token"] = tok.add_eos();
+  c["bos_token"] = token(tok.bos());
+  c["eos_token"] = token(tok.eos());
+  c["unk_token"] = token(tok.unk());
+  c["pad_token"] = token(tok.pad());
+  c["clean_up_tokenization_spaces"] = false;
+  c["tokenizer_class"] = tok.kind() == TokenizerKind::Spm ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast";
+  if (!chat_template.empty()) c["chat_template"] = std::string(chat_template);
+  return c.dump(2) + "\n";
 }
 
 }  // namespace qbench

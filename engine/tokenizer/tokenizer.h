@@ -131,6 +131,7 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
 
  private:
+  friend std::string hf_tokenizer_json(const Tokenizer& tok);
   void build_index();
   int32_t find(std::string_view piece) const;
   void encode_spm(std::string_view text, bool prev_special, std::vector<int32_t>& out) const;
@@ -155,5 +156,22 @@ class Tokenizer {
   bool add_eos_ = false;
   bool add_space_prefix_ = true;
 };
+
+// Hugging Face files for a tokenizer (hf_tokenizer.cc), as JSON text; the caller writes them
+// (write_file_atomic) as tokenizer.json and tokenizer_config.json side by side. from_hf_json
+// reads the pair back to a tokenizer that encodes as `tok` does (SPM: pieces of equal score are
+// ranked by id, as the converter ranks them; llama.cpp breaks such ties by position instead,
+// which gave the same ids on every vocabulary tested).
+// - SPM: the form of Llama 2's tokenizer.json (BPE with byte_fallback, normalizer
+//   Sequence[Prepend("▁"), Replace(" ", "▁")] or Replace alone without add_space_prefix, decoder
+//   Replace/ByteFallback/Fuse/Strip), merges generated from the pieces and scores as Hugging
+//   Face's SentencePiece converter does.
+// - Byte-level BPE: vocab, merges, added tokens (control and user-defined tokens), the
+//   pre-tokenizer's regexes as Split steps of a Sequence ending in ByteLevel(use_regex false).
+// Throws qbench::Error for a vocabulary that tokenizer.json cannot hold (a token that is not
+// valid UTF-8, two tokens with one spelling, a NaN score).
+std::string hf_tokenizer_json(const Tokenizer& tok);
+// bos/eos/unk/pad tokens, add_bos_token/add_eos_token, and `chat_template` when not empty.
+std::string hf_tokenizer_config_json(const Tokenizer& tok, std::string_view chat_template = {});
 
 }  // namespace qbench

@@ -1,4 +1,4 @@
-// Hugging Face tokenizer.json files, SentencePiece-style.
+// Hugging Face tokenizer.json files of both kinds, read and written.
 //
 // SentencePiece-style (Llama 2's form): there is no such file in the shared folder, so the test
 // builds one from llama.cpp's Llama 2 vocabulary (ggml-vocab-llama-spm.gguf: pieces, scores,
@@ -9,6 +9,9 @@
 // Sequence[Prepend("▁"), Replace(" ", "▁")] (or, newer files, pre-tokenizer Metaspace); control
 // and unknown pieces as special added tokens. Read back, it must give llama.cpp's fixture ids and
 // the GGUF's ids on generated text.
+//
+// Writing (hf_tokenizer_json): GGUF vocabularies -> tokenizer.json -> from_hf_json, and
+// tokenizer.json -> tokenizer.json, must encode as the source does.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +23,7 @@
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
 #include "engine/io/gguf.h"
+#include "engine/tokenizer/pre_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/generated_text.h"
 #include "tests/engine/tokenizer_cases.h"
@@ -168,6 +172,18 @@ void expect_same_ids(const Tokenizer& expected, const Tokenizer& got, const std:
   EXPECT_EQ(differences, 0) << name << ": texts with other ids, of " << 2 * texts.size();
 }
 
+// Large texts compared without gtest's line diff (quadratic in memory on megabytes of JSON):
+// the first differing line is reported.
+void expect_same_text(const std::string& got, const std::string& expected, const std::string& what) {
+  if (got == expected) return;
+  size_t i = 0;
+  while (i < got.size() && i < expected.size() && got[i] == expected[i]) ++i;
+  const size_t line = expected.rfind('\n', i == 0 ? 0 : i - 1);
+  const size_t from = line == std::string::npos ? 0 : line + 1;
+  ADD_FAILURE() << what << " differs at byte " << i << ":\n  got:      " << got.substr(from, std::min<size_t>(200, got.size() - from))
+                << "\n  expected: " << expected.substr(from, 200);
+}
+
 TEST(HfSpm, ConvertedLlamaVocabularyReproducesTheFixturesAndTheGguf) {
   const std::string base = "tokenizers/llama.cpp/ggml-vocab-llama-spm.gguf";
   QBENCH_SHARED_FILE(gguf, base);
@@ -306,6 +322,172 @@ TEST(HfSpm, UnsupportedFormsAreOneLineErrorsNamingTheFileAndField) {
     EXPECT_NE(e.find(path), std::string::npos) << b.name << ": " << e;
     for (const std::string& w : b.words) EXPECT_NE(e.find(w), std::string::npos) << b.name << ": " << e;
     EXPECT_EQ(e.find('\n'), std::string::npos) << b.name << ": one line: " << e;
+  }
+}
+
+// The writer's SentencePiece merges are the converter's, merge for merge.
+TEST(HfWrite, SpmMergesAreTheConverters) {
+  QBENCH_SHARED_FILE(gguf, "tokenizers/llama.cpp/ggml-vocab-llama-spm.gguf");
+  const SpmVocab v = read_spm_vocab(gguf);
+  const json written = json::parse(hf_tokenizer_json(Tokenizer::from_file(gguf)));
+  const json expected = convert_like_hf(v, false);
+  const json& got = written.at("model").at("merges");
+  const json& want = expected.at("model").at("merges");
+  EXPECT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    if (got[i] != want[i]) {
+      ADD_FAILURE() << "merge " << i << " is " << got[i] << ", the converter's is " << want[i];
+      break;
+    }
+  }
+  EXPECT_TRUE(written.at("model").at("vocab") == expected.at("model").at("vocab"));
+  EXPECT_EQ(written.at("normalizer"), expected.at("normalizer"));
+  EXPECT_EQ(written.at("decoder"), expected.at("decoder"));
+  EXPECT_EQ(written.at("post_processor").at("single"), expected.at("post_processor").at("single"));
+  EXPECT_GT(written.at("model").at("merges").size(), 60000u);
+}
+
+// A GGUF vocabulary written as tokenizer.json + tokenizer_config.json reads back to a tokenizer
+// with the fixture ids and the GGUF's ids everywhere; writing that again gives the same files.
+class GgufToHf : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GgufToHf, ReadsBackToTheSameIds) {
+  const std::string base = std::string("tokenizers/llama.cpp/ggml-vocab-") + GetParam() + ".gguf";
+  QBENCH_SHARED_FILE(gguf, base);
+  QBENCH_SHARED_FILE(inp, base + ".inp");
+  QBENCH_SHARED_FILE(out, base + ".out");
+  const std::vector<Case> cases = read_cases(inp, out);
+  const Tokenizer src = Tokenizer::from_file(gguf);
+  const std::string text = hf_tokenizer_json(src), config = hf_tokenizer_config_json(src);
+  const Tokenizer back = Tokenizer::from_file(write_folder(std::string("gguf-") + GetParam(), text, config));
+  EXPECT_EQ(back.kind(), src.kind());
+  EXPECT_EQ(back.n_tokens(), src.n_tokens());
+  // The name may become another of the same regexes (starcoder's are smollm's).
+  if (src.kind() == TokenizerKind::Bpe) {
+    const PreTokenizerInfo& a = find_pre_tokenizer(src.pre_tokenizer());
+    const PreTokenizerInfo& b = find_pre_tokenizer(back.pre_tokenizer());
+    EXPECT_EQ(b.patterns, a.patterns) << back.pre_tokenizer();
+    EXPECT_EQ(b.ignore_merges, a.ignore_merges) << back.pre_tokenizer();
+  }
+  EXPECT_EQ(back.bos(), src.bos());
+  EXPECT_EQ(back.eos(), src.eos());
+  EXPECT_EQ(back.add_bos(), src.add_bos());
+  EXPECT_EQ(back.add_eos(), src.add_eos());
+  int matched = 0;
+  for (const Case& c : cases) matched += back.encode(c.text, false) == c.ids;
+  EXPECT_EQ(matched, 46);
+  expect_same_ids(src, back, probe_texts(cases, 21), GetParam());
+  expect_same_text(hf_tokenizer_json(back), text, "tokenizer.json written again");
+  expect_same_text(hf_tokenizer_config_json(back), config, "tokenizer_config.json written again");
+}
+
+INSTANTIATE_TEST_SUITE_P(Vocabs, GgufToHf,
+                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "deepseek-llm", "deepseek-coder", "falcon",
+                                           "starcoder", "refact", "mpt"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '-') c = '_';
+                           return s;
+                         });
+
+// Hugging Face's own files: read, write, read again: the same ids, names and special tokens.
+struct HfFile {
+  const char* name;
+  const char* inp;
+  const char* out;
+};
+class HfToHf : public ::testing::TestWithParam<HfFile> {};
+
+TEST_P(HfToHf, ReadWriteReadGivesTheSameIds) {
+  const HfFile& f = GetParam();
+  QBENCH_SHARED_FILE(json_path, std::string("tokenizers/hf/") + f.name + "/tokenizer.json");
+  QBENCH_SHARED_FILE(inp, f.inp);
+  QBENCH_SHARED_FILE(out, f.out);
+  const std::vector<Case> cases = read_cases(inp, out);
+  const Tokenizer src = Tokenizer::from_file(json_path);
+  const std::string text = hf_tokenizer_json(src), config = hf_tokenizer_config_json(src);
+  const Tokenizer back = Tokenizer::from_file(write_folder(std::string("hf-") + f.name, text, config));
+  EXPECT_EQ(back.kind(), TokenizerKind::Bpe);
+  EXPECT_EQ(back.n_tokens(), src.n_tokens());
+  EXPECT_EQ(back.pre_tokenizer(), src.pre_tokenizer());
+  EXPECT_EQ(back.bos(), src.bos());
+  EXPECT_EQ(back.eos(), src.eos());
+  EXPECT_EQ(back.pad(), src.pad());
+  EXPECT_EQ(back.add_bos(), src.add_bos());
+  int matched = 0;
+  for (const Case& c : cases) matched += back.encode(c.text, false) == c.ids;
+  EXPECT_EQ(matched, 46);
+  expect_same_ids(src, back, probe_texts(cases, 33), f.name);
+  expect_same_text(hf_tokenizer_json(back), text, "tokenizer.json written again");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Files, HfToHf,
+    ::testing::Values(HfFile{"llama3", "tokenizers/llama.cpp/ggml-vocab-llama-bpe.gguf.inp",
+                             "tokenizers/llama.cpp/ggml-vocab-llama-bpe.gguf.out"},
+                      HfFile{"qwen2", "tokenizers/llama.cpp/ggml-vocab-qwen2.gguf.inp",
+                             "tokenizers/llama.cpp/ggml-vocab-qwen2.gguf.out"},
+                      HfFile{"gpt2", "tokenizers/llama.cpp/ggml-vocab-gpt-2.gguf.inp",
+                             "tokenizers/llama.cpp/ggml-vocab-gpt-2.gguf.out"},
+                      HfFile{"smollm", "tokenizers/hf/smollm/ggml-vocab-test.inp",
+                             "tokenizers/hf/smollm/ggml-vocab-test.out.transformersjs"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// stories260K (a 512-token SentencePiece vocabulary) as a Hugging Face folder's tokenizer: the
+// GGUF's ids on TinyStories text and the fixture strings.
+TEST(HfWrite, Stories260KTokenizerAsHfFolder) {
+  QBENCH_SHARED_FILE(model, "models/stories260K.gguf");
+  QBENCH_SHARED_FILE(stories, "datasets/tinystories/tinystories_validation_head.txt");
+  QBENCH_SHARED_FILE(inp, "tokenizers/llama.cpp/ggml-vocab-llama-spm.gguf.inp");
+  QBENCH_SHARED_FILE(out, "tokenizers/llama.cpp/ggml-vocab-llama-spm.gguf.out");
+  const Tokenizer src = Tokenizer::from_file(model);
+  ASSERT_EQ(src.n_tokens(), 512);
+  const std::string text = hf_tokenizer_json(src);
+  const json j = json::parse(text);
+  EXPECT_TRUE(j.at("model").at("byte_fallback").get<bool>());
+  EXPECT_GT(j.at("model").at("merges").size(), 100u);
+  const Tokenizer back =
+      Tokenizer::from_file(write_folder("stories260K", text, hf_tokenizer_config_json(src, "{{ messages }}")));
+  EXPECT_EQ(back.kind(), TokenizerKind::Spm);
+  EXPECT_TRUE(back.add_bos());
+  std::vector<std::string> texts = probe_texts(read_cases(inp, out), 44);
+  std::istringstream lines(test::read_file(stories));
+  int n_lines = 0;
+  for (std::string line; std::getline(lines, line) && n_lines < 3000; ++n_lines) texts.push_back(line);
+  EXPECT_EQ(n_lines, 3000);
+  expect_same_ids(src, back, texts, "stories260K");
+  const std::string story = test::read_file(stories).substr(0, 200000);
+  EXPECT_EQ(back.encode(story, true), src.encode(story, true));
+}
+
+TEST(HfWrite, ConfigCarriesSpecialTokensAndTheChatTemplate) {
+  const Tokenizer tok = Tokenizer::byte_fallback({"▁a", "b"});
+  const json c = json::parse(hf_tokenizer_config_json(tok, "{% for m in messages %}{{ m.content }}{% endfor %}"));
+  EXPECT_EQ(c.at("bos_token"), "<s>");
+  EXPECT_EQ(c.at("eos_token"), "</s>");
+  EXPECT_EQ(c.at("unk_token"), "<unk>");
+  EXPECT_TRUE(c.at("pad_token").is_null());
+  EXPECT_TRUE(c.at("add_bos_token").get<bool>());
+  EXPECT_FALSE(c.at("add_eos_token").get<bool>());
+  EXPECT_EQ(c.at("chat_template"), "{% for m in messages %}{{ m.content }}{% endfor %}");
+  EXPECT_FALSE(json::parse(hf_tokenizer_config_json(tok)).contains("chat_template"));
+  EXPECT_THROW(hf_tokenizer_config_json(tok, "\xFF"), Error);
+}
+
+TEST(HfWrite, VocabulariesJsonCannotHoldAreOneLineErrors) {
+  const auto types = std::vector<TokenType>(4, TokenType::Normal);
+  const Tokenizer dup = Tokenizer::from_pieces({"<unk>", "a", "b", "a"}, {0, 0, 0, 0}, types, -1, -1, 0);
+  const Tokenizer bad_utf8 = Tokenizer::from_pieces({"<unk>", "a", "\xC3", "b"}, {0, 0, 0, 0}, types, -1, -1, 0);
+  for (const auto& [tok, words] : {std::pair{&dup, std::vector<std::string>{"tokens 1 and 3", "'a'"}},
+                                   std::pair{&bad_utf8, std::vector<std::string>{"token 2", "UTF-8"}}}) {
+    try {
+      hf_tokenizer_json(*tok);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      for (const std::string& w : words) EXPECT_NE(m.find(w), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
   }
 }
 
