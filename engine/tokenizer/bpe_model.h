@@ -1,8 +1,10 @@
-// Internal to engine/tokenizer: the parts of a byte-level BPE vocabulary beyond its tokens.
+// Internal to engine/tokenizer (tokenizer.cc, hf_tokenizer.cc): the parts of a byte-level BPE
+// vocabulary beyond its tokens, and helpers both files use.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -26,5 +28,8 @@ struct BpeModel {
 std::shared_ptr<BpeModel> make_bpe_model(const std::vector<std::string>& merges, const PreTokenizerInfo* pre,
                                          const std::vector<std::string>& patterns, bool ignore_merges,
                                          const std::string& source);
+
+// Parses the byte token "<0xNN>" into NN; -1 for any other piece.
+int parse_byte_piece(std::string_view piece);
 
 }  // namespace qbench

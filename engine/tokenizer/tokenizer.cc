@@ -33,18 +33,6 @@ std::string escape_whitespace(std::string_view text) {
   return out;
 }
 
-// Parses "<0xNN>" into NN; -1 otherwise.
-int parse_byte_piece(std::string_view p) {
-  if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  const int hi = hex(p[3]), lo = hex(p[4]);
-  return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
-}
 
 // GPT-2's byte-to-unicode map: the printable bytes '!'..'~', U+00A1..U+00AC and U+00AE..U+00FF
 // stand for themselves, the other 68 bytes (controls, space, U+00AD, ...) take the code points
@@ -101,6 +89,18 @@ std::string replace_invalid_utf8(std::string_view s) {
 }
 
 }  // namespace
+
+int parse_byte_piece(std::string_view p) {
+  if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  const int hi = hex(p[3]), lo = hex(p[4]);
+  return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
+}
 
 void Tokenizer::pad_to(int32_t count) {
   if (count <= n_tokens()) return;

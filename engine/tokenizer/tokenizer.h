@@ -9,8 +9,8 @@
 // are not parsed: "<s>" in a text file is just characters, as in llama-perplexity.
 //
 // Byte-level BPE (`tokenizer.ggml.model` = "gpt2", llama.cpp's llm_tokenizer_bpe; also a
-// Hugging Face tokenizer.json with a BPE model): the text is split into pre-tokens by the
-// regexes of the pre-tokenizer named in `tokenizer.ggml.pre` (pre_tokenizer.h, PCRE2), each
+// Hugging Face tokenizer.json with a byte-level BPE model): the text is split into pre-tokens by
+// the regexes of the pre-tokenizer named in `tokenizer.ggml.pre` (pre_tokenizer.h, PCRE2), each
 // pre-token's bytes are mapped to GPT-2's printable code points (byte 0x20 -> U+0120 "Ġ", ...),
 // and adjacent symbols are merged by merge rank (lowest first, leftmost on ties). A final symbol
 // that is not a token is emitted as the tokens of its single bytes.
@@ -63,9 +63,14 @@ class Tokenizer {
   // vocabulary (merges, token types, special token ids), an unknown pre-tokenizer or an
   // unsupported tokenizer model.
   static Tokenizer from_gguf(const gguf::File& file);
-  // From a Hugging Face tokenizer.json with a byte-level BPE model (vocab, merges, added_tokens;
-  // pre_tokenizer Split (Isolated) / ByteLevel / Digits / Sequence). Throws qbench::Error naming
-  // the file and the field for anything else.
+  // From a Hugging Face tokenizer.json with a BPE model (vocab, merges, added_tokens):
+  // - byte-level (a ByteLevel pre-tokenizer step; Split (Isolated) / Digits / Sequence), or
+  // - SentencePiece-style (Llama 2, TinyLlama, Mistral: `byte_fallback`, "<0xNN>" byte tokens,
+  //   spaces escaped as "▁" by the normalizer Sequence[Prepend("▁"), Replace(" ", "▁")] or the
+  //   pre-tokenizer Metaspace), read as TokenizerKind::Spm with scores derived from the merge
+  //   ranks (hf_tokenizer.cc says why that reproduces llama.cpp).
+  // BOS/EOS/PAD and add_bos/add_eos come from tokenizer_config.json beside the file when it is
+  // there. Throws qbench::Error naming the file and the field for anything else.
   static Tokenizer from_hf_json(const std::string& path);
   // A tokenizer alone, without weights: a GGUF file (vocab-only or a whole model: only its
   // metadata is read), a Hugging Face tokenizer.json (name ending in .json), or else a llama2.c
@@ -106,6 +111,11 @@ class Tokenizer {
   int32_t unk() const { return unk_; }
   bool add_bos() const { return add_bos_; }
   const std::string& piece(int32_t id) const { return pieces_.at(size_t(id)); }
+  // The id of the token spelled `piece` (the lowest such id), or -1.
+  int32_t token_id(std::string_view piece) const { return find(piece); }
+  // SPM: whether a "▁" is put before the text (and after each special token), as llama.cpp's
+  // tokenizer.ggml.add_space_prefix.
+  bool add_space_prefix() const { return add_space_prefix_; }
   TokenType type(int32_t id) const { return types_.at(size_t(id)); }
   float score(int32_t id) const { return scores_.at(size_t(id)); }
 
@@ -125,6 +135,7 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
 
  private:
+  friend std::string hf_tokenizer_json(const Tokenizer& tok);
   void build_index();
   int32_t find(std::string_view piece) const;
   void encode_spm(std::string_view text, bool prev_special, std::vector<int32_t>& out) const;
@@ -149,5 +160,22 @@ class Tokenizer {
   bool add_eos_ = false;
   bool add_space_prefix_ = true;
 };
+
+// Hugging Face files for a tokenizer (hf_tokenizer.cc), as JSON text; the caller writes them
+// (write_file_atomic) as tokenizer.json and tokenizer_config.json side by side. from_hf_json
+// reads the pair back to a tokenizer that encodes as `tok` does (SPM: pieces of equal score are
+// ranked by id, as the converter ranks them; llama.cpp breaks such ties by position instead,
+// which gave the same ids on every vocabulary tested).
+// - SPM: the form of Llama 2's tokenizer.json (BPE with byte_fallback, normalizer
+//   Sequence[Prepend("▁"), Replace(" ", "▁")] or Replace alone without add_space_prefix, decoder
+//   Replace/ByteFallback/Fuse/Strip), merges generated from the pieces and scores as Hugging
+//   Face's SentencePiece converter does.
+// - Byte-level BPE: vocab, merges, added tokens (control and user-defined tokens), the
+//   pre-tokenizer's regexes as Split steps of a Sequence ending in ByteLevel(use_regex false).
+// Throws qbench::Error for a vocabulary that tokenizer.json cannot hold (a token that is not
+// valid UTF-8, two tokens with one spelling, a NaN score).
+std::string hf_tokenizer_json(const Tokenizer& tok);
+// bos/eos/unk/pad tokens, add_bos_token/add_eos_token, and `chat_template` when not empty.
+std::string hf_tokenizer_config_json(const Tokenizer& tok, std::string_view chat_template = {});
 
 }  // namespace qbench

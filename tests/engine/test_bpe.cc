@@ -10,50 +10,15 @@
 #include "engine/tokenizer/pre_tokenizer.h"
 #include "engine/tokenizer/regex_split.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/engine/tokenizer_cases.h"
 #include "tests/test_util.h"
 
 namespace qbench {
 namespace {
 
-struct Case {
-  std::string text;
-  std::vector<int32_t> ids;
-};
-
-// test-tokenizer-0's files: each text is followed by "\n__ggml_vocab_test__\n"; one line of ids
-// (with a leading space) per text.
-std::vector<Case> read_cases(const std::string& inp, const std::string& out) {
-  const std::string text = test::read_file(inp);
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<Case> cases;
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t at = text.find(sep, pos);
-    if (at == std::string::npos) break;
-    cases.push_back({text.substr(pos, at - pos), {}});
-    pos = at + sep.size();
-  }
-  std::istringstream lines(test::read_file(out));
-  std::string line;
-  size_t i = 0;
-  while (std::getline(lines, line)) {
-    if (i >= cases.size()) {
-      ADD_FAILURE() << out << ": more lines than cases";
-      break;
-    }
-    std::istringstream ids(line);
-    int32_t id;
-    while (ids >> id) cases[i].ids.push_back(id);
-    ++i;
-  }
-  EXPECT_EQ(i, cases.size()) << out;
-  return cases;
-}
-
-std::string show(const std::vector<int32_t>& ids) {
-  std::string s;
-  for (int32_t id : ids) s += " " + std::to_string(id);
-  return s;
-}
+using test::Case;
+using test::read_cases;
+using test::show;
 
 // Checks every case; returns the number that matched.
 int check_cases(const Tokenizer& tok, const std::vector<Case>& cases, const std::string& name) {
