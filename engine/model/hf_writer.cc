@@ -8,6 +8,7 @@
 #include "engine/core/error.h"
 #include "engine/core/half.h"
 #include "engine/core/mapped_file.h"
+#include "engine/kernels/matmul.h"
 #include "engine/model/arch.h"
 
 namespace qbench {

@@ -16,6 +16,7 @@
 #include "engine/core/half.h"
 #include "engine/core/mapped_file.h"
 #include "engine/io/safetensors.h"
+#include "engine/kernels/matmul.h"
 #include "engine/model/arch.h"
 #include "engine/model/forward.h"
 #include "engine/model/hf_model.h"

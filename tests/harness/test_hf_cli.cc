@@ -1,0 +1,113 @@
+// Hugging Face folders through the command line: convert writes one, perplexity/quantize/info/
+// run read one, and llama.cpp's own llama-perplexity loads the GGUF that qbench quantize writes
+// from a folder and gives qbench's numbers (the test skips when the tool is absent).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/model/hf_writer.h"
+#include "tests/harness/test_run_util.h"
+#include "tests/test_util.h"
+#include "tests/tiny_model.h"
+
+namespace qbench {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Runs a shell command; returns its exit status and stdout+stderr.
+std::pair<int, std::string> shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+double ppl_of(const std::string& qbench_out) { return json::parse(qbench_out)["ppl"].get<double>(); }
+
+TEST(HfCli, Stories260KAsAFolderIsTheGgufForQbenchAndForLlamaCpp) {
+  QBENCH_SHARED_FILE(gguf, "models/stories260K.gguf");
+  QBENCH_SHARED_FILE(text, "datasets/tinystories/tinystories_validation_head.txt");
+  const std::string dir = test::temp_dir("hf-cli-stories");
+  auto r = test::run_cli("convert --model " + gguf + " --out " + dir + "/hf --dtype f32", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    EXPECT_TRUE(fs::exists(dir + "/hf/" + f)) << f;
+  }
+  // The folder gives llama-perplexity's running value after 12 chunks of 256 (3.4927).
+  r = test::run_cli("perplexity --model " + dir + "/hf --text " + text + " --ctx 256 --chunks 12 --json", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NEAR(ppl_of(r.out), 3.4927, 0.5e-4);
+  // A folder is not overwritten.
+  r = test::run_cli("convert --model " + gguf + " --out " + dir + "/hf", dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("already holds a model (config.json)"), std::string::npos) << r.err;
+
+  // Folder -> GGUF, F32 and q8_0; qbench info lists what was written.
+  for (const char* scheme : {"f32", "q8_0"}) {
+    SCOPED_TRACE(scheme);
+    const std::string out = dir + "/" + scheme + ".gguf";
+    r = test::run_cli(std::string("quantize --model ") + dir + "/hf --scheme " + scheme + " --out " + out, dir);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = test::run_cli("info --json --model " + out, dir);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json info = json::parse(r.out);
+    EXPECT_EQ(info["architecture"], "llama");
+    EXPECT_EQ(info["n_vocab"], 512);
+    EXPECT_EQ(info["tokenizer"]["tokens"], 512);
+    EXPECT_EQ(info["tokenizer"]["bos"], 1);
+    EXPECT_EQ(info["tensors"][1]["type"], std::string(scheme));
+    r = test::run_cli("perplexity --model " + out + " --text " + text + " --ctx 256 --chunks 12 --json", dir);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double ours = ppl_of(r.out);
+    if (std::string(scheme) == "f32") EXPECT_NEAR(ours, 3.4927, 0.5e-4);
+
+    // llama.cpp loads the file and agrees to its printed digits.
+    const std::string tool = test::shared_file("tools/llama.cpp/llama-perplexity");
+    if (tool.empty()) {
+      std::printf("%s llama-perplexity not found under $QBENCH_SHARED/tools/llama.cpp\n", QBENCH_ORACLE_SKIP_MARKER);
+      continue;
+    }
+    const auto [status, log] = shell("'" + tool + "' -m " + out + " -f " + text +
+                                     " -c 256 --chunks 12 -fa off -ctk f32 -ctv f32 -t 2");
+    ASSERT_EQ(status, 0) << log;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(log, m, std::regex("Final estimate: PPL = ([0-9.]+)"))) << log;
+    EXPECT_NEAR(ours, std::stod(m[1]), 0.5e-4) << "llama-perplexity: " << m[0];
+  }
+}
+
+// `qbench run --model DIR` on a tiny folder written by the tests: every unit measured, the model
+// identified by the hash of its folder.
+TEST(HfCli, RunMeasuresAFolderEndToEnd) {
+  const std::string dir = test::temp_dir("hf-cli-run");
+  const Model g = load_model(test::write_tiny_model(dir + "/tiny.gguf", test::run_tiny_spec()));
+  write_hf_folder(g, dir + "/hf", {safetensors::DType::BF16, 0});
+  run::ExperimentConfig c = test::tiny_config(dir + "/hf", {"bf16", "int8", "q8_0"});
+  test::write_json(dir + "/cfg.json", c.to_json());
+  auto r = test::run_cli("run --quiet --config " + dir + "/cfg.json --model " + dir + "/hf --out " + dir + "/res.json", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const json doc = test::read_json(dir + "/res.json");
+  EXPECT_EQ(doc["status"], "complete");
+  EXPECT_EQ(doc["model"]["format"], "hf");
+  EXPECT_EQ(doc["model"]["sha256"].get<std::string>().size(), 64u);
+  ASSERT_EQ(doc["runs"].size(), 3u);
+  for (const auto& run : doc["runs"]) {
+    EXPECT_EQ(run["status"], "ok") << run.dump();
+    for (const auto& [name, u] : run["units"].items()) EXPECT_EQ(u["status"], "ok") << name;
+  }
+  // bf16 of a BF16 folder is the folder itself: KL 0 against the unquantized model.
+  EXPECT_EQ(doc["runs"][0]["units"]["kl"]["result"]["kld_mean"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace qbench
