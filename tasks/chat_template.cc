@@ -156,17 +156,13 @@ std::string render_gemma(std::span<const ChatMessage> messages, bool add_generat
 }
 
 constexpr std::array<ChatTemplate, size_t(ChatTemplateId::Count)> kTemplates = {{
-    {ChatTemplateId::Qbench, "qbench",
-     "qbench's default model: 'User: ...\\nBot:', the reply as ' ...\\n' (a model without a chat template gets it)",
-     render_qbench},
-    {ChatTemplateId::Llama3, "llama3", "Meta Llama 3 Instruct headers and <|eot_id|>, content trimmed", render_llama3},
-    {ChatTemplateId::ChatML, "chatml", "ChatML <|im_start|>role ... <|im_end|> (Qwen, SmolLM, ...)", render_chatml},
-    {ChatTemplateId::Llama2, "llama2", "Meta Llama 2 Chat [INST] with a <<SYS>> block, <s> between turns",
-     render_llama2},
-    {ChatTemplateId::Mistral, "mistral",
-     "Mistral Instruct v0.2 / Mixtral [INST] without spaces around replies; no system block", render_mistral},
-    {ChatTemplateId::Zephyr, "zephyr", "Zephyr / TinyLlama Chat <|user|> ... </s>", render_zephyr},
-    {ChatTemplateId::Gemma, "gemma", "Google Gemma <start_of_turn>user/model, content trimmed", render_gemma},
+    {ChatTemplateId::Qbench, "qbench", "qbench's default model: User: / Bot:", render_qbench},
+    {ChatTemplateId::Llama3, "llama3", "Llama 3 Instruct headers, <|eot_id|>", render_llama3},
+    {ChatTemplateId::ChatML, "chatml", "ChatML <|im_start|> (Qwen, SmolLM, ...)", render_chatml},
+    {ChatTemplateId::Llama2, "llama2", "Llama 2 Chat [INST] with <<SYS>>", render_llama2},
+    {ChatTemplateId::Mistral, "mistral", "Mistral Instruct v0.2, Mixtral [INST]", render_mistral},
+    {ChatTemplateId::Zephyr, "zephyr", "Zephyr, TinyLlama Chat <|user|> </s>", render_zephyr},
+    {ChatTemplateId::Gemma, "gemma", "Gemma <start_of_turn>user/model", render_gemma},
 }};
 
 constexpr bool ids_in_order() {

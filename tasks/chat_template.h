@@ -35,7 +35,7 @@ enum class ChatTemplateId : uint8_t { Qbench, Llama3, ChatML, Llama2, Mistral, Z
 struct ChatTemplate {
   ChatTemplateId id;
   const char* name;         // --chat-template NAME, and the name recorded in results
-  const char* description;  // one line: whose format it is and what it does with system turns
+  const char* description;  // a few words for --help: whose format it is
   // Renders `messages`; with `add_generation_prompt`, ends with the opening of an assistant turn.
   // Throws qbench::Error for a conversation the model's own template refuses (a role it does not
   // know; user and assistant turns that do not alternate).
