@@ -1,8 +1,9 @@
-// Chat templates (tasks/chat_template.h) against three independent references: the strings
-// Hugging Face transformers' apply_chat_template produces for published templates (as quoted by
-// llama.cpp's and mistral.rs's chat template tests), the real templates of the shared Llama 3
-// and Qwen tokenizer_config.json files rendered by a small Jinja interpreter
-// (tests/tasks/jinja_subset.h), and hand-written strings for the 1-turn and multi-turn cases.
+// Chat templates (tasks/chat_template.h) against three independent references: the outputs
+// published for published templates (transformers' apply_chat_template as quoted by mistral.rs's
+// chat template test; llama.cpp's test-chat-template expectation for Llama 3; Zephyr's derived
+// by hand from its template), the real templates of the shared Llama 3 and Qwen
+// tokenizer_config.json files rendered by a small Jinja interpreter (tests/tasks/jinja_subset.h),
+// and hand-written strings for the 1-turn and multi-turn cases.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -62,7 +63,7 @@ std::string oracle(const std::string& tmpl, const Conversation& c, bool add_gene
   return out;
 }
 
-// ---- published templates with the output transformers gives for kPadded ----
+// ---- published templates with their expected output for kPadded ----
 
 struct Published {
   const char* model;
@@ -71,7 +72,7 @@ struct Published {
   const char* bos;
   const char* eos;
   const char* jinja;
-  const char* hf_output;  // apply_chat_template(..., add_generation_prompt=True, tokenize=False)
+  const char* expected;  // with add_generation_prompt=True, BOS included where the template writes it
 };
 
 const Published kPublished[] = {
@@ -110,7 +111,7 @@ const Published kPublished[] = {
      "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nHi there<end_of_turn>\n<start_of_turn>"
      "user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an assistant<end_of_turn>\n<start_of_turn>user\n"
      "Another question<end_of_turn>\n<start_of_turn>model\n"},
-    // llama.cpp's test expects this output from its Jinja engine and its built-in renderer alike.
+    // llama.cpp's test-chat-template expects this from its Jinja engine and its built-in renderer.
     {"Llama-3 (llama.cpp test-chat-template)", ChatTemplateId::Llama3, true, "<|begin_of_text|>", "<|eot_id|>",
      "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
      "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 "
@@ -121,7 +122,8 @@ const Published kPublished[] = {
      "there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you<|eot_id|><|start_header_id|>assistant<"
      "|end_header_id|>\n\nI am an assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnother "
      "question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
-    // Written with trim_blocks: the newline after every {% %} goes, the one after every {{ }} stays.
+    // No published output at hand: derived by reading the template with trim_blocks (the newline
+    // after every {% %} goes, the one after every {{ }} stays); the other entries check the oracle.
     {"HuggingFaceH4/zephyr-7b-beta", ChatTemplateId::Zephyr, true, "<s>", "</s>",
      "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
      "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% "
@@ -133,14 +135,14 @@ const Published kPublished[] = {
 
 Conversation published_conversation(const Published& p) { return p.system ? kPadded : without_system(kPadded); }
 
-// The oracle itself: the Jinja subset gives what transformers gives.
-TEST(JinjaOracle, ReproducesTransformersOnPublishedTemplates) {
+// The oracle itself: the Jinja subset gives the published outputs.
+TEST(JinjaOracle, ReproducesPublishedOutputs) {
   for (const auto& p : kPublished) {
     nlohmann::json messages = nlohmann::json::array();
     for (const auto& m : published_conversation(p)) messages.push_back({{"role", m.role}, {"content", m.content}});
     EXPECT_EQ(test::jinja::render(p.jinja, {{"messages", messages}, {"add_generation_prompt", true},
                                             {"bos_token", p.bos}, {"eos_token", p.eos}}),
-              p.hf_output)
+              p.expected)
         << p.model;
   }
 }
@@ -162,10 +164,10 @@ TEST(JinjaOracle, SubsetAndRefusals) {
   EXPECT_THROW(render("{{ x | wordcount }}", {{"x", "a"}}), test::jinja::Error);
 }
 
-// The named renderers give what transformers gives, without the leading BOS.
-TEST(ChatTemplates, RenderPublishedConversationsAsTransformers) {
+// The named renderers give the published outputs, without the leading BOS.
+TEST(ChatTemplates, RenderPublishedConversations) {
   for (const auto& p : kPublished) {
-    std::string want = p.hf_output;
+    std::string want = p.expected;
     if (want.rfind(p.bos, 0) == 0) want.erase(0, std::strlen(p.bos));
     EXPECT_EQ(render(p.id, published_conversation(p)), want) << p.model;
   }
