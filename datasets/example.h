@@ -58,7 +58,9 @@ inline bool choices_are_contexts(const Example& e) {
 }
 
 // The chat template of qbench's built-in chat suite and default model:
-// "User: <text>\nBot:" — the bot's reply follows as " <reply>\n".
+// "User: <text>\nBot:" — the bot's reply follows as " <reply>\n". The generated chat items are
+// written in it (their training text); chat tasks write their meta "user" turn in the model's own
+// template instead (tasks/chat_template.h, whose `qbench` template renders exactly this).
 inline std::string chat_context(const std::string& user_turn) {
   return "User: " + user_turn + "\nBot:";
 }

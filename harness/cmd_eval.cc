@@ -1,9 +1,11 @@
 // qbench eval: the task suites on one model; qbench tasks: what suites and tasks exist.
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "engine/core/error.h"
@@ -11,6 +13,7 @@
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "quantizers/quantize_model.h"
+#include "tasks/chat_template.h"
 #include "tasks/evaluate.h"
 
 namespace qbench::cli {
@@ -24,6 +27,17 @@ std::vector<std::string> split_list(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// --chat-template's help: every named template with its one-line description.
+const std::string& chat_template_help() {
+  static const std::string help = [] {
+    std::string h = "chat template of the chat tasks; default: the model's own (recognised in its template text), "
+                    "qbench for a model without one. One of:";
+    for (const auto& t : chat_templates()) h += std::string("\n  ") + t.name + ": " + t.description;
+    return h;
+  }();
+  return help;
 }
 
 }  // namespace
@@ -72,7 +86,7 @@ int cmd_tasks(const std::vector<std::string>& args) {
 
 int cmd_eval(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string suites = "math_reasoning,chat", task_list, items_out, scheme, activations = "kernel";
+  std::string suites = "math_reasoning,chat", task_list, items_out, scheme, activations = "kernel", chat_template;
   int64_t limit = 0, n_ctx = 0;
   bool serial = false;
   po::options_description desc("qbench eval options");
@@ -83,15 +97,19 @@ int cmd_eval(const std::vector<std::string>& args) {
       ("limit", po::value(&limit)->value_name("N"), "at most N items per task (0: all)")
       ("ctx", po::value(&n_ctx)->value_name("N"), "context window in tokens (0: the model's)")
       ("items-out", po::value(&items_out)->value_name("F.jsonl"), "write per-item results (one JSON object per line)")
+      ("chat-template", po::value(&chat_template)->value_name("NAME"), chat_template_help().c_str())
       ("serial", po::bool_switch(&serial), "run tasks and items one at a time (same numbers, slower)");
   add_model_options(desc, o);
   add_activation_option(desc, activations);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench eval [--model FILE] [--scheme S] [--suite math_reasoning,chat | --tasks X,Y] [--limit N] [--json]\n\n"
+             "usage: qbench eval [--model FILE] [--scheme S] [--suite math_reasoning,chat | --tasks X,Y] [--limit N]\n"
+             "                   [--chat-template NAME] [--json]\n\n"
              "Scores the model on task suites the way lm-evaluation-harness scores: multiple choice by\n"
              "log-likelihood (acc, acc_norm), greedy generation with answer extraction (exact_match),\n"
-             "instruction checks, likelihood and perplexity; every metric with its standard error.",
+             "instruction checks, likelihood and perplexity; every metric with its standard error.\n"
+             "Chat tasks write each prompt in the model's chat template (recognised in the model's own\n"
+             "template text; an unrecognised one is an error unless --chat-template names one).",
              vm)) {
     return 0;
   }
@@ -106,7 +124,15 @@ int cmd_eval(const std::vector<std::string>& args) {
     }
   }
   for (const auto& n : names) chosen.push_back(find_task(all, n));
+  if (!chat_template.empty() && find_chat_template(chat_template) == nullptr) {
+    throw Error("--chat-template: unknown chat template '" + chat_template + "' (known: " + chat_template_names() + ")");
+  }
   const Model source = load_model_from(o);
+  // One template for every chat task, chosen before any work (an unrecognised one is an error).
+  std::optional<ChatTemplateChoice> chat;
+  if (std::any_of(chosen.begin(), chosen.end(), [](const TaskDef& t) { return t.chat; })) {
+    chat = choose_chat_template(source, chat_template);
+  }
   quant::QuantizeReport qreport;
   Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
   const nlohmann::json matmul = apply_activations(m, activations, 128);
@@ -115,7 +141,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   for (size_t i = 0; i < chosen.size(); ++i) items[i] = task_items(chosen[i], limit);
   std::vector<TaskResult> results(chosen.size());
   const auto t0 = std::chrono::steady_clock::now();
-  auto one = [&](size_t i) { results[i] = evaluate_task(lm, chosen[i], items[i], !serial); };
+  auto one = [&](size_t i) { results[i] = evaluate_task(lm, chosen[i], items[i], !serial, chat ? chat->tmpl : nullptr); };
   if (serial) {
     for (size_t i = 0; i < chosen.size(); ++i) one(i);
   } else {
@@ -148,13 +174,18 @@ int cmd_eval(const std::vector<std::string>& args) {
       q = {{"scheme", scheme}, {"bits_per_weight", qreport.bits_per_weight}, {"bytes", qreport.bytes},
            {"seconds", qreport.seconds}};
     }
+    const nlohmann::json ct = chat ? nlohmann::json{{"name", chat->tmpl->name},
+                                                    {"source", chat_template_source_name(chat->source)},
+                                                    {"description", chat->describe()}}
+                                   : nlohmann::json(nullptr);
     print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"limit", limit},
-                {"ctx", lm.n_ctx()}, {"threads", thread_count()},
+                {"ctx", lm.n_ctx()}, {"threads", thread_count()}, {"chat_template", ct},
                 {"seconds", seconds}, {"tasks", tr}, {"items_file", items_out}});
     return 0;
   }
   if (!scheme.empty()) std::printf("scheme %s: %.3f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   std::printf("%s\n", activations_summary(matmul).c_str());
+  if (chat) std::printf("chat template: %s\n", chat->describe().c_str());
   std::printf("%-16s %-18s %10s %10s %7s\n", "task", "metric", "value", "stderr", "items");
   for (const auto& r : results) {
     for (const auto& mv : r.metrics) {

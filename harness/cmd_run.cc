@@ -25,7 +25,7 @@ extern "C" void on_sigint(int) {
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
-  std::string config_path, out;
+  std::string config_path, out, chat_template;
   bool resume = false, force = false, reuse_stale = false, quiet = false, json = false, list_fields = false;
   int threads = -1;
   po::options_description desc("qbench run options");
@@ -38,6 +38,8 @@ int cmd_run(const std::vector<std::string>& args) {
       ("reuse-stale", po::bool_switch(&reuse_stale), "reuse units measured by other code (another build: a unit's key "
        "includes the hashes of the sources that measure it); each is recorded as stale and flagged by report")
       ("threads,t", po::value(&threads)->value_name("N"), "override the config's threads (quality work)")
+      ("chat-template", po::value(&chat_template)->value_name("NAME"),
+       "override the config's chat_template: the chat template of the chat tasks (see qbench eval --help)")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines on stderr")
       ("json", po::bool_switch(&json), "print the results document on stdout instead of the table")
       ("list-fields", po::bool_switch(&list_fields), "list the config fields with their defaults and help")
@@ -66,6 +68,7 @@ int cmd_run(const std::vector<std::string>& args) {
   }
   run::ExperimentConfig c = config_path.empty() ? run::ExperimentConfig{} : run::load_config(config_path);
   if (threads >= 0) c.threads = threads;
+  if (vm.count("chat-template")) c.chat_template = chat_template;
   set_threads(int(c.threads));
   run::RunOptions o;
   o.out = out.empty() ? run::default_results_path(c) : out;

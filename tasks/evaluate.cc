@@ -39,13 +39,12 @@ int64_t count_words(const std::string& s) {
   return n;
 }
 
-ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e) {
+// `chat`: the template of a chat task, nullptr for other tasks.
+ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e, const ChatTemplate* chat) {
   ItemScore s;
   s.record = {{"id", e.id}};
-  const std::string context = t.chat ? apply_chat_template(lm.model(), e.context) : e.context;
-  if (t.chat && !lm.model().chat_template.empty() && !chat_template_known(lm.model().chat_template)) {
-    s.record["notes"] = nlohmann::json::array({kChatTemplateGuessed});
-  }
+  const std::string context = chat ? render_user_turn(*chat, chat_user_turn(e)) : e.context;
+  const SpecialText special = chat ? SpecialText::Parse : SpecialText::Plain;
   switch (t.kind) {
     case TaskKind::MultipleChoice: {
       if (e.choices.empty() || e.gold < 0 || e.gold >= int(e.choices.size())) {
@@ -53,9 +52,9 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       }
       std::vector<Loglikelihood> ll;
       if (choices_are_contexts(e)) {  // Winogrande partial scoring: same ending, different contexts
-        for (const auto& c : e.choices) ll.push_back(lm.loglikelihood(c, e.target));
+        for (const auto& c : e.choices) ll.push_back(lm.loglikelihood(c, e.target, special));
       } else {
-        ll = lm.loglikelihoods(context, e.choices);
+        ll = lm.loglikelihoods(context, e.choices, special);
       }
       // acc: highest summed log-likelihood; acc_norm: highest log-likelihood per byte of the
       // continuation (lm-eval). Ties go to the lower index.
@@ -81,7 +80,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       break;
     }
     case TaskKind::ExactMatch: {
-      const Generation g = lm.generate_until(context, t.stop, t.max_tokens);
+      const Generation g = lm.generate_until(context, t.stop, t.max_tokens, special);
       s.truncated = g.truncated;
       const std::string got = extract_answer(t.extract, g.text);
       const std::string& want = e.answer;
@@ -93,7 +92,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
       break;
     }
     case TaskKind::Instruction: {
-      const Generation g = lm.generate_until(context, t.stop, t.max_tokens);
+      const Generation g = lm.generate_until(context, t.stop, t.max_tokens, special);
       s.truncated = g.truncated;
       std::vector<std::pair<std::string, nlohmann::json>> checks;
       if (e.meta.contains("instruction_id")) {
@@ -124,7 +123,7 @@ ItemScore score_item(const LanguageModel& lm, const TaskDef& t, const Example& e
     case TaskKind::TargetLoglik: {
       const std::string& target = e.target;
       if (target.empty()) throw Error("task " + t.name + ": item " + e.id + " has no target");
-      const Loglikelihood ll = lm.loglikelihood(context, target);
+      const Loglikelihood ll = lm.loglikelihood(context, target, special);
       s.truncated = ll.truncated;
       s.unscored = ll.unscored;
       s.logprob = ll.logprob;
@@ -169,8 +168,18 @@ nlohmann::json TaskResult::to_json() const {
     ms[m.name] = {{"value", m.value}, {"stderr", m.stderr}, {"higher_is_better", m.higher_is_better},
                   {"stderr_method", m.stderr_method}};
   }
-  return {{"task", task}, {"version", version}, {"kind", task_kind_name(kind)}, {"n_items", n_items},
-          {"truncated_items", n_truncated}, {"unscored_items", n_unscored}, {"metrics", ms}, {"seconds", seconds}};
+  nlohmann::json j = {{"task", task}, {"version", version}, {"kind", task_kind_name(kind)}, {"n_items", n_items},
+                      {"truncated_items", n_truncated}, {"unscored_items", n_unscored}, {"metrics", ms}, {"seconds", seconds}};
+  if (!chat_template.empty()) j["chat_template"] = chat_template;
+  return j;
+}
+
+const std::string& chat_user_turn(const Example& e) {
+  if (e.meta.is_object()) {
+    const auto it = e.meta.find("user");
+    if (it != e.meta.end() && it->is_string()) return it->get_ref<const std::string&>();
+  }
+  return e.context;
 }
 
 MetricValue mean_metric(const std::string& name, const std::vector<double>& x, bool higher_is_better) {
@@ -204,10 +213,16 @@ double bootstrap_stderr(size_t n, const std::function<double(const std::vector<s
   return std::sqrt(std::max(0.0, sum2 / resamples - mean * mean) * resamples / (resamples - 1));
 }
 
-TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::vector<Example>& items, bool parallel) {
+TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::vector<Example>& items, bool parallel,
+                         const ChatTemplate* chat) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (!t.chat) {
+    chat = nullptr;
+  } else if (chat == nullptr) {
+    chat = choose_chat_template(lm.model(), "").tmpl;
+  }
   std::vector<ItemScore> scores(items.size());
-  auto one = [&](size_t i) { scores[i] = score_item(lm, t, items[i]); };
+  auto one = [&](size_t i) { scores[i] = score_item(lm, t, items[i], chat); };
   if (parallel) {
     tbb::parallel_for(size_t(0), items.size(), one);
   } else {
@@ -216,6 +231,7 @@ TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::v
   TaskResult r;
   r.task = t.name;
   r.version = t.version;
+  if (chat) r.chat_template = chat->name;
   r.kind = t.kind;
   r.n_items = int64_t(items.size());
   auto column = [&](double ItemScore::*f) {
@@ -294,34 +310,6 @@ TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::v
   for (auto& s : scores) r.items.push_back(std::move(s.record));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
-}
-
-bool chat_template_known(const std::string& tpl) {
-  for (const char* marker : {"<|im_start|>", "<|start_header_id|>", "<start_of_turn>", "<|user|>", "[INST]"}) {
-    if (tpl.find(marker) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string apply_chat_template(const Model& model, const std::string& user_turn) {
-  const std::string& tpl = model.chat_template;
-  if (tpl.find("<|im_start|>") != std::string::npos) {
-    return "<|im_start|>user\n" + user_turn + "<|im_end|>\n<|im_start|>assistant\n";
-  }
-  if (tpl.find("<|start_header_id|>") != std::string::npos) {
-    return "<|start_header_id|>user<|end_header_id|>\n\n" + user_turn +
-           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
-  }
-  if (tpl.find("<start_of_turn>") != std::string::npos) {
-    return "<start_of_turn>user\n" + user_turn + "<end_of_turn>\n<start_of_turn>model\n";
-  }
-  if (tpl.find("<|user|>") != std::string::npos) {
-    return "<|user|>\n" + user_turn + "</s>\n<|assistant|>\n";
-  }
-  if (tpl.find("[INST]") != std::string::npos) {
-    return "[INST] " + user_turn + " [/INST]";
-  }
-  return chat_context(user_turn);
 }
 
 }  // namespace qbench

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "datasets/example.h"
+#include "tasks/chat_template.h"
 #include "tasks/lm.h"
 #include "tasks/task.h"
 
@@ -34,25 +35,26 @@ struct TaskResult {
   std::vector<MetricValue> metrics;
   std::vector<nlohmann::json> items;  // one record per item, in item order
   double seconds = 0.0;
+  std::string chat_template;  // chat tasks: the named template their prompts were written in; else empty
 
   const MetricValue& metric(const std::string& name) const;  // asserts it exists
-  nlohmann::json to_json() const;  // without the per-item records
+  nlohmann::json to_json() const;  // without the per-item records ("chat_template" for chat tasks)
 };
 
 // Evaluates `items` of task `t`. With `parallel`, items run concurrently (TBB); the result is
 // identical either way (each item's computation is independent and deterministic).
+// A chat task (t.chat) writes each item's user turn in `chat` with the assistant's turn opened,
+// tokenized with special tokens parsed; its targets and choices follow unchanged, as
+// lm-evaluation-harness's --apply_chat_template does. `chat` == nullptr: the template
+// choose_chat_template picks for lm's model without a name (throws qbench::Error when the model's
+// template is not recognised).
 TaskResult evaluate_task(const LanguageModel& lm, const TaskDef& t, const std::vector<Example>& items,
-                         bool parallel = true);
+                         bool parallel = true, const ChatTemplate* chat = nullptr);
 
-// Wraps a raw user turn in the model's chat template: the GGUF's tokenizer.chat_template when
-// it is one of the common families (ChatML, Llama-2 [INST], Llama-3 headers, Zephyr/Gemma),
-// else qbench's role-tagged "User: ...\nBot:".
-std::string apply_chat_template(const Model& model, const std::string& user_turn);
-// Whether apply_chat_template recognises `tpl` (a model's tokenizer.chat_template). An unknown
-// template falls back to qbench's own turn format, and each chat item's record then carries
-// kChatTemplateGuessed in its "notes" (counted by qbench run, flagged by report).
-bool chat_template_known(const std::string& tpl);
-inline constexpr const char* kChatTemplateGuessed = "chat template not recognised; qbench's own turn format used";
+// The user turn of a chat task's item: meta "user" when the item has it (the generated chat
+// items, whose context is already qbench's format because it is also training text), else the
+// context (loaders of raw user turns: IFEval, MT-Bench).
+const std::string& chat_user_turn(const Example& e);
 
 // Mean of 0/1 or real scores with lm-eval's standard error (sample std / sqrt(n)).
 MetricValue mean_metric(const std::string& name, const std::vector<double>& x, bool higher_is_better = true);

@@ -30,15 +30,16 @@ struct Pair {
   std::vector<int32_t> continuation;
 };
 
-Pair encode_pair(const Tokenizer& tok, std::string context, std::string continuation) {
+Pair encode_pair(const Tokenizer& tok, std::string context, std::string continuation, SpecialText special) {
   // lm-eval: trailing spaces of the context belong to the continuation.
   const size_t keep = context.find_last_not_of(' ');
   const size_t n_trailing = keep == std::string::npos ? context.size() : context.size() - keep - 1;
   continuation = context.substr(context.size() - n_trailing) + continuation;
   context.resize(context.size() - n_trailing);
   Pair p;
-  const std::vector<int32_t> whole = tok.encode(context + continuation, true);
-  p.context = tok.encode(context, true);
+  const bool parse = special == SpecialText::Parse;
+  const std::vector<int32_t> whole = tok.encode(context + continuation, true, parse);
+  p.context = tok.encode(context, true, parse);
   size_t common = 0;
   while (common < p.context.size() && common < whole.size() && p.context[common] == whole[common]) ++common;
   // Normally the context's tokens are a prefix of the whole; when a merge crosses the
@@ -60,19 +61,21 @@ LanguageModel::LanguageModel(const Model& model, int64_t n_ctx)
   }
 }
 
-Loglikelihood LanguageModel::loglikelihood(const std::string& context, const std::string& continuation) const {
-  return loglikelihoods(context, {continuation})[0];
+Loglikelihood LanguageModel::loglikelihood(const std::string& context, const std::string& continuation,
+                                           SpecialText special) const {
+  return loglikelihoods(context, {continuation}, special)[0];
 }
 
 std::vector<Loglikelihood> LanguageModel::loglikelihoods(const std::string& context,
-                                                         const std::vector<std::string>& continuations) const {
+                                                         const std::vector<std::string>& continuations,
+                                                         SpecialText special) const {
   const int64_t V = model_.config.n_vocab;
   std::vector<Loglikelihood> out;
   out.reserve(continuations.size());
   std::vector<Pair> pairs;
   for (const auto& c : continuations) {
     if (c.empty()) throw Error("loglikelihood: empty continuation for context '" + context.substr(0, 60) + "'");
-    pairs.push_back(encode_pair(tok_, context, c));
+    pairs.push_back(encode_pair(tok_, context, c, special));
   }
   std::vector<float> logits;
   for (const Pair& p : pairs) {
@@ -128,8 +131,8 @@ RollingLoglikelihood LanguageModel::loglikelihood_rolling(const std::string& tex
 }
 
 Generation LanguageModel::generate_until(const std::string& context, const std::vector<std::string>& stops,
-                                         int64_t max_tokens) const {
-  std::vector<int32_t> prompt = tok_.encode(context, true);
+                                         int64_t max_tokens, SpecialText special) const {
+  std::vector<int32_t> prompt = tok_.encode(context, true, special == SpecialText::Parse);
   int64_t truncated = 0;
   if (int64_t(prompt.size()) + max_tokens > n_ctx_) {  // keep the end of the prompt
     const int64_t keep = std::min<int64_t>(std::max<int64_t>(1, n_ctx_ - max_tokens), int64_t(prompt.size()));

@@ -24,6 +24,11 @@
 
 namespace qbench {
 
+// How control-token text in a request ("<|eot_id|>", "</s>") is tokenized: as plain text (the
+// default, as llama-perplexity reads text), or as the tokens themselves (a chat template's
+// rendering: llama.cpp tokenizes a formatted chat so, and Hugging Face tokenizers always do).
+enum class SpecialText { Plain, Parse };
+
 struct Loglikelihood {
   double logprob = 0.0;    // sum over continuation tokens of log p (natural log)
   bool greedy = true;      // every continuation token was the argmax
@@ -49,13 +54,14 @@ class LanguageModel {
   // window is shorter than 2 tokens.
   explicit LanguageModel(const Model& model, int64_t n_ctx = 0);
 
-  Loglikelihood loglikelihood(const std::string& context, const std::string& continuation) const;
+  Loglikelihood loglikelihood(const std::string& context, const std::string& continuation,
+                              SpecialText special = SpecialText::Plain) const;
   // Log-likelihoods of several continuations of one context (multiple choice).
-  std::vector<Loglikelihood> loglikelihoods(const std::string& context,
-                                            const std::vector<std::string>& continuations) const;
+  std::vector<Loglikelihood> loglikelihoods(const std::string& context, const std::vector<std::string>& continuations,
+                                            SpecialText special = SpecialText::Plain) const;
   RollingLoglikelihood loglikelihood_rolling(const std::string& text) const;
-  Generation generate_until(const std::string& context, const std::vector<std::string>& stops,
-                            int64_t max_tokens) const;
+  Generation generate_until(const std::string& context, const std::vector<std::string>& stops, int64_t max_tokens,
+                            SpecialText special = SpecialText::Plain) const;
 
   const Model& model() const { return model_; }
   int64_t n_ctx() const { return n_ctx_; }

@@ -122,6 +122,12 @@ TaskDef parse_task(const nlohmann::json& j, const std::string& where) {
     throw Error(where + ": " + e.what());
   }
   t.chat = field<bool>(j, "chat", where, false);
+  if (t.chat && t.kind == TaskKind::RollingLoglik) {
+    throw Error(where + ": 'chat' formats a prompt; a rolling_loglik task has none");
+  }
+  if (t.chat && t.few_shot > 0) {
+    throw Error(where + ": 'chat' and 'few_shot' cannot be combined (the chat template writes the item's one user turn)");
+  }
   return t;
 }
 

@@ -21,7 +21,10 @@
 //            (digits written least-significant first: reversed, leading zeros dropped)
 //            | "gsm8k" (the number after "#### ", commas removed; lm-eval's strict match)
 //            | "regex:<ECMAScript regex, first capture group>"
-//   chat: bool — wrap the context in the chat template (for loaders of raw user turns)
+//   chat: bool — the prompt is the item's user turn written in the model's chat template
+//         (tasks/chat_template.h; the turn is meta "user" of generated chat items, else the
+//         context: raw user turns of loaders); targets and choices follow it unchanged, as with
+//         lm-evaluation-harness's --apply_chat_template. Not with few_shot or rolling_loglik.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,6 @@
-// Chat generators in the role-tagged template "User: ...\nBot: ...\n" (chat_context()).
+// Chat generators in the role-tagged template "User: ...\nBot: ...\n" (chat_context()). Each item
+// also carries its raw user turn in meta "user", which chat tasks write in a model's own chat
+// template (tasks/chat_template.h).
 #include <algorithm>
 #include <cctype>
 #include <string>
@@ -104,7 +106,7 @@ void dialogue(Rng& rng, Example& e) {
   e.context = chat_context(u);
   e.target = " " + reply + "\n";
   e.answer = reply;
-  e.meta = {{"intent", intents()[intent].name}};
+  e.meta = {{"intent", intents()[intent].name}, {"user", u}};
 }
 
 void reply_select(Rng& rng, Example& e) {
@@ -133,7 +135,7 @@ void reply_select(Rng& rng, Example& e) {
   for (const auto& c : choices) e.choices.push_back(" " + c);
   e.gold = static_cast<int>(std::find(choices.begin(), choices.end(), right) - choices.begin());
   e.answer = right;
-  e.meta = {{"intent", intents()[intent].name}};
+  e.meta = {{"intent", intents()[intent].name}, {"user", u}};
 }
 
 // ---- instruct ----
@@ -264,7 +266,7 @@ bool instruct_once(Rng& rng, Example& e) {
   e.context = chat_context(instruction + q);
   e.target = " " + reply + "\n";
   e.answer = reply;
-  e.meta = {{"instruction_id", id}, {"kwargs", kwargs}};
+  e.meta = {{"instruction_id", id}, {"kwargs", kwargs}, {"user", instruction + q}};
   return e.context.size() + e.target.size() <= kMaxChatChars;
 }
 

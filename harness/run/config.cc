@@ -6,6 +6,7 @@
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
 #include "quantizers/quantize_model.h"
+#include "tasks/chat_template.h"
 
 namespace qbench::run {
 namespace {
@@ -128,6 +129,9 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
   }
   if (c.activations != "kernel" && c.activations != "float") {
     bad("activations", "expected \"kernel\" or \"float\", got \"" + c.activations + "\"");
+  }
+  if (!c.chat_template.empty() && find_chat_template(c.chat_template) == nullptr) {
+    bad("chat_template", "unknown chat template \"" + c.chat_template + "\" (known: " + chat_template_names() + ")");
   }
   if (c.limit < 0) bad("limit", "must be >= 0, got " + std::to_string(c.limit));
   if (c.ctx < 0 || c.ctx == 1) {

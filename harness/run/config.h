@@ -33,6 +33,9 @@ inline constexpr int kConfigVersion = 1;
     "the run records each path's activation precision); float: weights dequantized, exact float products "  \
     "(weight-only quantization measured alone)")                                                              \
   X(StringList, suites, (StringList{"math_reasoning", "chat"}), "task suites (qbench tasks)")                \
+  X(std::string, chat_template, "",                                                                           \
+    "chat template of the chat tasks by name (qbench eval --help lists them); empty: the model's own, recognised " \
+    "in its chat template text (an unrecognised one is an error), or qbench's for a model without one")      \
   X(int64_t, limit, 50, "items per task (0: all); 50 keeps the default experiment to about 2 minutes on 2 cores") \
   X(int64_t, ctx, 0, "context window of the task suites in tokens (0: the model's)")                         \
   X(int64_t, threads, 2, "worker threads of the quality work (0: one per core)")                             \

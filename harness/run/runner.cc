@@ -34,6 +34,7 @@
 #include "harness/sha256.h"
 #include "harness/sysinfo.h"
 #include "quantizers/quantize_model.h"
+#include "tasks/chat_template.h"
 #include "tasks/kl.h"
 #include "tasks/perplexity.h"
 
@@ -317,6 +318,13 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   const auto all_tasks = builtin_tasks();
   std::vector<SuiteData> suites;
   for (const auto& s : c.suites) suites.push_back(build_suite(s, all_tasks, uint64_t(c.seed), c.limit));
+  // The template of the chat tasks, chosen once for the model: a template of the model's that is
+  // not recognised stops the run here, before anything is measured. It joins the protocol (and so
+  // the keys) of the suites with chat tasks.
+  std::optional<ChatTemplateChoice> chat;
+  if (std::any_of(suites.begin(), suites.end(), [](const SuiteData& sd) { return sd.has_chat; })) {
+    chat = choose_chat_template(source, c.chat_template);
+  }
   std::vector<int32_t> ppl_tokens;
   std::string text_sha;
   if (c.perplexity) {
@@ -385,7 +393,10 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       {"model", cli::model_json(source)},
       {"data",
        {{"ppl_text", c.perplexity ? json(c.ppl_text) : json(nullptr)}, {"ppl_text_sha256", text_sha},
-        {"ppl_tokens", ppl_tokens.size()}, {"calibration", calib_json}, {"suites", json::object()}}},
+        {"ppl_tokens", ppl_tokens.size()}, {"calibration", calib_json}, {"suites", json::object()},
+        {"chat_template", chat ? json{{"name", chat->tmpl->name}, {"source", chat_template_source_name(chat->source)},
+                                      {"description", chat->describe()}}
+                               : json(nullptr)}}},
       {"reference", {{"kl", "the unquantized model as loaded (" + std::string(type_traits(source.output.type).name) +
                                 " weights)"}}},
       {"runs", json::array()},
@@ -418,9 +429,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
                                           {"top_k", c.kl_top_k}}, nullptr));
     }
     for (const auto& sd : suites) {
-      units.push_back(make_unit(i, "suite:" + sd.name, {{"items_sha256", sd.items_sha},
-                                                        {"tasks_sha256", sha256_hex(sd.task_defs.dump())},
-                                                        {"ctx", c.ctx}}, &sd));
+      json protocol = {{"items_sha256", sd.items_sha}, {"tasks_sha256", sha256_hex(sd.task_defs.dump())}, {"ctx", c.ctx}};
+      if (sd.has_chat) protocol["chat_template"] = chat->tmpl->name;
+      units.push_back(make_unit(i, "suite:" + sd.name, std::move(protocol), &sd));
     }
     if (c.speed) {
       units.push_back(make_unit(i, "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
@@ -582,7 +593,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       return kl_unit(m, *reference, ppl_tokens, popt);
     }
     QB_ASSERT(u.suite != nullptr);
-    return suite_unit(m, *u.suite, c.ctx);
+    return suite_unit(m, *u.suite, c.ctx, chat ? chat->tmpl : nullptr);
   };
 
   auto finish_unit = [&](const Unit& u, double seconds, std::optional<json> result, std::vector<json> records,

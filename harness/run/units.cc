@@ -2,6 +2,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include "engine/core/error.h"
 #include "harness/cli.h"
 #include "harness/sha256.h"
 #include "tasks/evaluate.h"
@@ -22,6 +23,7 @@ SuiteData build_suite(const std::string& name, const std::vector<TaskDef>& all_t
                                    {"choices", e.choices}}));
     }
     sd.task_defs.push_back(t.to_json());
+    sd.has_chat = sd.has_chat || t.chat;
     sd.tasks.push_back(std::move(t));
   }
   sd.items_sha = h.hex_digest();
@@ -64,11 +66,12 @@ UnitOutput kl_unit(const Model& m, const ReferenceLogits& ref, const std::vector
           chunk_records(k.kld, scored_per_chunk(opt.n_ctx), "kld_sum")};
 }
 
-UnitOutput suite_unit(const Model& m, const SuiteData& sd, int64_t n_ctx) {
+UnitOutput suite_unit(const Model& m, const SuiteData& sd, int64_t n_ctx, const ChatTemplate* chat) {
+  QB_ASSERT(chat != nullptr || !sd.has_chat);
   const LanguageModel lm(m, n_ctx);
   std::vector<TaskResult> results(sd.tasks.size());
   tbb::parallel_for(size_t(0), sd.tasks.size(),
-                    [&](size_t t) { results[t] = evaluate_task(lm, sd.tasks[t], sd.items[t], true); });
+                    [&](size_t t) { results[t] = evaluate_task(lm, sd.tasks[t], sd.items[t], true, chat); });
   UnitOutput out;
   out.result = {{"tasks", json::array()}};
   for (const auto& r : results) {

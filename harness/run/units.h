@@ -12,6 +12,7 @@
 
 #include "datasets/example.h"
 #include "engine/model/model.h"
+#include "tasks/chat_template.h"
 #include "tasks/kl.h"
 #include "tasks/perplexity.h"
 #include "tasks/task.h"
@@ -31,6 +32,7 @@ struct SuiteData {
   std::vector<std::vector<Example>> items;
   std::string items_sha;
   nlohmann::json task_defs = nlohmann::json::array();  // as evaluated, with their versions
+  bool has_chat = false;  // some task is a chat task (its prompts depend on the chat template)
 };
 SuiteData build_suite(const std::string& name, const std::vector<TaskDef>& all_tasks, uint64_t seed, int64_t limit);
 
@@ -40,6 +42,7 @@ UnitOutput perplexity_unit(const Model& m, const std::vector<int32_t>& tokens, c
 UnitOutput kl_unit(const Model& m, const ReferenceLogits& ref, const std::vector<int32_t>& tokens,
                    const PerplexityOptions& opt);
 // Every task of the suite (concurrently); records: evaluate_task's item records with "task".
-UnitOutput suite_unit(const Model& m, const SuiteData& suite, int64_t n_ctx);
+// `chat`: the template of its chat tasks (required when suite.has_chat).
+UnitOutput suite_unit(const Model& m, const SuiteData& suite, int64_t n_ctx, const ChatTemplate* chat);
 
 }  // namespace qbench::run

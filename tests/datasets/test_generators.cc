@@ -110,7 +110,7 @@ TEST(Generators, PinnedItems) {
   const auto dialogue = generate_dialogue(1, kEvalSeed)[0];
   EXPECT_EQ(dialogue.context, "User: hello friend, what do you do for fun?\nBot:");
   EXPECT_EQ(dialogue.target, " My hobby is learning new words.\n");
-  EXPECT_EQ(dialogue.meta, (nlohmann::json{{"intent", "hobby"}}));
+  EXPECT_EQ(dialogue.meta, (nlohmann::json{{"intent", "hobby"}, {"user", "hello friend, what do you do for fun?"}}));
 }
 
 bool printable(const std::string& s) {

@@ -137,6 +137,52 @@ TEST(Cli, EvalRunsTasksAndReportsStderr) {
   EXPECT_TRUE(nlohmann::json::parse(tasks.out)["suites"].contains("math_reasoning"));
 }
 
+// Chat tasks use the model's recognised template, --chat-template overrides it, and eval says
+// which one it used; an unrecognised template is a one-line error (exit 2) naming the option.
+TEST(Cli, EvalChatTemplate) {
+  const std::string dir = test::temp_dir("cli-chat-template");
+  auto model_with = [&](const std::string& name, const std::string& tpl) {
+    auto w = test::tiny_model_writer();
+    w.set("tokenizer.chat_template", gguf::Value::str(tpl));
+    w.write(dir + "/" + name);
+    return dir + "/" + name;
+  };
+  const std::string chatml = model_with("chatml.gguf", "{% for message in messages %}{{'<|im_start|>' + message['role'] + "
+                                                       "'\\n' + message['content'] + '<|im_end|>\\n'}}{% endfor %}");
+  const std::string unknown = model_with("unknown.gguf", "{% for message in messages %}{{ message['content'] }}{% endfor %}");
+
+  auto r = run("eval --model " + chatml + " --tasks add2,reply_select --limit 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("chat template: chatml (recognised in the model's chat template)\n"), std::string::npos) << r.out;
+  r = run("eval --model " + chatml + " --tasks add2,reply_select --limit 2 --chat-template llama2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["chat_template"]["name"], "llama2");
+  EXPECT_EQ(j["chat_template"]["source"], "named");
+  EXPECT_FALSE(j["tasks"][0].contains("chat_template"));  // add2 is not a chat task
+  EXPECT_EQ(j["tasks"][1]["chat_template"], "llama2");
+
+  r = run("eval --model " + unknown + " --tasks reply_select --limit 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("pass --chat-template NAME (one of: qbench, llama3, chatml,"), std::string::npos) << r.err;
+  r = run("eval --model " + unknown + " --tasks reply_select --limit 2 --chat-template qbench");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("chat template: qbench (chosen by name)"), std::string::npos) << r.out;
+  r = run("eval --model " + unknown + " --tasks add2 --limit 2 --json");  // no chat task: no template needed
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["chat_template"].is_null());
+  r = run("eval --model " + chatml + " --tasks add2 --chat-template alpaca");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("unknown chat template 'alpaca'"), std::string::npos) << r.err;
+  // The help lists every template.
+  r = run("eval --help");
+  for (const char* name : {"qbench:", "llama3:", "chatml:", "llama2:", "mistral:", "zephyr:", "gemma:"}) {
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+  }
+}
+
 }  // namespace
 }  // namespace qbench
 

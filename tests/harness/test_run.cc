@@ -434,6 +434,102 @@ TEST(Run, CliErrorsAreOneLineWithExitCode2) {
   EXPECT_NE(r.out.find("[\"fp16\",\"int8\",\"rtn:int4,group=128\",\"gptq:int4,group=128\",\"q4_K\",\"nf4\"]"), std::string::npos) << r.out;
 }
 
+// The chat template of the chat tasks: chosen once for the model, recorded in the document and
+// in the chat suite's protocol (so in its settings key: another template is measured again, and a
+// rerun that would replace measured units with another template is refused), absent from suites
+// without chat tasks; a model template qbench does not recognise stops the run before any work
+// unless chat_template names one.
+TEST(Run, ChatTemplateIsChosenRecordedAndKeyed) {
+  const auto f = make_fixture("run-chat-template");
+  auto c = test::tiny_config(f.model, {"fp16"});
+  c.suites = {"chat", "math_reasoning"};
+  c.limit = 2;
+  c.perplexity = c.kl = c.speed = false;
+  const std::string out = f.dir + "/res.json";
+  run_quiet(c, out);
+  const json doc = test::read_json(out);
+  EXPECT_EQ(doc["data"]["chat_template"]["name"], "qbench");  // the tiny model has no template
+  EXPECT_EQ(doc["data"]["chat_template"]["source"], "default");
+  const json& units = doc["runs"][0]["units"];
+  EXPECT_EQ(units["suite:chat"]["protocol"]["chat_template"], "qbench");
+  EXPECT_FALSE(units["suite:math_reasoning"]["protocol"].contains("chat_template"));
+  std::map<std::string, json> tasks;
+  for (const auto& t : units["suite:chat"]["result"]["tasks"]) tasks[t["task"]] = t;
+  EXPECT_EQ(tasks.at("reply_select")["chat_template"], "qbench");
+  EXPECT_EQ(tasks.at("instruct")["chat_template"], "qbench");
+  EXPECT_FALSE(tasks.at("dialogue_ppl").contains("chat_template"));
+
+  // Named: the chat suite's settings change, the other suite's do not.
+  c.chat_template = "llama3";
+  try {
+    run_quiet(c, out);
+    ADD_FAILURE() << "another template replaced measured units";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("suite:chat"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'chat_template'"), std::string::npos) << e.what();
+  }
+  run_quiet(c, f.dir + "/llama3.json");
+  const json named = test::read_json(f.dir + "/llama3.json");
+  EXPECT_EQ(named["data"]["chat_template"]["name"], "llama3");
+  EXPECT_EQ(named["data"]["chat_template"]["source"], "named");
+  const json& nu = named["runs"][0]["units"];
+  EXPECT_EQ(nu["suite:chat"]["protocol"]["chat_template"], "llama3");
+  EXPECT_NE(nu["suite:chat"]["settings_key"], units["suite:chat"]["settings_key"]);
+  EXPECT_EQ(nu["suite:math_reasoning"]["settings_key"], units["suite:math_reasoning"]["settings_key"]);
+  auto items_of = [&](const json& unit) { return test::read_file(f.dir + "/" + unit["items_file"].get<std::string>()); };
+  EXPECT_NE(items_of(nu["suite:chat"]), items_of(units["suite:chat"])) << "another template, other prompts";
+
+  // The model's own template: recognised, or an error before anything runs.
+  auto with_template = [&](const std::string& tpl) {
+    auto w = test::tiny_model_writer(test::run_tiny_spec());
+    w.set("tokenizer.chat_template", gguf::Value::str(tpl));
+    w.write(f.dir + "/templated.gguf");
+  };
+  with_template("{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + "
+                "m['content'] | trim + '<|eot_id|>' }}{% endfor %}");
+  c.model = f.dir + "/templated.gguf";
+  c.chat_template.clear();
+  run_quiet(c, f.dir + "/detected.json");
+  const json detected = test::read_json(f.dir + "/detected.json");
+  EXPECT_EQ(detected["data"]["chat_template"]["source"], "detected");
+  EXPECT_EQ(items_of(detected["runs"][0]["units"]["suite:chat"]), items_of(nu["suite:chat"]))
+      << "the recognised llama3 template measures what the named one does";
+  with_template("{% for m in messages %}{{ m['content'] }}{% endfor %}");
+  try {
+    run_quiet(c, f.dir + "/unknown.json");
+    ADD_FAILURE() << "an unrecognised template was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pass --chat-template NAME"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(f.dir + "/unknown.json")) << "nothing was written";
+  c.chat_template = "chatml";
+  EXPECT_NO_THROW(run_quiet(c, f.dir + "/unknown.json"));
+  c.chat_template.clear();
+  c.suites = {"math_reasoning"};  // no chat task: the template does not matter
+  run_quiet(c, f.dir + "/math.json");
+  EXPECT_TRUE(test::read_json(f.dir + "/math.json")["data"]["chat_template"].is_null());
+
+  // An unknown name is a config error naming the field; --chat-template overrides the config.
+  try {
+    run::parse_config({{"chat_template", "alpaca"}}, "e.json");
+    ADD_FAILURE() << "an unknown template name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("e.json: field 'chat_template': unknown chat template \"alpaca\""),
+              std::string::npos) << e.what();
+  }
+  std::ofstream(f.dir + "/cfg.json") << c.to_json().dump();
+  auto r = test::run_cli("run --config " + f.dir + "/cfg.json --chat-template nope --out " + f.dir + "/cli.json", f.dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("nope"), std::string::npos) << r.err;
+  c.suites = {"chat"};
+  std::ofstream(f.dir + "/cfg.json") << c.to_json().dump();
+  r = test::run_cli("run --quiet --json --config " + f.dir + "/cfg.json --chat-template gemma --out " + f.dir + "/cli.json",
+                    f.dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::read_json(f.dir + "/cli.json")["runs"][0]["units"]["suite:chat"]["protocol"]["chat_template"], "gemma");
+}
+
 // Config files: a key given twice is an error (not last-wins), a number nlohmann cannot hold
 // names the file, and "ctx": 1 is refused before anything runs.
 TEST(Run, ConfigDuplicateKeysOverflowAndCtxOneAreErrors) {

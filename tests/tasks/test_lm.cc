@@ -63,6 +63,23 @@ TEST_F(BigramModel, LoglikelihoodIsTheHandComputedSum) {
   }
 }
 
+// A chat template's markers ("</s>", "<s>" between Llama 2 turns) become their tokens with
+// SpecialText::Parse, and stay text (one token per byte here) by default.
+TEST_F(BigramModel, SpecialTextIsParsedOnlyWhenAsked) {
+  const LanguageModel lm(model_);
+  const Tokenizer& tok = model_.tokenizer;
+  const Loglikelihood plain = lm.loglikelihood("hat", "</s>"), parsed = lm.loglikelihood("hat", "</s>", SpecialText::Parse);
+  EXPECT_GT(plain.n_tokens, 1);
+  EXPECT_EQ(parsed.n_tokens, 1);
+  const auto ctx = tok.encode("hat", true);
+  std::vector<int32_t> all = ctx;
+  all.push_back(tok.eos());
+  EXPECT_NEAR(parsed.logprob, expected(all, ctx.size()), 1e-3);
+  // Text without markers reads the same either way.
+  EXPECT_EQ(lm.loglikelihood("the ant", " and the hen", SpecialText::Parse).logprob,
+            lm.loglikelihood("the ant", " and the hen").logprob);
+}
+
 TEST(BigramGreedy, GreedyFlagAndGenerationFollowTheArgmax) {
   // Digits have no token of their own in the tiny vocabulary, so they stay byte tokens and
   // re-tokenizing generated digits gives back the generated tokens.

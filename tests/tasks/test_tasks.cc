@@ -146,23 +146,80 @@ TEST(Evaluate, SerialAndParallelGiveIdenticalResults) {
   }
 }
 
-// A model whose chat template is not recognised is evaluated with qbench's own turn format, and
-// every chat item's record says so (qbench run counts these notes; report flags the run).
-TEST(Evaluate, GuessedChatTemplateIsNotedPerItem) {
+// A chat task writes each item's user turn in the chosen template and scores the same targets;
+// the result names the template. With qbench's template (a model without one) the prompts are
+// exactly the generated contexts, so the numbers equal those of the task read as plain text.
+TEST(Evaluate, ChatTasksWriteTheUserTurnInTheChosenTemplate) {
   Model m = load_model(test::write_tiny_model(test::temp_dir("eval-tpl") + "/m.gguf"));
-  const auto tasks = builtin_tasks();
-  TaskDef t = find_task(tasks, "reply_select");
-  t.chat = true;  // as ifeval's raw user turns
-  const auto items = task_items(t, 3);
-  m.chat_template = "{% for message in messages %}{{ message.content }}{% endfor %}";
-  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) {
-    ASSERT_TRUE(rec.contains("notes")) << rec.dump();
-    EXPECT_EQ(rec["notes"][0], kChatTemplateGuessed);
+  const LanguageModel lm(m);
+  const TaskDef chat = find_task(builtin_tasks(), "reply_select");
+  ASSERT_TRUE(chat.chat);
+  TaskDef plain = chat;
+  plain.chat = false;
+  const auto items = task_items(chat, 4);
+
+  const TaskResult own = evaluate_task(lm, chat, items, false);  // no template: qbench's
+  EXPECT_EQ(own.chat_template, "qbench");
+  EXPECT_EQ(own.to_json()["chat_template"], "qbench");
+  const TaskResult as_text = evaluate_task(lm, plain, items, false);
+  EXPECT_EQ(as_text.chat_template, "");
+  EXPECT_FALSE(as_text.to_json().contains("chat_template"));
+  EXPECT_EQ(own.items, as_text.items);
+
+  const ChatTemplate& llama3 = chat_template(ChatTemplateId::Llama3);
+  const TaskResult r = evaluate_task(lm, chat, items, false, &llama3);
+  EXPECT_EQ(r.chat_template, "llama3");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string prompt = render_user_turn(llama3, items[i].meta.at("user").get<std::string>());
+    std::vector<double> want;
+    for (const auto& ll : lm.loglikelihoods(prompt, items[i].choices, SpecialText::Parse)) want.push_back(ll.logprob);
+    EXPECT_EQ(r.items[i]["logprobs"].get<std::vector<double>>(), want) << items[i].id;
   }
-  m.chat_template = "{{ '<|im_start|>' + message['role'] }}";
-  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) EXPECT_FALSE(rec.contains("notes"));
-  m.chat_template.clear();  // qbench's own models: its own format, nothing guessed
-  for (const auto& rec : evaluate_task(LanguageModel(m), t, items, false).items) EXPECT_FALSE(rec.contains("notes"));
+  EXPECT_NE(r.items, own.items) << "another template is another prompt";
+  // A template passed for a task that is not a chat task changes nothing.
+  EXPECT_EQ(evaluate_task(lm, plain, items, false, &llama3).items, as_text.items);
+
+  // The model's own template is used when recognised; an unrecognised one stops the evaluation.
+  m.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                    "'<|im_end|>\\n'}}{% endfor %}";
+  EXPECT_EQ(evaluate_task(LanguageModel(m), chat, items, false).chat_template, "chatml");
+  m.chat_template = "{% for message in messages %}{{ message.content }}{% endfor %}";
+  try {
+    evaluate_task(LanguageModel(m), chat, items, false);
+    FAIL() << "an unrecognised chat template must be an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pass --chat-template NAME"), std::string::npos) << e.what();
+  }
+  // ... but not for tasks that use no template.
+  EXPECT_NO_THROW(evaluate_task(LanguageModel(m), plain, items, false));
+}
+
+TEST(TaskDefs, ChatTasks) {
+  const auto tasks = builtin_tasks();
+  for (const char* name : {"reply_select", "instruct", "dialogue_reply", "ifeval"}) {
+    EXPECT_TRUE(find_task(tasks, name).chat) << name;
+  }
+  EXPECT_FALSE(find_task(tasks, "dialogue_ppl").chat) << "a transcript's perplexity has no prompt to format";
+  // Generated chat items carry the raw user turn; their context is it in qbench's format.
+  for (const char* name : {"reply_select", "instruct", "dialogue_reply"}) {
+    for (const auto& e : task_items(find_task(tasks, name), 20)) {
+      ASSERT_TRUE(e.meta.contains("user")) << e.id;
+      EXPECT_EQ(chat_context(chat_user_turn(e)), e.context) << e.id;
+    }
+  }
+  Example raw;
+  raw.context = "Write a haiku.";
+  EXPECT_EQ(chat_user_turn(raw), "Write a haiku.");  // loaders: the context is the turn
+
+  const nlohmann::json base = {{"name", "x"}, {"kind", "target_loglik"}, {"source", {{"generator", "dialogue"}, {"count", 5}}},
+                               {"chat", true}};
+  EXPECT_NO_THROW(parse_task(base, "t.json"));
+  nlohmann::json j = base;
+  j["few_shot"] = 2;
+  EXPECT_THROW(parse_task(j, "t.json"), Error);
+  j = base;
+  j["kind"] = "rolling_loglik";
+  EXPECT_THROW(parse_task(j, "t.json"), Error);
 }
 
 }  // namespace
