@@ -25,12 +25,14 @@ extern "C" void on_sigint(int) {
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
-  std::string config_path, out, chat_template;
+  std::string config_path, out, chat_template, model;
   bool resume = false, force = false, reuse_stale = false, quiet = false, json = false, list_fields = false;
   int threads = -1;
   po::options_description desc("qbench run options");
   desc.add_options()
       ("config,c", po::value(&config_path)->value_name("FILE"), "experiment config (experiments/NAME.json); default: the built-in default experiment")
+      ("model,m", po::value(&model)->value_name("PATH"),
+       "override the config's model: a GGUF file, a Hugging Face folder, or a llama2.c checkpoint")
       ("out,o", po::value(&out)->value_name("FILE"), "results JSON (default: results/runs/NAME.json); per-item JSONL go to NAME.items/ beside it")
       ("resume", po::bool_switch(&resume), "continue an interrupted run in the output file (error when there is none)")
       ("force", po::bool_switch(&force), "measure everything again instead of reusing cached units of the output file; "
@@ -46,7 +48,7 @@ int cmd_run(const std::vector<std::string>& args) {
       ("help,h", "show this help");
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench run [--config experiments/NAME.json] [--out FILE] [--resume] [--force] [--quiet]\n\n"
+             "usage: qbench run [--config experiments/NAME.json] [--model PATH] [--out FILE] [--resume] [--force] [--quiet]\n\n"
              "Runs an experiment: loads the model once, quantizes each scheme once, runs perplexity, KL divergence\n"
              "against the unquantized model and the task suites of all schemes concurrently, then measures\n"
              "prefill/decode speed alone. The results JSON (results/SCHEMA.md) is rewritten atomically after\n"
@@ -69,6 +71,7 @@ int cmd_run(const std::vector<std::string>& args) {
   run::ExperimentConfig c = config_path.empty() ? run::ExperimentConfig{} : run::load_config(config_path);
   if (threads >= 0) c.threads = threads;
   if (vm.count("chat-template")) c.chat_template = chat_template;
+  if (!model.empty()) c.model = model;
   set_threads(int(c.threads));
   run::RunOptions o;
   o.out = out.empty() ? run::default_results_path(c) : out;

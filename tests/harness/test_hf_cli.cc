@@ -50,13 +50,16 @@ TEST(HfCli, Stories260KAsAFolderIsTheGgufForQbenchAndForLlamaCpp) {
   // A folder is not overwritten.
   r = test::run_cli("convert --model " + gguf + " --out " + dir + "/hf", dir);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("already holds a model (config.json)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("already holds a model"), std::string::npos) << r.err;
 
-  // Folder -> GGUF, F32 and q8_0; qbench info lists what was written.
-  for (const char* scheme : {"f32", "q8_0"}) {
+  // Folder -> GGUF, F32, F16 and q8_0 (ffn_down's rows of 172 are no multiple of 32: kept in f16
+  // as llama-quantize's own file of it does); qbench info lists what was written.
+  for (const std::string scheme : {"f32", "f16", "q8_0"}) {
     SCOPED_TRACE(scheme);
     const std::string out = dir + "/" + scheme + ".gguf";
-    r = test::run_cli(std::string("quantize --model ") + dir + "/hf --scheme " + scheme + " --out " + out, dir);
+    r = test::run_cli("quantize --model " + dir + "/hf --scheme " + scheme + " --out " + out +
+                          (scheme == "q8_0" ? " --tensor-type ffn_down=f16" : ""),
+                      dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = test::run_cli("info --json --model " + out, dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -65,11 +68,22 @@ TEST(HfCli, Stories260KAsAFolderIsTheGgufForQbenchAndForLlamaCpp) {
     EXPECT_EQ(info["n_vocab"], 512);
     EXPECT_EQ(info["tokenizer"]["tokens"], 512);
     EXPECT_EQ(info["tokenizer"]["bos"], 1);
-    EXPECT_EQ(info["tensors"][1]["type"], std::string(scheme));
+    EXPECT_EQ(info["tensors"][1]["name"], "blk.0.attn_q.weight");
+    EXPECT_EQ(info["tensors"][1]["type"], scheme);
     r = test::run_cli("perplexity --model " + out + " --text " + text + " --ctx 256 --chunks 12 --json", dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = ppl_of(r.out);
-    if (std::string(scheme) == "f32") EXPECT_NEAR(ours, 3.4927, 0.5e-4);
+    if (scheme == "f32") EXPECT_NEAR(ours, 3.4927, 0.5e-4);
+    if (scheme == "q8_0") {
+      // The same bytes as llama-quantize's Q8_0 of the GGUF form: the same perplexity in qbench.
+      // (llama-perplexity itself prints 3.5003 on that file where qbench computes 3.4964: a
+      // difference of the q8_0 matmul, not of the file, under investigation; not compared here.)
+      QBENCH_SHARED_FILE(ref, "models/stories260K-llamacpp-quantized/stories260K-Q8_0.gguf");
+      r = test::run_cli("perplexity --model " + ref + " --text " + text + " --ctx 256 --chunks 12 --json", dir);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(ours, ppl_of(r.out));
+      continue;
+    }
 
     // llama.cpp loads the file and agrees to its printed digits.
     const std::string tool = test::shared_file("tools/llama.cpp/llama-perplexity");
@@ -105,8 +119,8 @@ TEST(HfCli, RunMeasuresAFolderEndToEnd) {
     EXPECT_EQ(run["status"], "ok") << run.dump();
     for (const auto& [name, u] : run["units"].items()) EXPECT_EQ(u["status"], "ok") << name;
   }
-  // bf16 of a BF16 folder is the folder itself: KL 0 against the unquantized model.
-  EXPECT_EQ(doc["runs"][0]["units"]["kl"]["result"]["kld_mean"].get<double>(), 0.0);
+  // bf16 of a BF16 folder is the folder itself: KL ~0 against the unquantized model.
+  EXPECT_LT(doc["runs"][0]["units"]["kl"]["result"]["kld_mean"].get<double>(), 1e-6);
 }
 
 }  // namespace
