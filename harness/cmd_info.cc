@@ -4,6 +4,7 @@
 #include "engine/core/error.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
+#include "tasks/chat_template.h"
 
 namespace qbench::cli {
 
@@ -30,7 +31,11 @@ int cmd_info(const std::vector<std::string>& args) {
                       {"pre", t.pre_tokenizer()}, {"tokens", t.n_tokens()}, {"bos", t.bos()},
                       {"eos", t.eos()}, {"add_bos", t.add_bos()}, {"add_eos", t.add_eos()}};
   }
-  j["chat_template_chars"] = m.chat_template.size();
+  const auto detected = detect_chat_template(m.chat_template);
+  const std::string chat = m.chat_template.empty() ? "none"
+                           : detected            ? std::string(chat_template(*detected).name)
+                                                 : "unrecognised (pass --chat-template NAME to eval/run)";
+  j["chat_template"] = {{"chars", m.chat_template.size()}, {"recognised_as", detected ? nlohmann::json(chat) : nullptr}};
   j["rope_freqs"] = m.rope_freqs;
   if (o.json) {
     print_json(j);
@@ -56,8 +61,8 @@ int cmd_info(const std::vector<std::string>& args) {
               << m.tokenizer.n_tokens() << " tokens, BOS " << m.tokenizer.bos() << (m.tokenizer.add_bos() ? " (added)" : "")
               << ", EOS " << m.tokenizer.eos() << "\n";
   }
-  std::cout << "  chat template  " << (m.chat_template.empty() ? "none" : std::to_string(m.chat_template.size()) + " characters")
-            << "\n";
+  std::cout << "  chat template  " << chat
+            << (m.chat_template.empty() ? "" : " (" + std::to_string(m.chat_template.size()) + " characters)") << "\n";
   for (const auto& t : tensors) {
     std::cout << "    " << t["name"].get<std::string>() << "  " << t["type"].get<std::string>() << "  ["
               << t["shape"][0] << ", " << t["shape"][1] << "]\n";

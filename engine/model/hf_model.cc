@@ -232,6 +232,11 @@ Model load_hf_folder(const std::string& dir_path) {
     throw Error(cfg.path + ": architecture '" + hf_class + "' is not supported (qbench reads " +
                 known_architectures_hf() + ")");
   }
+  if (const json* q = cfg.find("quantization_config")) {
+    const std::string method = q->is_object() ? q->value("quant_method", std::string("unknown")) : "unknown";
+    throw Error(cfg.path + ": a quantized checkpoint (quantization_config, quant_method '" + method +
+                "'); qbench reads unquantized F32/F16/BF16 weights and quantizes them itself");
+  }
   if (const std::string act = cfg.string_or("hidden_act", "silu"); act != "silu") {
     throw Error(cfg.path + ": hidden_act '" + act + "' is not supported (SiLU-gated feed-forward only)");
   }

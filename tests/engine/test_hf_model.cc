@@ -332,6 +332,8 @@ TEST_F(BadFolder, ConfigProblemsNameTheKey) {
       {"vocab", [](json& c) { c["vocab_size"] = 200; }, "model.embed_tokens.weight' has shape [300, 32], but config.json implies [200, 32]"},
       {"bias", [](json& c) { c["attention_bias"] = true; }, "attention_bias true is not supported for LlamaForCausalLM"},
       {"not-json", [](json& c) { c = "just a string"; }, "config.json: not a JSON object"},
+      {"gptq", [](json& c) { c["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}}; },
+       "a quantized checkpoint (quantization_config, quant_method 'gptq')"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -9,6 +9,7 @@
 #include "datasets/text.h"
 #include "engine/core/error.h"
 #include "tasks/perplexity.h"
+#include "engine/model/hf_writer.h"
 #include "tests/test_util.h"
 #include "tests/tiny_model.h"
 
@@ -50,7 +51,7 @@ constexpr LlamaPrinted kLlamaPplStderr{0.02346, 0.5e-5};
 constexpr LlamaPrinted kLlamaPplAfter1Chunk{4.0444, 0.5e-4};
 constexpr LlamaPrinted kLlamaPplAfter12Chunks{3.4927, 0.5e-4};
 
-TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256MatchesLlamaPerplexityBothFileForms) {
+TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256MatchesLlamaPerplexityInEveryFileForm) {
   QBENCH_SHARED_FILE(gguf, "models/stories260K.gguf");
   QBENCH_SHARED_FILE(bin, "models/stories260K.bin");
   QBENCH_SHARED_FILE(tok, "models/tok512.bin");
@@ -58,7 +59,11 @@ TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256MatchesLlamaPerplexityBothFileF
   const std::string text = read_text_file(text_path);
   PerplexityOptions opt;
   opt.n_ctx = 256;
-  for (const Model& m : {load_model(gguf), load_model(bin, tok)}) {
+  // Third form: the GGUF written as a Hugging Face folder (safetensors, config.json,
+  // tokenizer.json with the 512-token SentencePiece vocabulary).
+  const std::string hf = test::temp_dir("ppl-hf") + "/stories260K";
+  write_hf_folder(load_model(gguf), hf, {safetensors::DType::F32, 0});
+  for (const Model& m : {load_model(gguf), load_model(bin, tok), load_model(hf)}) {
     const auto tokens = m.tokenizer.encode(text, true);
     const PerplexityResult r = llama_perplexity(m, tokens, opt);
     EXPECT_EQ(r.n_text_tokens, 393019);
