@@ -62,7 +62,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt,
   std::string text;
   while (int64_t(r.tokens.size()) < opt.max_tokens) {
     const int32_t next = sample_token(logits.data(), model.config.n_vocab, opt, rng);
-    if (opt.stop_at_eos && next == tok.eos()) {
+    if (opt.stop_at_eos && tok.is_eog(next)) {  // EOS or end of turn (llama.cpp's EOG set)
       r.stop_reason = "eos";
       break;
     }

@@ -102,6 +102,21 @@ int parse_byte_piece(std::string_view p) {
   return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
 }
 
+namespace {
+// llama.cpp's end-of-generation token names (84f7129 also lists "</s>"): generation stops at any
+// of them, as at EOS.
+const std::vector<std::string_view>& eog_names() {
+  static const std::vector<std::string_view> names = {
+      "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
+      "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>"};
+  return names;
+}
+}  // namespace
+
+bool Tokenizer::is_eog(int32_t id) const {
+  return id == eos_ || std::binary_search(eog_ids_.begin(), eog_ids_.end(), id);
+}
+
 void Tokenizer::pad_to(int32_t count) {
   if (count <= n_tokens()) return;
   for (int32_t i = n_tokens(); i < count; ++i) {
@@ -140,6 +155,15 @@ void Tokenizer::build_index() {
   std::stable_sort(special_ids_.begin(), special_ids_.end(), [&](int32_t a, int32_t b) {
     return pieces_[size_t(a)].size() > pieces_[size_t(b)].size();
   });
+  // End-of-generation tokens: control (or user-defined) tokens with one of llama.cpp's EOG names.
+  eog_ids_.clear();
+  for (int32_t i = 0; i < int32_t(pieces_.size()); ++i) {
+    const TokenType t = types_[size_t(i)];
+    if ((t == TokenType::Control || t == TokenType::UserDefined) &&
+        std::find(eog_names().begin(), eog_names().end(), pieces_[size_t(i)]) != eog_names().end()) {
+      eog_ids_.push_back(i);
+    }
+  }
 }
 
 int32_t Tokenizer::find(std::string_view piece) const {
@@ -253,10 +277,8 @@ const std::vector<ControlRole>& control_roles() {
       {"tokenizer.ggml.fim_pad_token_id", {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>"}},
       {"tokenizer.ggml.fim_rep_token_id", {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"}},
       {"tokenizer.ggml.fim_sep_token_id", {"<|file_sep|>"}},
-      // End of generation: every token of these names (llama.cpp 84f7129 also lists "</s>").
-      {nullptr,
-       {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
-        "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>"}},
+      // End of generation: every token of these names.
+      {nullptr, eog_names()},
   };
   return roles;
 }

@@ -120,6 +120,9 @@ class Tokenizer {
   float score(int32_t id) const { return scores_.at(size_t(id)); }
 
   int32_t pad() const { return pad_; }
+  // End of generation: EOS, or a control token llama.cpp treats as one (<|eot_id|>, <|im_end|>,
+  // <end_of_turn>, <|endoftext|>, ...: an instruct model ends its turn with it).
+  bool is_eog(int32_t id) const;
   bool add_eos() const { return add_eos_; }
 
   // Tokenizes `text`; prepends BOS (appends EOS) when `add_special` and the vocabulary asks for
@@ -147,6 +150,7 @@ class Tokenizer {
   std::vector<TokenType> types_;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> index_;
   std::vector<int32_t> special_ids_;  // control, user-defined and unknown tokens, longest first
+  std::vector<int32_t> eog_ids_;      // end-of-generation tokens besides EOS, ascending
   // llama.cpp's RSTRIP attribute (set by model name for Phi-3): white space after the token in
   // the text is dropped when the token is recognised. Empty: no token has it.
   std::vector<uint8_t> rstrip_;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/core/error.h"
+#include "engine/model/arch.h"
 #include "engine/train/rng.h"
 
 namespace qbench::train {
@@ -24,23 +25,38 @@ int TrainParams::add(std::string name, ParamKind kind, int64_t rows, int64_t col
 TrainParams::TrainParams(const ModelConfig& config, bool tied_output) : config_(config), tied_(tied_output) {
   check_train_config(config);
   const int64_t d = config.n_embd, dkv = config.n_embd_kv(), ff = config.n_ff;
-  tok_embd_ = add("token_embd.weight", ParamKind::Embedding, config.n_vocab, d);
+  tok_embd_ = add(std::string(kGgufTokEmbd), ParamKind::Embedding, config.n_vocab, d);
+  // Tensor names from the architecture table (engine/model/arch.h).
+  auto matrix_name = [](Matrix LayerWeights::*m, int64_t l) {
+    for (const LayerTensor& t : layer_tensors()) {
+      if (t.matrix == m) return t.gguf_name(l);
+    }
+    QB_ASSERT(false);
+    return std::string();
+  };
+  auto vector_name = [](std::vector<float> LayerWeights::*v, int64_t l) {
+    for (const LayerTensor& t : layer_tensors()) {
+      if (t.vector == v) return t.gguf_name(l);
+    }
+    QB_ASSERT(false);
+    return std::string();
+  };
+  using LW = LayerWeights;
   for (int64_t l = 0; l < config.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
     LayerSlots s;
-    s.attn_norm = add(p + "attn_norm.weight", ParamKind::Norm, 1, d);
-    s.wq = add(p + "attn_q.weight", ParamKind::Linear, d, d);
-    s.wk = add(p + "attn_k.weight", ParamKind::Linear, dkv, d);
-    s.wv = add(p + "attn_v.weight", ParamKind::Linear, dkv, d);
-    s.wo = add(p + "attn_output.weight", ParamKind::Linear, d, d);
-    s.ffn_norm = add(p + "ffn_norm.weight", ParamKind::Norm, 1, d);
-    s.w_gate = add(p + "ffn_gate.weight", ParamKind::Linear, ff, d);
-    s.w_up = add(p + "ffn_up.weight", ParamKind::Linear, ff, d);
-    s.w_down = add(p + "ffn_down.weight", ParamKind::Linear, d, ff);
+    s.attn_norm = add(vector_name(&LW::attn_norm, l), ParamKind::Norm, 1, d);
+    s.wq = add(matrix_name(&LW::wq, l), ParamKind::Linear, d, d);
+    s.wk = add(matrix_name(&LW::wk, l), ParamKind::Linear, dkv, d);
+    s.wv = add(matrix_name(&LW::wv, l), ParamKind::Linear, dkv, d);
+    s.wo = add(matrix_name(&LW::wo, l), ParamKind::Linear, d, d);
+    s.ffn_norm = add(vector_name(&LW::ffn_norm, l), ParamKind::Norm, 1, d);
+    s.w_gate = add(matrix_name(&LW::w_gate, l), ParamKind::Linear, ff, d);
+    s.w_up = add(matrix_name(&LW::w_up, l), ParamKind::Linear, ff, d);
+    s.w_down = add(matrix_name(&LW::w_down, l), ParamKind::Linear, d, ff);
     layers_.push_back(s);
   }
-  output_norm_ = add("output_norm.weight", ParamKind::Norm, 1, d);
-  if (!tied_) output_ = add("output.weight", ParamKind::Linear, config.n_vocab, d);
+  output_norm_ = add(std::string(kGgufOutputNorm), ParamKind::Norm, 1, d);
+  if (!tied_) output_ = add(std::string(kGgufOutput), ParamKind::Linear, config.n_vocab, d);
   values.assign(tensors_.back().offset + tensors_.back().size(), 0.0f);
 }
 

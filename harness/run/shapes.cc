@@ -7,13 +7,17 @@
 
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
+#include "engine/model/arch.h"
 
 namespace qbench::run {
 namespace {
 
 ModelShape shape(std::string name, std::string arch, int64_t vocab, int64_t embd, int64_t ff, int64_t layers,
-                 int64_t heads, int64_t kv_heads, int64_t ctx, float rope_base, float eps, RopeType rope, bool tied,
-                 bool bias, std::string source) {
+                 int64_t heads, int64_t kv_heads, int64_t ctx, float rope_base, float eps, bool tied,
+                 std::string source) {
+  // Rope layout and q/k/v biases come from the architecture table (engine/model/arch.h).
+  const Architecture* a = find_architecture_gguf(arch);
+  QB_ASSERT(a != nullptr);
   ModelShape s;
   s.name = std::move(name);
   ModelConfig& c = s.config;
@@ -29,9 +33,9 @@ ModelShape shape(std::string name, std::string arch, int64_t vocab, int64_t embd
   c.n_rot = embd / heads;
   c.rope_freq_base = rope_base;
   c.rms_eps = eps;
-  c.rope_type = rope;
+  c.rope_type = a->rope;
   s.tied_output = tied;
-  s.qkv_bias = bias;
+  s.qkv_bias = a->qkv_bias;
   s.source = std::move(source);
   return s;
 }
@@ -40,13 +44,13 @@ ModelShape shape(std::string name, std::string arch, int64_t vocab, int64_t embd
 
 const std::vector<ModelShape>& model_shapes() {
   static const std::vector<ModelShape> shapes = {
-      shape("tinyllama-1.1b", "llama", 32000, 2048, 5632, 22, 32, 4, 2048, 10000.0f, 1e-5f, RopeType::Normal, false,
-            false, "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T config.json"),
-      shape("llama-3.2-1b", "llama", 128256, 2048, 8192, 16, 32, 8, 131072, 500000.0f, 1e-5f, RopeType::Normal, true,
-            false, "meta-llama/Llama-3.2-1B config.json (tie_word_embeddings: true)"),
-      shape("qwen2.5-0.5b", "qwen2", 151936, 896, 4864, 24, 14, 2, 32768, 1000000.0f, 1e-6f, RopeType::Neox, true, true,
+      shape("tinyllama-1.1b", "llama", 32000, 2048, 5632, 22, 32, 4, 2048, 10000.0f, 1e-5f, false,
+            "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T config.json"),
+      shape("llama-3.2-1b", "llama", 128256, 2048, 8192, 16, 32, 8, 131072, 500000.0f, 1e-5f, true,
+            "meta-llama/Llama-3.2-1B config.json (tie_word_embeddings: true)"),
+      shape("qwen2.5-0.5b", "qwen2", 151936, 896, 4864, 24, 14, 2, 32768, 1000000.0f, 1e-6f, true,
             "Qwen/Qwen2.5-0.5B config.json (tie_word_embeddings: true, q/k/v biases)"),
-      shape("tiny", "llama", 512, 256, 512, 2, 4, 2, 512, 10000.0f, 1e-5f, RopeType::Normal, false, false,
+      shape("tiny", "llama", 512, 256, 512, 2, 4, 2, 512, 10000.0f, 1e-5f, false,
             "qbench test shape"),
   };
   return shapes;

@@ -184,6 +184,22 @@ void expect_same_text(const std::string& got, const std::string& expected, const
                 << "\n  expected: " << expected.substr(from, 200);
 }
 
+// Generation ends at EOS and at the end-of-turn tokens instruct models emit (llama.cpp's EOG
+// set), never at other control tokens.
+TEST(HfTokenizer, EndOfGenerationTokens) {
+  QBENCH_SHARED_FILE(llama3, "tokenizers/hf/llama3/tokenizer.json");
+  QBENCH_SHARED_FILE(qwen2, "tokenizers/hf/qwen2/tokenizer.json");
+  const Tokenizer l = Tokenizer::from_file(llama3), q = Tokenizer::from_file(qwen2);
+  EXPECT_TRUE(l.is_eog(l.token_id("<|eot_id|>")));
+  EXPECT_TRUE(l.is_eog(l.token_id("<|end_of_text|>")));
+  EXPECT_FALSE(l.is_eog(l.token_id("<|start_header_id|>")));
+  EXPECT_FALSE(l.is_eog(l.token_id("<|begin_of_text|>")));
+  EXPECT_TRUE(q.is_eog(q.token_id("<|im_end|>")));
+  EXPECT_TRUE(q.is_eog(q.token_id("<|endoftext|>")));
+  EXPECT_FALSE(q.is_eog(q.token_id("<|im_start|>")));
+  EXPECT_FALSE(q.is_eog(q.token_id("hello")));
+}
+
 TEST(HfSpm, ConvertedLlamaVocabularyReproducesTheFixturesAndTheGguf) {
   const std::string base = "tokenizers/llama.cpp/ggml-vocab-llama-spm.gguf";
   QBENCH_SHARED_FILE(gguf, base);
