@@ -24,7 +24,8 @@ namespace {
 // Rounds to the nearest integer, halfway cases to the even one (the default rounding mode, as
 // _mm256_round_ps(v, _MM_ROUND_NEAREST) does), for |v| < 2^22: adding 1.5 * 2^23 leaves no
 // fraction bits, so the addition itself rounds. Plain arithmetic, so the loops below vectorize
-// on baseline x86-64 (which has no round instruction; nearbyintf would be a libm call).
+// on baseline x86-64 (which has no round instruction; nearbyintf would be a libm call). Relies on
+// this file's -ffp-contract=off: fused into x * id + shift, the product would not be rounded first.
 inline float round_half_even(float v) {
   constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
   return (v + kShift) - kShift;
