@@ -1,6 +1,6 @@
 // Dispatch of quant_dot.h (ISA detection, the environment overrides, the per-ISA tables) and the
 // activation quantizers shared by every path. Compiled with -ffp-contract=off (as the reference
-// quantizers in engine/formats are) so that Q8_1 activations are byte for byte ggml's.
+// quantizers in engine/formats are) so that Q8_0 / Q8_1 activations are byte for byte ggml's.
 #include "engine/kernels/quant_dot.h"
 
 #include <algorithm>
@@ -21,32 +21,41 @@
 namespace qbench {
 namespace {
 
-// roundf (halfway cases away from zero) in a form the compiler vectorizes (no libm call):
-// v - trunc(v) is exact for |v| < 2^23, so the comparison decides exactly as roundf does.
-inline float round_half_away(float v) {
-  const float t = std::trunc(v);
-  return std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
+// Rounds to the nearest integer, halfway cases to the even one (the default rounding mode, as
+// _mm256_round_ps(v, _MM_ROUND_NEAREST) does), for |v| < 2^22: adding 1.5 * 2^23 leaves no
+// fraction bits, so the addition itself rounds. Plain arithmetic, so the loops below vectorize
+// on baseline x86-64 (which has no round instruction; nearbyintf would be a libm call). Relies on
+// this file's -ffp-contract=off: fused into x * id + shift, the product would not be rounded first.
+inline float round_half_even(float v) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  return (v + kShift) - kShift;
 }
 
-// One 32-value block as ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref compute it:
-// d = max|x| / 127, q = roundf(x * (1 / d)). Returns d (before fp16 rounding) and sum(q).
+// One 32-value block as ggml's CPU backend quantizes activations on x86 (quantize_row_q8_0 and
+// quantize_row_q8_1 of ggml-cpu/arch/x86/quants.c, the from_float of every AVX/AVX2/AVX-512
+// build; its repacked-weight path, ggml_quantize_mat_q8_0_4x8, uses the same rule):
+// d = max|x| / 127 (stored as fp16), q = round_half_even(x * (127 / max|x|)). ggml's scalar
+// quantize_row_q8_0_ref differs in two places, q = roundf(x * (1 / d)) (halfway cases away from
+// zero; 1 / d and 127 / max can differ in the last bit): its bytes differ in about one value per
+// million (docs/kernels.md, "Agreement with llama.cpp"). |x * id| <= 127 (plus rounding), well
+// inside round_half_even's range. Returns d (before fp16 rounding) and sum(q).
 inline float quantize_block_q8(const float* x, int8_t* qs, int* sum) {
   float amax = 0.0f;
   for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
   int s = 0;
   for (int j = 0; j < 32; ++j) {
-    qs[j] = int8_t(round_half_away(x[j] * id));
+    qs[j] = int8_t(round_half_even(x[j] * id));
     s += qs[j];
   }
   *sum = s;
   return d;
 }
 
-// Byte for byte quantize_row_q8_0_ref (checked by tests/engine/test_quant_dot.cc); about 5x
-// faster, which matters for decode, where a matmul quantizes one row and streams the weights.
-void quantize_row_q8_0_fast(const float* x, uint8_t* y, int64_t n) {
+// Byte for byte ggml's x86 quantize_row_q8_0 (the rule above; checked by
+// tests/engine/test_quant_dot.cc against a plain transcription of it).
+void quantize_row_q8_0_x86(const float* x, uint8_t* y, int64_t n) {
   QB_ASSERT(n % 32 == 0);
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     BlockQ8_0 b;
@@ -56,8 +65,8 @@ void quantize_row_q8_0_fast(const float* x, uint8_t* y, int64_t n) {
   }
 }
 
-// ggml's quantize_row_q8_1_ref: as Q8_0, plus s = d * sum(q) (d before fp16 rounding).
-void quantize_row_q8_1_ref(const float* x, uint8_t* y, int64_t n) {
+// ggml's x86 quantize_row_q8_1: as Q8_0, plus s = d * sum(q) (d before fp16 rounding).
+void quantize_row_q8_1_x86(const float* x, uint8_t* y, int64_t n) {
   QB_ASSERT(n % 32 == 0);
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     BlockQ8_1 b;
@@ -212,8 +221,8 @@ size_t activation_row_bytes(TensorType act, int64_t n) {
 void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n) {
   switch (act) {
     case TensorType::F32: std::memcpy(dst, x, size_t(n) * sizeof(float)); return;
-    case TensorType::Q8_0: quantize_row_q8_0_fast(x, dst, n); append_block_scales<BlockQ8_0>(dst, n); return;
-    case TensorType::Q8_1: quantize_row_q8_1_ref(x, dst, n); append_block_scales<BlockQ8_1>(dst, n); return;
+    case TensorType::Q8_0: quantize_row_q8_0_x86(x, dst, n); append_block_scales<BlockQ8_0>(dst, n); return;
+    case TensorType::Q8_1: quantize_row_q8_1_x86(x, dst, n); append_block_scales<BlockQ8_1>(dst, n); return;
     case TensorType::Q8_K: quantize_row_q8_K_ref(x, dst, n); return;
     case TensorType::Q8_T: quantize_row_w8a8_int8(x, dst, n); return;  // per token: the weights' rule
     default: QB_ASSERT(!"not an activation format");

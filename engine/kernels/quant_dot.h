@@ -97,7 +97,9 @@ size_t activation_row_bytes(TensorType act, int64_t n);
 // Values per block of an activation format: 1 (F32, Q8_T), 32 (Q8_0, Q8_1), 256 (Q8_K).
 int64_t activation_block_size(TensorType act);
 // Quantizes one row of n floats into activation_row_bytes(act, n) bytes, byte for byte what
-// ggml's quantize_row_q8_0_ref / quantize_row_q8_1_ref / quantize_row_q8_K_ref write (bsums
+// ggml's CPU backend writes on x86 for a matmul's activations (its from_float: quantize_row_q8_0
+// and quantize_row_q8_1 of ggml-cpu/arch/x86/quants.c, which round x * (127 / max|x|) halfway
+// to even, unlike the scalar *_ref; quantize_row_q8_K, which is quantize_row_q8_K_ref; bsums
 // included), Q8_T's per-token rule, or a copy for F32. One implementation shared by every ISA path.
 void quantize_activation_row(TensorType act, const float* x, uint8_t* dst, int64_t n);
 // The values an activation row represents (for tests and oracles).
