@@ -49,13 +49,7 @@ TEST_P(LlamaCppFixture, EveryCaseMatches) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, LlamaCppFixture,
-                         ::testing::Values("gpt-2", "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
-                                           "refact", "mpt", "llama-spm", "phi-3"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) if (c == '-') c = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(test::kFixtureVocabs), test::vocab_test_name);
 
 struct HfCase {
   const char* name;

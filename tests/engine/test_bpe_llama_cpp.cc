@@ -16,6 +16,7 @@
 #include "engine/io/gguf.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/generated_text.h"
+#include "tests/engine/tokenizer_cases.h"
 #include "tests/test_util.h"
 
 namespace qbench {
@@ -141,13 +142,7 @@ INSTANTIATE_TEST_SUITE_P(Files, HfAsGgufAgainstLlamaTokenize,
                          [](const auto& info) { return std::string(info.param.first); });
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, AgainstLlamaTokenize,
-                         ::testing::Values("gpt-2", "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
-                                           "refact", "mpt", "llama-spm", "phi-3"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) if (c == '-') c = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(test::kFixtureVocabs), test::vocab_test_name);
 
 }  // namespace
 }  // namespace qbench

@@ -398,13 +398,7 @@ TEST_P(GgufToHf, ReadsBackToTheSameIds) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, GgufToHf,
-                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "deepseek-llm", "deepseek-coder", "falcon",
-                                           "starcoder", "refact", "mpt"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) if (c == '-') c = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(test::kFixtureVocabs), test::vocab_test_name);
 
 // Hugging Face's own files: read, write, read again: the same ids, names and special tokens.
 struct HfFile {

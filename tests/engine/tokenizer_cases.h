@@ -13,6 +13,19 @@
 
 namespace qbench::test {
 
+// llama.cpp's vocab-only fixture GGUFs in $QBENCH_SHARED/tokenizers/llama.cpp
+// (ggml-vocab-NAME.gguf with NAME.gguf.inp / .out), for ::testing::ValuesIn.
+inline constexpr const char* kFixtureVocabs[] = {"gpt-2",     "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
+                                                 "refact",    "mpt",          "llama-spm",      "phi-3"};
+// gtest parameter name of a vocabulary ("deepseek-llm" -> "deepseek_llm").
+inline std::string vocab_test_name(const ::testing::TestParamInfo<const char*>& info) {
+  std::string s = info.param;
+  for (char& c : s) {
+    if (c == '-') c = '_';
+  }
+  return s;
+}
+
 struct Case {
   std::string text;
   std::vector<int32_t> ids;
