@@ -48,6 +48,12 @@ size_t checked_bytes(const std::vector<int64_t>& shape, size_t elem, const std::
 const char* dtype_name(DType t) { return info(t).name; }
 size_t dtype_size(DType t) { return info(t).size; }
 
+int64_t TensorInfo::n_elements() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 std::unique_ptr<File> File::open(const std::string& path) {
   std::unique_ptr<File> f(new File());
   f->map_ = std::make_shared<MappedFile>(path);

@@ -38,6 +38,8 @@ struct TensorInfo {
   size_t begin = 0;            // offset into the data section
   size_t nbytes = 0;
   const uint8_t* data = nullptr;  // into the mapping
+
+  int64_t n_elements() const;
 };
 
 class File {
