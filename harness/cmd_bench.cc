@@ -6,6 +6,7 @@
 
 #include "engine/core/error.h"
 #include "engine/kernels/quant_dot.h"
+#include "engine/model/model_writer.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
 #include "harness/run/config.h"
@@ -16,10 +17,32 @@
 #include "quantizers/quantize_model.h"
 
 namespace qbench::cli {
+namespace {
+
+// Writes a --shape model (already quantized) as a GGUF llama.cpp loads: the shape's llama.*
+// keys, a placeholder SentencePiece vocabulary (<unk>, <s>, </s>, the 256 byte tokens, then
+// "[PAD<i>]" up to n_vocab; only its size matters to a speed benchmark) and the file type.
+void save_shape_gguf(Model& m, const std::string& shape, const std::string& scheme, const quant::Recipe& recipe,
+                     const quant::QuantizeReport& rep, const std::string& out) {
+  m.tokenizer = Tokenizer::byte_fallback({});
+  if (m.tokenizer.n_tokens() > m.config.n_vocab) throw Error("--save: shape " + shape + " has fewer tokens than the placeholder vocabulary");
+  m.tokenizer.pad_to(int32_t(m.config.n_vocab));
+  m.config.name = shape + " (random weights)";
+  gguf::Writer w = model_gguf_writer(m);
+  w.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(recipe, rep.all_ggml)));
+  w.set("general.quantization_version", gguf::Value::u32(2));
+  w.set("qbench.scheme", gguf::Value::str(scheme));
+  w.set("qbench.shape", gguf::Value::str(shape));
+  const size_t bytes = w.write(out);
+  std::printf("wrote %s: %s, scheme %s, %.1f MiB\n", out.c_str(), shape.c_str(), scheme.c_str(),
+              double(bytes) / (1024.0 * 1024.0));
+}
+
+}  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string shape_name, scheme;
+  std::string shape_name, scheme, save;
   run::SpeedOptions so;
   po::options_description desc("qbench bench options");
   desc.add_options()
@@ -31,11 +54,15 @@ int cmd_bench(const std::vector<std::string>& args) {
       ("prefill,p", po::value(&so.prefill)->value_name("N"), "prefill tokens (default 128)")
       ("decode,n", po::value(&so.decode)->value_name("N"), "decode tokens after the prefill (default 32)")
       ("reps,r", po::value(&so.reps)->value_name("N"), "measured repetitions (default 5)")
-      ("warmup", po::value(&so.warmup)->value_name("N"), "unmeasured warm-up repetitions (default 1)");
+      ("warmup", po::value(&so.warmup)->value_name("N"), "unmeasured warm-up repetitions (default 1)")
+      ("save", po::value(&save)->value_name("FILE"),
+       "with --shape: write the quantized random-weight model as a GGUF (placeholder vocabulary) that llama.cpp "
+       "loads, instead of measuring; `qbench bench --model FILE` and llama-bench then run the same bytes");
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench bench (--model FILE | --shape NAME) [--scheme S] [--prefill 128] [--decode 32] [--reps 5] [--json]\n\n"
+             "usage: qbench bench (--model FILE | --shape NAME) [--scheme S] [--prefill 128] [--decode 32] [--reps 5] [--json]\n"
+             "       qbench bench --shape NAME [--scheme S] --save FILE.gguf\n\n"
              "Measures prefill (pp) and decode (tg) tokens/s of the quantized model alone, after warm-up, with a\n"
              "fixed thread count: mean +/- sd and median over the repetitions, like llama-bench. --shape builds\n"
              "random weights of that architecture in memory (no file): one F32 layer shared by all layers until each\n"
@@ -45,6 +72,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     return 0;
   }
   if (!shape_name.empty() && !o.model.empty()) throw Error("give --model or --shape, not both");
+  if (!save.empty() && shape_name.empty()) throw Error("--save writes a --shape model; a --model file is already one");
   if (so.prefill < 1 || so.decode < 1 || so.reps < 1 || so.warmup < 0) {
     throw Error("--prefill, --decode and --reps must be >= 1, --warmup >= 0");
   }
@@ -69,6 +97,10 @@ int cmd_bench(const std::vector<std::string>& args) {
     mj = model_json(source);
     model.emplace(quant::quantize_model(source, recipe, &rep));
     bpw = run::linear_bits_per_weight(rep, source.tied_output);
+  }
+  if (!save.empty()) {
+    save_shape_gguf(*model, shape_name, scheme, recipe, rep, save);
+    return 0;
   }
   const run::SpeedResult r = run::measure_speed(*model, so);
   const std::string model_name = shape_name.empty() ? model->config.name : shape_name;
