@@ -3,10 +3,12 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "engine/core/error.h"
 #include "engine/kernels/gemm_eigen.h"
+#include "engine/kernels/quant_gemm.h"
 
 namespace qbench {
 namespace {
@@ -52,7 +54,42 @@ void matmul_kernel(const Matrix& w, const uint8_t* a, size_t a_row, int64_t n_to
   });
 }
 
+// GEMM path (quant_gemm.h); `tiles` holds the activations packed in tiles of kGemmTokens tokens.
+// Tasks as in matmul_kernel; inside a task, each chunk of kGemmMaxRows rows stays in cache while
+// every tile passes over it.
+void matmul_gemm(const Matrix& w, const uint8_t* tiles, int64_t n_tokens, float* y, const QuantGemmKernel& g) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t n_tasks = (rows + kKernelTaskRows - 1) / kKernelTaskRows;
+  static_assert(kKernelTaskRows % kGemmMaxRows == 0);
+  tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
+    alignas(64) float out[kGemmMaxRows * kGemmTokens];
+    const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
+    for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kGemmMaxRows) {
+      const int nr = int(std::min<int64_t>(kGemmMaxRows, task_end - r0));
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
+        g.gemm(cols, w.row(r0), w.row_bytes(), nr, gemm_tile(tiles, t0 / kGemmTokens, cols), out);
+        const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
+        for (int t = 0; t < nt; ++t) {
+          float* yt = y + (t0 + t) * rows + r0;
+          for (int r = 0; r < nr; ++r) yt[r] = out[r * kGemmTokens + t];
+        }
+      }
+    }
+  });
+}
+
 CpuIsa chosen_isa(const MatmulOptions& opt) { return opt.isa ? *opt.isa : default_isa(); }
+
+// The GEMM kernel for this product, or nullptr (then the row kernel k, or no kernel).
+const QuantGemmKernel* select_gemm(const Matrix& w, const QuantDotKernel* k, int64_t n_tokens, const MatmulOptions& opt) {
+  if (k == nullptr || n_tokens < kGemmMinTokens) return nullptr;
+  static const bool off = [] {
+    const char* v = std::getenv("QBENCH_GEMM");
+    return v != nullptr && std::string_view(v) == "0";
+  }();
+  if (off) return nullptr;
+  return find_quant_gemm(w.type, chosen_isa(opt));
+}
 
 }  // namespace
 
@@ -79,7 +116,8 @@ std::string_view matmul_path_name(const Matrix& w, int64_t n_tokens, const Matmu
 size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt) {
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr || k->activation_type == TensorType::F32) return 0;
-  return activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
+  const size_t rows = activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
+  return rows + (select_gemm(w, k, n_tokens, opt) != nullptr ? gemm_tiles_bytes(n_tokens, w.cols) : 0);
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
@@ -105,6 +143,18 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   tbb::parallel_for(int64_t(0), n_tokens, [&](int64_t t) {
     quantize_activation_row(k->activation_type, x + t * cols, scratch.data() + size_t(t) * a_row, cols);
   });
+  if (const QuantGemmKernel* g = select_gemm(w, k, n_tokens, opt)) {
+    uint8_t* tiles = scratch.data() + a_row * size_t(n_tokens);
+    QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + gemm_tiles_bytes(n_tokens, cols));
+    const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+    tbb::parallel_for(int64_t(0), n_tiles, [&](int64_t tile) {
+      const int64_t t0 = tile * kGemmTokens;
+      pack_gemm_tiles(g->layout, scratch.data() + size_t(t0) * a_row, a_row, std::min<int64_t>(kGemmTokens, n_tokens - t0),
+                      cols, tiles + (gemm_tile(tiles, tile, cols) - tiles));
+    });
+    matmul_gemm(w, tiles, n_tokens, y, *g);
+    return;
+  }
   matmul_kernel(w, scratch.data(), a_row, n_tokens, y, *k);
 }
 

@@ -13,6 +13,9 @@
 //       loop runs over token tiles, then rows, so the chunk's packed rows stay in L1/L2 while
 //       every token tile passes over them (prefill), and a single token streams each row once
 //       (decode).
+//     - with at least kGemmMinTokens tokens, q4_0 and q8_0 weights on AVX-512: the activation
+//       rows are rearranged into tiles of 16 tokens and a GEMM kernel (quant_gemm.h) multiplies
+//       chunks of up to 16 rows with each tile; tasks as above.
 //     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
 //       the stored weights directly, widening in registers.
 //  2. Otherwise (f32 always, f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
@@ -40,6 +43,10 @@ inline constexpr int64_t kKernelTaskRows = 64;   // rows per parallel task (a mu
 inline constexpr int64_t kDequantRowChunk = 64;
 static_assert(kKernelTaskRows % kKernelRowChunk == 0);
 inline constexpr int64_t kFloatKernelMaxTokens = 4;
+// From this many tokens on, q4_0 / q8_0 products use the GEMM kernels of quant_gemm.h where the
+// ISA has them (16 tokens per register: below this, most lanes would be idle). QBENCH_GEMM=0 in
+// the environment turns them off (for A/B benchmarks of the row kernels; read once).
+inline constexpr int64_t kGemmMinTokens = 8;
 
 // The kernel matmul() uses for this weight, token count and options, or nullptr for the
 // dequantize + Eigen path.

@@ -129,6 +129,10 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
     if (observer_) observer_(layer, input, x, rows, cols);
   };
   const float kq_scale = 1.0f / std::sqrt(float(hd));
+  const QuantDotKernel* qk_kernel =
+      find_quant_dot(TensorType::F32, model_.matmul.isa ? *model_.matmul.isa : default_isa());
+  QB_ASSERT(qk_kernel != nullptr);
+  const QuantDotKernel& qk = *qk_kernel;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layers[size_t(l)];
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
@@ -154,12 +158,16 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
       const float* q = q_.data() + t * d + h * hd;
       std::vector<float> scores(static_cast<size_t>(n_keys));
       float mx = -INFINITY;
-      for (int64_t j = 0; j < n_keys; ++j) {
-        const float* k = kc + j * dkv + kvh * hd;
-        float s = 0.0f;
-        for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+      // q . k for up to kMaxTokenTile keys per call of the f32 dot kernel of the model's ISA
+      // (the scalar one sums in order; a key's value does not depend on the tile).
+      for (int64_t j0 = 0; j0 < n_keys; j0 += kMaxTokenTile) {
+        const int nk = int(std::min<int64_t>(kMaxTokenTile, n_keys - j0));
+        const float* k = kc + j0 * dkv + kvh * hd;
+        qk.dot(hd, reinterpret_cast<const uint8_t*>(q), reinterpret_cast<const uint8_t*>(k), size_t(dkv) * sizeof(float),
+               nk, scores.data() + j0, 1);
+      }
+      for (auto& s : scores) {
         s *= kq_scale;
-        scores[size_t(j)] = s;
         mx = std::max(mx, s);
       }
       double sum = 0.0;

@@ -23,6 +23,7 @@
 #include "engine/formats/w8a8.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/quant_dot.h"
+#include "engine/kernels/quant_gemm.h"
 
 namespace qbench {
 namespace {
@@ -291,6 +292,53 @@ TEST_P(KernelsTest, MatmulSameBitsForAnyThreadCount) {
     }
     EXPECT_EQ(one, two) << n_tokens << " tokens";
   }
+}
+
+// The prefill GEMM kernels (quant_gemm.h), reached through matmul() from kGemmMinTokens tokens
+// on: against the float oracle and the scalar row kernel, on ragged row and token counts, with
+// q8_0 weights at -128 (ggml never writes it, other quantizers may); a token's result is the
+// same bits whatever the number of tokens and its place in a tile.
+TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
+  int checked = 0;
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
+    SCOPED_TRACE(std::string(type_traits(type).name));
+    const QuantDotKernel* ref = find_quant_dot(type, CpuIsa::Scalar);
+    for (CpuIsa isa : kAllIsas) {
+      const QuantGemmKernel* g = find_quant_gemm(type, isa);
+      if (isa == CpuIsa::Avx512 && isa_available(isa)) EXPECT_NE(g, nullptr);
+      if (g == nullptr) continue;
+      uint32_t seed = 900;
+      for (const Shape& s : std::vector<Shape>{{1, 32, 8}, {5, 96, 16}, {16, 256, 17}, {37, 64, 40}, {70, 160, 33}}) {
+        SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
+                     std::to_string(s.n_tokens));
+        Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
+        if (type == TensorType::Q8_0) {
+          for (size_t i = 2; i < p.packed.size(); i += 34 * 3 + 5) p.packed[i] = 0x80;  // -128 in some blocks
+        }
+        std::vector<double> exact, mag;
+        oracle(p, TensorType::Q8_0, &exact, &mag);
+        const std::vector<float> y_ref = run_kernel(p, *ref);
+        MatmulOptions opt;
+        opt.isa = isa;
+        auto run = [&](int64_t n_tokens) {
+          std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, n_tokens, opt));
+          std::vector<float> y(size_t(n_tokens * s.rows), NAN);
+          matmul(p.w, p.x.data(), n_tokens, y.data(), scratch, opt);
+          return y;
+        };
+        const std::vector<float> y = run(s.n_tokens);
+        const double eps = rounding_bound(type, s.cols);
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << "output " << i;
+          ASSERT_NEAR(y[i], y_ref[i], 2 * eps * mag[i] + 1e-30) << "output " << i;
+        }
+        const std::vector<float> head = run(kGemmMinTokens);
+        EXPECT_TRUE(std::equal(head.begin(), head.end(), y.begin())) << "first tokens alone";
+        ++checked;
+      }
+    }
+  }
+  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),

@@ -1,0 +1,55 @@
+// Tile packing and dispatch of quant_gemm.h (portable code; the kernels are in
+// quant_gemm_avx512.cc, compiled with their own flags).
+#include "engine/kernels/quant_gemm.h"
+
+#include <cstring>
+
+#include "engine/core/error.h"
+#include "engine/formats/legacy_quants.h"
+#include "engine/kernels/quant_dot.h"
+
+namespace qbench {
+
+const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa) {
+  if (isa != CpuIsa::Avx512 || !isa_available(isa)) return nullptr;
+  return quant_gemm_detail::avx512_gemm(type);
+}
+
+size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n) {
+  const int64_t tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+  return size_t(tiles) * size_t(n / 32) * kGemmBlockBytes;
+}
+
+void pack_gemm_tiles(GemmActLayout layout, const uint8_t* rows, size_t a_row, int64_t n_tokens, int64_t n,
+                     uint8_t* dst) {
+  QB_ASSERT(n % 32 == 0);
+  const int64_t nb = n / 32;
+  const bool is_signed = layout == GemmActLayout::Signed;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
+    const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
+    uint8_t* tile = dst + size_t(t0 / kGemmTokens) * size_t(nb) * kGemmBlockBytes;
+    std::memset(tile, 0, size_t(nb) * kGemmBlockBytes);
+    for (int t = 0; t < nt; ++t) {
+      // The kernel-side copies after the row's ggml blocks (quant_dot.h): fp32 d, then the quants.
+      const uint8_t* row = rows + size_t(t0 + t) * a_row;
+      const uint8_t* d = row + size_t(nb) * sizeof(BlockQ8_0);
+      const int8_t* q = reinterpret_cast<const int8_t*>(d + size_t(nb) * 4);
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = tile + size_t(b) * kGemmBlockBytes;
+        int32_t sum = 0;
+        for (int k = 0; k < 8; ++k) {
+          for (int j = 0; j < 4; ++j) {
+            const int8_t v = q[b * 32 + 4 * k + j];
+            sum += v;
+            blk[64 * k + 4 * t + j] = is_signed ? uint8_t(v) : uint8_t(int(v) + 128);
+          }
+        }
+        std::memcpy(blk + 512 + 4 * t, d + 4 * b, 4);
+        const int32_t offset = is_signed ? -8 * sum : 0;
+        std::memcpy(blk + 576 + 4 * t, &offset, 4);
+      }
+    }
+  }
+}
+
+}  // namespace qbench

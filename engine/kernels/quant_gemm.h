@@ -1,0 +1,68 @@
+// Prefill micro-kernels (GEMM) for q4_0 and q8_0 weights on AVX-512 VNNI: one 512-bit register
+// holds 16 tokens, so a weight block is unpacked once and multiplied with 16 tokens' activations
+// by 8 vpdpbusd, whose other operand is one weight dword broadcast to every lane. The row kernels
+// of quant_dot.h put one weight row's values in the lanes and redo the per-block float work
+// (scale product, conversion, fma) for every token; here it is done once per 16 tokens.
+//
+// Activations are the Q8_0 rows of quant_dot.h (ggml's x86 bytes, the same as the row kernels
+// read), rearranged once per matrix product into tiles of kGemmTokens tokens. Per tile and per
+// 32-value block, kGemmBlockBytes bytes:
+//   8 x 64 bytes   dword k (values 4k..4k+3) of the block of token t at bytes 64k + 4t: the
+//                  quants as int8 (Signed layout, for q4_0) or plus 128 as uint8 (Unsigned, for q8_0)
+//   16 x fp32      d of each token's block (the fp16 value widened, exact)
+//   16 x int32     Signed: -8 * sum of each token's 32 quants (q4_0's offset); Unsigned: 0
+// Tokens past the end of the last tile are zero (d = 0): their lanes compute zeros, never read.
+//
+// Per block and token the integer sum is exact and equal to the row kernels' (sum of (q_w - 8)
+// q_a for q4_0: the nibbles as uint8 times the quants, plus the precomputed -8 sum q_a; sum
+// q_w q_a for q8_0: (q_a + 128) as uint8 times q_w, minus 128 sum q_w of the weight block), then
+// acc_t += float(sum) * (d_w * d_a,t) over the blocks in order. Each token's lane sees the same
+// operations whatever the other lanes hold, so a token's result does not depend on the tile or
+// on the number of tokens; it differs from the row kernels' only in the order of float additions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/formats/types.h"
+#include "engine/kernels/kernel_options.h"
+
+namespace qbench {
+
+inline constexpr int kGemmTokens = 16;
+inline constexpr int kGemmMaxRows = 16;  // rows per call
+inline constexpr size_t kGemmBlockBytes = 8 * 64 + 16 * 4 + 16 * 4;
+
+enum class GemmActLayout : uint8_t { Signed, Unsigned };
+
+// For r < n_rows (<= kGemmMaxRows), t < kGemmTokens:
+//   out[r * kGemmTokens + t] = sum_{i < n} W_r[i] * A_t[i]
+// W_r = w + r * w_stride (packed rows of n values, n a multiple of 32), A the tile at `tile`.
+using GemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int n_rows, const uint8_t* tile, float* out);
+
+struct QuantGemmKernel {
+  TensorType weight_type;
+  GemmActLayout layout;
+  GemmFn gemm;
+};
+
+// The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0 and q8_0 on Avx512 only;
+// every other case uses the row kernels).
+const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa);
+
+// Bytes of the tiles of n_tokens activation rows of n values.
+size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n);
+// Rearranges n_tokens Q8_0 activation rows (quantize_activation_row, a_row bytes apart) into
+// tiles (gemm_tiles_bytes of them at dst), tile after tile.
+void pack_gemm_tiles(GemmActLayout layout, const uint8_t* q8_0_rows, size_t a_row, int64_t n_tokens, int64_t n,
+                     uint8_t* dst);
+// Start of tile `tile` (tokens 16 tile .. 16 tile + 15) in the packed tiles of rows of n values.
+inline const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n) {
+  return tiles + size_t(tile) * size_t(n / 32) * kGemmBlockBytes;
+}
+
+namespace quant_gemm_detail {
+const QuantGemmKernel* avx512_gemm(TensorType type);
+}
+
+}  // namespace qbench
