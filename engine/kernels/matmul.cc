@@ -36,14 +36,21 @@ void matmul_dequantize(const Matrix& w, const float* x, int64_t n_tokens, float*
 }
 
 // Kernel path; `a` holds n_tokens activation rows of `a_row` bytes in the kernel's format.
+// With `gemv` (one token only), whole chunks of kGemmMaxRows rows use it instead of k.
 void matmul_kernel(const Matrix& w, const uint8_t* a, size_t a_row, int64_t n_tokens, float* y,
-                   const QuantDotKernel& k) {
+                   const QuantDotKernel& k, GemvFn gemv = nullptr) {
+  static_assert(kKernelRowChunk == kGemmMaxRows);
+  QB_ASSERT(gemv == nullptr || n_tokens == 1);
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t n_tasks = (rows + kKernelTaskRows - 1) / kKernelTaskRows;
   tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
     const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
     for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kKernelRowChunk) {
       const int64_t r1 = std::min(task_end, r0 + kKernelRowChunk);
+      if (gemv != nullptr && r1 - r0 == kGemmMaxRows) {
+        gemv(cols, w.row(r0), w.row_bytes(), a, y + r0);
+        continue;
+      }
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxTokenTile) {
         const int nt = int(std::min<int64_t>(kMaxTokenTile, n_tokens - t0));
         const uint8_t* at = a + size_t(t0) * a_row;
@@ -80,9 +87,10 @@ void matmul_gemm(const Matrix& w, const uint8_t* tiles, int64_t n_tokens, float*
 
 CpuIsa chosen_isa(const MatmulOptions& opt) { return opt.isa ? *opt.isa : default_isa(); }
 
-// The GEMM kernel for this product, or nullptr (then the row kernel k, or no kernel).
+// The GEMM kernels for this product, or nullptr (then the row kernel k, or no kernel). Its gemm
+// serves n_tokens >= kGemmMinTokens, its gemv one token.
 const QuantGemmKernel* select_gemm(const Matrix& w, const QuantDotKernel* k, int64_t n_tokens, const MatmulOptions& opt) {
-  if (k == nullptr || n_tokens < kGemmMinTokens) return nullptr;
+  if (k == nullptr || (n_tokens < kGemmMinTokens && n_tokens != 1)) return nullptr;
   static const bool off = [] {
     const char* v = std::getenv("QBENCH_GEMM");
     return v != nullptr && std::string_view(v) == "0";
@@ -117,7 +125,8 @@ size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptio
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr || k->activation_type == TensorType::F32) return 0;
   const size_t rows = activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
-  return rows + (select_gemm(w, k, n_tokens, opt) != nullptr ? gemm_tiles_bytes(n_tokens, w.cols) : 0);
+  const bool tiles = n_tokens >= kGemmMinTokens && select_gemm(w, k, n_tokens, opt) != nullptr;
+  return rows + (tiles ? gemm_tiles_bytes(n_tokens, w.cols) : 0);
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
@@ -143,7 +152,8 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   tbb::parallel_for(int64_t(0), n_tokens, [&](int64_t t) {
     quantize_activation_row(k->activation_type, x + t * cols, scratch.data() + size_t(t) * a_row, cols);
   });
-  if (const QuantGemmKernel* g = select_gemm(w, k, n_tokens, opt)) {
+  const QuantGemmKernel* g = select_gemm(w, k, n_tokens, opt);
+  if (g != nullptr && n_tokens >= kGemmMinTokens) {
     uint8_t* tiles = scratch.data() + a_row * size_t(n_tokens);
     QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + gemm_tiles_bytes(n_tokens, cols));
     const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
@@ -155,7 +165,7 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
     matmul_gemm(w, tiles, n_tokens, y, *g);
     return;
   }
-  matmul_kernel(w, scratch.data(), a_row, n_tokens, y, *k);
+  matmul_kernel(w, scratch.data(), a_row, n_tokens, y, *k, g != nullptr ? g->gemv : nullptr);
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y) {

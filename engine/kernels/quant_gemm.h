@@ -1,6 +1,6 @@
-// Prefill micro-kernels (GEMM) for q4_0 and q8_0 weights on AVX-512 VNNI: one 512-bit register
-// holds 16 tokens, so a weight block is unpacked once and multiplied with 16 tokens' activations
-// by 8 vpdpbusd, whose other operand is one weight dword broadcast to every lane. The row kernels
+// Prefill micro-kernels (GEMM) for q4_0 and q8_0 weights on AVX-512 VNNI, and a decode kernel for
+// q4_0. GEMM: one 512-bit register holds 16 tokens, so a weight block is unpacked once and
+// multiplied with 16 tokens' activations by 8 vpdpbusd, whose other operand is one weight dword broadcast to every lane. The row kernels
 // of quant_dot.h put one weight row's values in the lanes and redo the per-block float work
 // (scale product, conversion, fma) for every token; here it is done once per 16 tokens.
 //
@@ -19,6 +19,12 @@
 // acc_t += float(sum) * (d_w * d_a,t) over the blocks in order. Each token's lane sees the same
 // operations whatever the other lanes hold, so a token's result does not depend on the tile or
 // on the number of tokens; it differs from the row kernels' only in the order of float additions.
+//
+// Decode (one token) of q4_0 has its own kernel (gemv): 16 rows per call, two rows' blocks per
+// register against the token's block, the 8 row pairs' integer sums added down to one lane per
+// row, then one float update per block for all 16 rows. It reads 16 rows as 16 streams and
+// prefetches the next 16 rows into L2 itself. q8_0 decodes on the row kernel: a gemv of the same
+// design was slower there (20.4 against 21.4 t/s on one thread, bandwidth-bound either way).
 #pragma once
 
 #include <cstddef>
@@ -40,10 +46,15 @@ enum class GemmActLayout : uint8_t { Signed, Unsigned };
 // W_r = w + r * w_stride (packed rows of n values, n a multiple of 32), A the tile at `tile`.
 using GemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int n_rows, const uint8_t* tile, float* out);
 
+// Decode: y[r] = sum_{i < n} W_r[i] * A[i] for r < kGemmMaxRows (exactly that many rows), A one
+// activation row in the row kernels' format (Q8_0 of quant_dot.h).
+using GemvFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, const uint8_t* a, float* y);
+
 struct QuantGemmKernel {
   TensorType weight_type;
   GemmActLayout layout;
   GemmFn gemm;
+  GemvFn gemv;  // nullptr: decode uses the row kernel
 };
 
 // The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0 and q8_0 on Avx512 only;

@@ -297,7 +297,8 @@ TEST_P(KernelsTest, MatmulSameBitsForAnyThreadCount) {
 // The prefill GEMM kernels (quant_gemm.h), reached through matmul() from kGemmMinTokens tokens
 // on: against the float oracle and the scalar row kernel, on ragged row and token counts, with
 // q8_0 weights at -128 (ggml never writes it, other quantizers may); a token's result is the
-// same bits whatever the number of tokens and its place in a tile.
+// same bits whatever the number of tokens and its place in a tile. One token takes the decode
+// kernel (gemv, q4_0) where the ISA has one.
 TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
   int checked = 0;
   for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0}) {
@@ -334,6 +335,12 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
         }
         const std::vector<float> head = run(kGemmMinTokens);
         EXPECT_TRUE(std::equal(head.begin(), head.end(), y.begin())) << "first tokens alone";
+        // One token: the decode kernel (gemv) on whole chunks of 16 rows, the row kernel on the rest.
+        const std::vector<float> one = run(1);
+        for (size_t i = 0; i < one.size(); ++i) {
+          ASSERT_NEAR(one[i], exact[i], eps * mag[i] + 1e-30) << "one token, row " << i;
+          ASSERT_NEAR(one[i], y_ref[i], 2 * eps * mag[i] + 1e-30) << "one token, row " << i;
+        }
         ++checked;
       }
     }
