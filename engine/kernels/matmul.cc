@@ -87,15 +87,47 @@ void matmul_gemm(const Matrix& w, const uint8_t* tiles, int64_t n_tokens, float*
 
 CpuIsa chosen_isa(const MatmulOptions& opt) { return opt.isa ? *opt.isa : default_isa(); }
 
-// The GEMM kernels for this product, or nullptr (then the row kernel k, or no kernel). Its gemm
-// serves n_tokens >= kGemmMinTokens, its gemv one token.
-const QuantGemmKernel* select_gemm(const Matrix& w, const QuantDotKernel* k, int64_t n_tokens, const MatmulOptions& opt) {
-  if (k == nullptr || (n_tokens < kGemmMinTokens && n_tokens != 1)) return nullptr;
+bool gemm_disabled() {
   static const bool off = [] {
     const char* v = std::getenv("QBENCH_GEMM");
     return v != nullptr && std::string_view(v) == "0";
   }();
-  if (off) return nullptr;
+  return off;
+}
+
+// The f16 / bf16 prefill GEMM for this product, or nullptr.
+FloatGemmFn select_float_gemm(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt) {
+  if (opt.path != MatmulPath::Kernels || n_tokens < kGemmMinTokens || gemm_disabled()) return nullptr;
+  return find_float_gemm(w.type, chosen_isa(opt));
+}
+
+// f16 / bf16 prefill: tasks of kKernelTaskRows rows, each chunk of kGemmMaxRows rows widened once
+// into the task's buffer and multiplied with every tile.
+void matmul_float_gemm(const Matrix& w, const float* tiles, int64_t n_tokens, float* y, FloatGemmFn fg) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t n_tasks = (rows + kKernelTaskRows - 1) / kKernelTaskRows;
+  const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+  const size_t out_tile = size_t(kGemmMaxRows) * kGemmTokens;
+  tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
+    std::vector<float> wbuf(float_gemm_buffer_floats(cols)), out(size_t(n_tiles) * out_tile);
+    const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
+    for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kGemmMaxRows) {
+      const int nr = int(std::min<int64_t>(kGemmMaxRows, task_end - r0));
+      fg(cols, w.row(r0), w.row_bytes(), nr, tiles, n_tiles, wbuf.data(), out.data(), out_tile);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float* o = out.data() + size_t(t / kGemmTokens) * out_tile + t % kGemmTokens;
+        float* yt = y + t * rows + r0;
+        for (int r = 0; r < nr; ++r) yt[r] = o[r * kGemmTokens];
+      }
+    }
+  });
+}
+
+// The GEMM kernels for this product, or nullptr (then the row kernel k, or no kernel). Its gemm
+// serves n_tokens >= kGemmMinTokens, its gemv one token.
+const QuantGemmKernel* select_gemm(const Matrix& w, const QuantDotKernel* k, int64_t n_tokens, const MatmulOptions& opt) {
+  if (k == nullptr || (n_tokens < kGemmMinTokens && n_tokens != 1)) return nullptr;
+  if (gemm_disabled()) return nullptr;
   return find_quant_gemm(w.type, chosen_isa(opt));
 }
 
@@ -118,10 +150,12 @@ const QuantDotKernel* select_kernel(const Matrix& w, int64_t n_tokens, const Mat
 }
 
 std::string_view matmul_path_name(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt) {
-  return select_kernel(w, n_tokens, opt) != nullptr ? isa_name(chosen_isa(opt)) : "dequant";
+  const bool kernel = select_kernel(w, n_tokens, opt) != nullptr || select_float_gemm(w, n_tokens, opt) != nullptr;
+  return kernel ? isa_name(chosen_isa(opt)) : "dequant";
 }
 
 size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptions& opt) {
+  if (select_float_gemm(w, n_tokens, opt) != nullptr) return float_gemm_tiles_bytes(n_tokens, w.cols);
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr || k->activation_type == TensorType::F32) return 0;
   const size_t rows = activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
@@ -132,6 +166,18 @@ size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptio
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
             const MatmulOptions& opt) {
   QB_ASSERT(!w.empty() && n_tokens > 0);
+  if (const FloatGemmFn fg = select_float_gemm(w, n_tokens, opt)) {
+    QB_ASSERT(scratch.size() >= float_gemm_tiles_bytes(n_tokens, w.cols));
+    float* tiles = reinterpret_cast<float*>(scratch.data());
+    const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+    tbb::parallel_for(int64_t(0), n_tiles, [&](int64_t tile) {
+      const int64_t t0 = tile * kGemmTokens;
+      pack_float_gemm_tiles(x + t0 * w.cols, std::min<int64_t>(kGemmTokens, n_tokens - t0), w.cols,
+                            tiles + t0 * w.cols);
+    });
+    matmul_float_gemm(w, tiles, n_tokens, y, fg);
+    return;
+  }
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr) {
     const CpuIsa isa = chosen_isa(opt);
@@ -189,7 +235,7 @@ std::vector<MatmulPathInfo> describe_matmul_paths(const Model& m, int64_t prefil
   std::vector<MatmulPathInfo> out;
   auto describe = [&](const Matrix& w, int64_t n_tokens, std::string& path, std::string& act) {
     const QuantDotKernel* k = select_kernel(w, n_tokens, m.matmul);
-    path = std::string(k ? isa_name(chosen_isa(m.matmul)) : "dequant");
+    path = std::string(matmul_path_name(w, n_tokens, m.matmul));
     act = std::string(activation_precision(k ? k->activation_type : TensorType::F32));
   };
   for (const auto& [name, w] : m.linear_weights()) {

@@ -18,7 +18,9 @@
 //       chunks of up to 16 rows with each tile; tasks as above.
 //     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
 //       the stored weights directly, widening in registers.
-//  2. Otherwise (f32 always, f16/bf16 prefill, formats without a kernel, path == Dequantize): chunks of
+//  2. f16 / bf16 with at least kGemmMinTokens tokens on AVX-512 (path == Kernels): the float GEMM
+//     of quant_gemm.h (activations in tiles of 16 tokens, each chunk of 16 rows widened once).
+//  3. Otherwise (f32 always, f16/bf16 prefill without AVX-512, formats without a kernel, path == Dequantize): chunks of
 //     kDequantRowChunk rows are dequantized into a tile (F32 weights used in place) and
 //     multiplied with Eigen.
 // Every output is computed by one kernel call or one Eigen product over a fixed chunk, in an

@@ -2,6 +2,7 @@
 // quant_gemm_avx512.cc, compiled with their own flags).
 #include "engine/kernels/quant_gemm.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/core/error.h"
@@ -13,6 +14,28 @@ namespace qbench {
 const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa) {
   if (isa != CpuIsa::Avx512 || !isa_available(isa)) return nullptr;
   return quant_gemm_detail::avx512_gemm(type);
+}
+
+FloatGemmFn find_float_gemm(TensorType type, CpuIsa isa) {
+  if (isa != CpuIsa::Avx512 || !isa_available(isa)) return nullptr;
+  return quant_gemm_detail::avx512_float_gemm(type);
+}
+
+size_t float_gemm_tiles_bytes(int64_t n_tokens, int64_t n) {
+  const int64_t tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+  return size_t(tiles) * size_t(n) * kGemmTokens * sizeof(float);
+}
+
+void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* dst) {
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
+    const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
+    float* tile = dst + (t0 / kGemmTokens) * n * kGemmTokens;
+    for (int64_t k = 0; k < n; ++k) {
+      float* col = tile + k * kGemmTokens;
+      for (int t = 0; t < nt; ++t) col[t] = x[(t0 + t) * n + k];
+      for (int t = nt; t < kGemmTokens; ++t) col[t] = 0.0f;
+    }
+  }
 }
 
 size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n) {

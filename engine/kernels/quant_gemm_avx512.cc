@@ -184,7 +184,60 @@ constexpr QuantGemmKernel kGemms[] = {
     {TensorType::Q8_0, GemmActLayout::Unsigned, gemm<rows_q8_0<kGroup>, rows_q8_0<1>>, nullptr},
 };
 
+// f16 / bf16 prefill: widen the rows once, then R rows x one tile per pass over k.
+inline __m512 widen16(const uint8_t* p, TensorType type) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  if (type == TensorType::F16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // bf16
+}
+
+template <int R>
+void float_rows(int64_t n, const float* wbuf, const float* tile, float* out) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n; ++k) {
+    const __m512 x = _mm512_loadu_ps(tile + k * kGemmTokens);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wbuf[r * n + k]), x, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kGemmTokens, acc[r]);
+}
+
+template <TensorType kType>
+void float_gemm(int64_t n, const uint8_t* w, size_t ws, int n_rows, const float* tiles, int64_t n_tiles, float* wbuf,
+                float* out, size_t out_tile_stride) {
+  for (int r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w + size_t(r) * ws;
+    float* dst = wbuf + r * n;
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) _mm512_storeu_ps(dst + k, widen16(row + 2 * k, kType));
+    for (; k < n; ++k) {
+      uint16_t h;
+      std::memcpy(&h, row + 2 * k, 2);
+      dst[k] = kType == TensorType::F16 ? _cvtsh_ss(h) : [&] {
+        const uint32_t bits = uint32_t(h) << 16;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        return f;
+      }();
+    }
+  }
+  constexpr int kRows = 8;
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const float* tp = tiles + tile * n * kGemmTokens;
+    float* op = out + size_t(tile) * out_tile_stride;
+    int r = 0;
+    for (; r + kRows <= n_rows; r += kRows) float_rows<kRows>(n, wbuf + r * n, tp, op + r * kGemmTokens);
+    for (; r < n_rows; ++r) float_rows<1>(n, wbuf + r * n, tp, op + r * kGemmTokens);
+  }
+}
+
 }  // namespace
+
+FloatGemmFn avx512_float_gemm(TensorType type) {
+  if (type == TensorType::F16) return float_gemm<TensorType::F16>;
+  if (type == TensorType::BF16) return float_gemm<TensorType::BF16>;
+  return nullptr;
+}
 
 const QuantGemmKernel* avx512_gemm(TensorType type) {
   for (const QuantGemmKernel& k : kGemms) {

@@ -348,6 +348,45 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
   if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10);
 }
 
+// The f16 / bf16 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
+// token's result the same bits whatever the number of tokens.
+TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
+  int checked = 0;
+  for (TensorType type : {TensorType::F16, TensorType::BF16}) {
+    SCOPED_TRACE(std::string(type_traits(type).name));
+    for (CpuIsa isa : kAllIsas) {
+      if (find_float_gemm(type, isa) == nullptr) {
+        EXPECT_FALSE(isa == CpuIsa::Avx512 && isa_available(isa));
+        continue;
+      }
+      MatmulOptions opt;
+      opt.isa = isa;
+      uint32_t seed = 950;
+      for (const Shape& s : std::vector<Shape>{{1, 16, 8}, {9, 40, 16}, {16, 256, 17}, {37, 70, 40}}) {
+        SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
+                     std::to_string(s.n_tokens));
+        const Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
+        EXPECT_EQ(matmul_path_name(p.w, s.n_tokens, opt), isa_name(isa));
+        std::vector<double> exact, mag;
+        oracle(p, TensorType::F32, &exact, &mag);
+        auto run = [&](int64_t n_tokens) {
+          std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, n_tokens, opt));
+          std::vector<float> y(size_t(n_tokens * s.rows), NAN);
+          matmul(p.w, p.x.data(), n_tokens, y.data(), scratch, opt);
+          return y;
+        };
+        const std::vector<float> y = run(s.n_tokens);
+        const double eps = rounding_bound(type, s.cols);
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << "output " << i;
+        const std::vector<float> head = run(kGemmMinTokens);
+        EXPECT_TRUE(std::equal(head.begin(), head.end(), y.begin())) << "first tokens alone";
+        ++checked;
+      }
+    }
+  }
+  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 8);
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),
                          [](const auto& info) { return std::string(type_traits(info.param).name); });
 

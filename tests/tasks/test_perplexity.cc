@@ -132,11 +132,11 @@ struct QuantizedFileCase {
 
 constexpr QuantizedFileCase kQuantizedFiles[] = {
     {"stories260K-llamacpp-quantized/stories260K-F16.gguf", {3.4925, 0.5e-4}, 3.4925, 3.4925, 3.4925, 0},
-    {"stories260K-llamacpp-quantized/stories260K-Q8_0.gguf", {3.5003, 0.5e-4}, 3.4967, 3.4947, 3.4982, 2.5e-3},
-    {"stories260K-llamacpp-quantized/stories260K-Q4_0.gguf", {3.7510, 0.5e-4}, 3.7485, 3.7518, 3.7473, 2.5e-3},
-    {"stories260K-llamacpp-quantized/stories260K-Q4_1.gguf", {3.6772, 0.5e-4}, 3.6759, 3.6783, 3.6796, 2.5e-3},
-    {"stories260K-llamacpp-quantized/stories260K-Q5_0.gguf", {3.5213, 0.5e-4}, 3.5216, 3.5204, 3.5214, 2.5e-3},
-    {"stories260K-llamacpp-quantized/stories260K-Q5_1.gguf", {3.4900, 0.5e-4}, 3.4888, 3.4890, 3.4896, 2.5e-3},
+    {"stories260K-llamacpp-quantized/stories260K-Q8_0.gguf", {3.5003, 0.5e-4}, 3.4966, 3.4947, 3.4982, 2.5e-3},
+    {"stories260K-llamacpp-quantized/stories260K-Q4_0.gguf", {3.7510, 0.5e-4}, 3.7482, 3.7518, 3.7473, 2.5e-3},
+    {"stories260K-llamacpp-quantized/stories260K-Q4_1.gguf", {3.6772, 0.5e-4}, 3.6772, 3.6783, 3.6796, 2.5e-3},
+    {"stories260K-llamacpp-quantized/stories260K-Q5_0.gguf", {3.5213, 0.5e-4}, 3.5209, 3.5204, 3.5214, 2.5e-3},
+    {"stories260K-llamacpp-quantized/stories260K-Q5_1.gguf", {3.4900, 0.5e-4}, 3.4880, 3.4890, 3.4896, 2.5e-3},
     // The scalar path takes ~15 s per kquant-test file (256-wide rows): not run.
     {"kquant-test/kquant-test-F32.gguf", {622.1967, 0.5e-4}, 622.1967, 622.1967, 0, 0},
     {"kquant-test/kquant-test-Q8_0.gguf", {622.7174, 0.5e-4}, 622.5886, 622.6334, 0, 1e-3},
