@@ -633,7 +633,8 @@ TEST(Run, PlotScriptWritesPngAndPdf) {
 
 TEST(Run, BenchOnATinyShape) {
   const std::string dir = test::temp_dir("run-bench");
-  const auto r = test::run_cli("bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --json", dir);
+  const auto r = test::run_cli(
+      "bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --bandwidth-mib 8 --json", dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(r.out);
   EXPECT_EQ(j["shape"], "tiny");
@@ -641,11 +642,21 @@ TEST(Run, BenchOnATinyShape) {
   EXPECT_EQ(j["speed"]["prefill"]["tokens_per_second"].size(), 3u);
   EXPECT_GT(j["speed"]["decode"]["tokens_per_second_median"].get<double>(), 0.0);
   EXPECT_NEAR(j["bits_per_weight"].get<double>(), 8.5, 0.01);
-  const auto table = test::run_cli("bench --shape tiny --prefill 8 --decode 2 --reps 1", dir);
+  // Decode against the bandwidth: the bytes of test_run_units' hand count (RunBandwidth), the
+  // probe's buffer as asked.
+  const json& bw = j["decode_bandwidth"];
+  EXPECT_EQ(bw["weight_bytes_per_token"], 1253376 + 139264 + 272);
+  EXPECT_NEAR(bw["weight_gb_per_s"].get<double>(),
+              1392912.0 * j["speed"]["decode"]["tokens_per_second_median"].get<double>() / 1e9, 1e-9);
+  EXPECT_EQ(j["read_bandwidth"]["buffer_bytes"], 8 << 20);
+  EXPECT_GT(bw["fraction_of_read_bandwidth"].get<double>(), 0.0);
+  const auto table = test::run_cli("bench --shape tiny --prefill 8 --decode 2 --reps 1 --bandwidth-mib 8", dir);
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find(" pp8 |"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find(" tg2 |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("of the read bandwidth"), std::string::npos) << table.out;
   EXPECT_EQ(test::run_cli("bench --shape nope", dir).exit_code, 2);
+  EXPECT_EQ(test::run_cli("bench --shape tiny --bandwidth-mib -1", dir).exit_code, 2);
 }
 
 // The stored baseline results/baselines/tiny.json (tiny model, int8, few items) against a fresh

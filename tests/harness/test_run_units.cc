@@ -1,10 +1,12 @@
-// Pieces of qbench run that need no model: sha256, configs, McNemar, report rendering, shapes.
+// Pieces of qbench run that need no model file: sha256, configs, McNemar, report rendering, shapes,
+// the weight bytes a decoded token reads and the bandwidth probe's bookkeeping.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <set>
 
 #include "engine/core/error.h"
+#include "harness/run/bandwidth.h"
 #include "harness/run/compare.h"
 #include "harness/run/config.h"
 #include "harness/run/report.h"
@@ -179,6 +181,62 @@ TEST(Compare, PairSplitsWhereBothSidesNameRuns) {
   EXPECT_EQ(run::split_pair("a=b", base, cand), (std::pair<std::string, std::string>{"a", "b"}));  // reported later
   EXPECT_THROW(run::split_pair("fp16", base, cand), Error);
   EXPECT_THROW(run::split_pair("=fp16", base, cand), Error);
+}
+
+// Weight bytes per decoded token against a hand count. The tiny shape (n_embd 256, n_ff 512,
+// 4 heads, 2 KV heads: K/V rows 128, vocabulary 512, 2 layers, untied) in llama.cpp's Q8_0 mix,
+// every matrix q8_0 (34 bytes per 32 values): a row of 256 is 272 bytes, of 512 544 bytes.
+TEST(RunBandwidth, DecodeWeightBytesByHand) {
+  const Model q = quant::quantize_model(run::build_random_model(run::find_shape("tiny"), 1, true), quant::make_recipe("q8_0"));
+  ASSERT_EQ(q.tok_embd.type, TensorType::Q8_0);
+  ASSERT_EQ(q.output.type, TensorType::Q8_0);
+  const size_t per_layer = 256 * 272     // wq
+                           + 128 * 272   // wk
+                           + 128 * 272   // wv
+                           + 256 * 272   // wo
+                           + 512 * 272   // w_gate
+                           + 512 * 272   // w_up
+                           + 256 * 544;  // w_down
+  const run::DecodeWeightBytes b = run::decode_weight_bytes(q);
+  EXPECT_EQ(b.layers, 2 * per_layer);
+  EXPECT_EQ(b.layers, 1253376u);
+  EXPECT_EQ(b.output, 512u * 272);
+  EXPECT_EQ(b.embedding_row, 272u);
+  EXPECT_EQ(b.total(), 1253376u + 139264 + 272);
+  // Tied output (F32 file: n_embd 32, K/V rows 16, n_ff 48, vocabulary 300): the head is the
+  // embedding matrix, read whole for the logits and once more as a row for the lookup.
+  test::TinySpec spec;
+  spec.tied = true;
+  const std::string dir = test::temp_dir("decode-bytes");
+  const Model t = load_model(test::write_tiny_model(dir + "/tied.gguf", spec));
+  ASSERT_TRUE(t.tied_output);
+  const run::DecodeWeightBytes tb = run::decode_weight_bytes(t);
+  EXPECT_EQ(tb.layers, 2u * 4 * (32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 3 * 48 * 32));
+  EXPECT_EQ(tb.output, 4u * 300 * 32);
+  EXPECT_EQ(tb.embedding_row, 4u * 32);
+  const nlohmann::json j = run::decode_bandwidth_json(b, 10.0, nullptr);
+  EXPECT_EQ(j["weight_bytes_per_token"], b.total());
+  EXPECT_DOUBLE_EQ(j["weight_gb_per_s"].get<double>(), double(b.total()) * 10.0 / 1e9);
+  EXPECT_TRUE(j["fraction_of_read_bandwidth"].is_null());
+}
+
+// The probe's bookkeeping (not its speed): every pass reads the whole buffer of 0, 1, 2, ...
+TEST(RunBandwidth, ProbeReadsTheWholeBufferEveryPass) {
+  run::BandwidthOptions o;
+  o.buffer_bytes = size_t(3) << 20;  // 3 pieces of 1 MiB
+  o.threads = 2;
+  o.min_passes = 2;
+  o.max_passes = 2;
+  const run::ReadBandwidth r = run::measure_read_bandwidth(o);
+  ASSERT_EQ(r.pass_bytes_per_second.size(), 2u);
+  const uint64_t n = o.buffer_bytes / 8;
+  EXPECT_EQ(r.checksum, 2 * (n * (n - 1) / 2));
+  EXPECT_EQ(r.buffer_bytes, o.buffer_bytes);
+  EXPECT_EQ(r.threads, 2);
+  EXPECT_GT(r.best_bytes_per_second, 0.0);
+  EXPECT_GE(r.best_bytes_per_second, r.median_bytes_per_second);
+  const nlohmann::json d = run::decode_bandwidth_json(run::DecodeWeightBytes{1000, 0, 0}, 2.0, &r);
+  EXPECT_DOUBLE_EQ(d["fraction_of_read_bandwidth"].get<double>(), 2000.0 / r.best_bytes_per_second);
 }
 
 }  // namespace
