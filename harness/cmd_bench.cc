@@ -46,10 +46,12 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::string shape_name, scheme, save;
   run::SpeedOptions so;
   int64_t bandwidth_mib = 512;
+  std::string shape_names;
+  for (const auto& s : run::model_shapes()) shape_names += (shape_names.empty() ? "" : ", ") + s.name;
   po::options_description desc("qbench bench options");
   desc.add_options()
       ("shape", po::value(&shape_name)->value_name("NAME"),
-       "random-weight model of a published architecture instead of --model: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, tiny")
+       ("random-weight model of a published architecture instead of --model: " + shape_names).c_str())
       ("scheme,s", po::value(&scheme)->value_name("S"),
        "quantization scheme (see qbench schemes); default: keep (the model file as stored, as llama-bench measures it), "
        "or fp16 with --shape")
@@ -96,19 +98,20 @@ int cmd_bench(const std::vector<std::string>& args) {
   quant::QuantizeReport rep;
   std::optional<Model> model;
   int64_t n_params = 0;
-  double bpw = 0;
   nlohmann::json mj;
-  {
-    // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
-    // Shapes: layers share one F32 draw (each is packed separately), unless the scheme keeps F32.
-    const std::string canonical = run::scheme_canonical(scheme);
-    const bool share = canonical != "f32" && canonical != "keep";
-    Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name), 1, share);
+  if (shape_name.empty()) {
+    // The source lives only in this scope: the variant keeps what it shares.
+    const Model source = load_model_from(o);
     n_params = source.n_params();
     mj = model_json(source);
     model.emplace(quant::quantize_model(source, recipe, &rep));
-    bpw = run::linear_bits_per_weight(rep, source.tied_output);
+  } else {
+    // Random weights of the shape, released as soon as they are packed.
+    model.emplace(run::quantized_random_model(run::find_shape(shape_name), scheme, &rep));
+    n_params = model->n_params();
+    mj = model_json(*model);
   }
+  const double bpw = run::linear_bits_per_weight(rep, model->tied_output);
   if (!save.empty()) {
     save_shape_gguf(*model, shape_name, scheme, recipe, rep, save);
     return 0;

@@ -657,6 +657,10 @@ TEST(Run, BenchOnATinyShape) {
   EXPECT_NE(table.out.find("of the read bandwidth"), std::string::npos) << table.out;
   EXPECT_EQ(test::run_cli("bench --shape nope", dir).exit_code, 2);
   EXPECT_EQ(test::run_cli("bench --shape tiny --bandwidth-mib -1", dir).exit_code, 2);
+  // A calibration-based scheme has no text at a shape: refused, naming the same-format scheme.
+  const auto gptq = test::run_cli("bench --shape tiny --scheme gptq:int4,group=32", dir);
+  EXPECT_EQ(gptq.exit_code, 2);
+  EXPECT_NE(gptq.err.find("rtn:int4,group=32,sym=true writes the same packed format"), std::string::npos) << gptq.err;
 }
 
 // The stored baseline results/baselines/tiny.json (tiny model, int8, few items) against a fresh

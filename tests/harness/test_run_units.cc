@@ -13,6 +13,7 @@
 #include "harness/run/results.h"
 #include "harness/run/shapes.h"
 #include "harness/sha256.h"
+#include "quantizers/calibration.h"
 #include "quantizers/quantize_model.h"
 #include "quantizers/registry.h"
 #include "tests/harness/test_run_util.h"
@@ -148,7 +149,10 @@ TEST(RunResults, QualityPercentFollowsTheMetricsDirection) {
 }
 
 TEST(RunShapes, PublishedParameterCounts) {
-  // Published sizes: TinyLlama 1.1B, Llama-3.2-1B 1.24B (tied), Qwen2.5-0.5B 0.49B (tied).
+  // Published sizes: TinyLlama 1.1B, Llama-3.2-1B 1.24B (tied), Qwen2.5-0.5B 0.49B (tied),
+  // llama-160m 0.162B (the Open LLM / hallucinations leaderboards' "params": 0.162).
+  EXPECT_NEAR(double(run::shape_parameters(run::find_shape("llama-160m"))) / 1e9, 0.162, 0.001);
+  EXPECT_EQ(run::shape_parameters(run::find_shape("llama-160m")), 2 * 32000 * 768 + 768 + 12 * (4 * 768 * 768 + 3 * 768 * 3072 + 2 * 768));
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("tinyllama-1.1b"))) / 1e9, 1.100, 0.001);
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("llama-3.2-1b"))) / 1e9, 1.236, 0.001);
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("qwen2.5-0.5b"))) / 1e9, 0.494, 0.001);
@@ -237,6 +241,48 @@ TEST(RunBandwidth, ProbeReadsTheWholeBufferEveryPass) {
   EXPECT_GE(r.best_bytes_per_second, r.median_bytes_per_second);
   const nlohmann::json d = run::decode_bandwidth_json(run::DecodeWeightBytes{1000, 0, 0}, 2.0, &r);
   EXPECT_DOUBLE_EQ(d["fraction_of_read_bandwidth"].get<double>(), 2000.0 / r.best_bytes_per_second);
+}
+
+TEST(RunShapes, CalibratedSchemesAreMeasuredAsTheSameFormatWithoutCalibration) {
+  EXPECT_EQ(run::uncalibrated_equivalent("gptq:int4,group=128"), "rtn:int4,group=128,sym=true");
+  EXPECT_EQ(run::uncalibrated_equivalent("awq:int3,group=32,sym=false"), "rtn:int3,group=32,sym=false");
+  EXPECT_EQ(run::uncalibrated_equivalent("smoothquant"), "w8a8");
+  for (const char* same : {"fp16", "int8", "q4_K", "rtn:int4,group=128", "nf4", "Q4_K_M"}) {
+    EXPECT_EQ(run::uncalibrated_equivalent(same), same);
+  }
+  EXPECT_EQ(run::speed_shape_label("tiny", "fp16", "fp16"), "speed measured at tiny shape, random weights");
+  EXPECT_EQ(run::speed_shape_label("tiny", "gptq:x", "rtn:y"),
+            "speed measured at tiny shape, random weights (gptq:x as rtn:y, the same packed format without calibration)");
+  EXPECT_THROW(run::quantized_random_model(run::find_shape("tiny"), "gptq:int4,group=32", nullptr), Error);
+  // Every method that needs calibration text has an equivalent, and it writes the same formats
+  // (tensor by tensor, with the same bytes) as the method with calibration, on a tiny model.
+  test::TinySpec spec;
+  spec.n_embd = 64;
+  spec.n_ff = 128;
+  const std::string dir = test::temp_dir("calib-equivalent");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf", spec));
+  std::vector<int32_t> tokens(600);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(3 + (i * 7919) % (spec.n_vocab - 3));
+  quant::Calibration calib;
+  calib.windows = quant::make_calib_windows(tokens, quant::CalibConfig{"", 4, 32, 0}, "tokens", 1);
+  int checked = 0;
+  for (const auto& method : quant::registry().methods()) {
+    if (!method.needs_calibration_text()) continue;
+    const std::string scheme = method.name == "smoothquant" ? "smoothquant" : method.name + ":int4,group=32";
+    SCOPED_TRACE(scheme);
+    const std::string equivalent = run::uncalibrated_equivalent(scheme);
+    quant::QuantizeReport with, without;
+    quant::quantize_model(m, quant::make_recipe(scheme), &with, &calib);
+    quant::quantize_model(m, quant::make_recipe(equivalent), &without);
+    ASSERT_EQ(with.tensors.size(), without.tensors.size());
+    for (size_t i = 0; i < with.tensors.size(); ++i) {
+      EXPECT_EQ(with.tensors[i].name, without.tensors[i].name);
+      EXPECT_EQ(with.tensors[i].format, without.tensors[i].format) << with.tensors[i].name;
+      EXPECT_EQ(with.tensors[i].bytes, without.tensors[i].bytes) << with.tensors[i].name;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);  // gptq, awq, smoothquant
 }
 
 }  // namespace
