@@ -122,6 +122,9 @@ TEST(RunConfig, ErrorsNameFileFieldAndValue) {
   expect_config_error({{"version", 2}}, "field 'version'");
   expect_config_error({{"kl", true}, {"perplexity", false}}, "field 'kl'");
   expect_config_error({{"speed_reps", 0}}, "field 'speed_reps'");
+  expect_config_error({{"speed_shape", "gpt-5"}}, "field 'speed_shape': unknown shape 'gpt-5' (known: tinyllama-1.1b, ");
+  expect_config_error({{"speed_shape", 3}}, "field 'speed_shape': expected a string");
+  expect_config_error({{"speed_bandwidth_mib", -1}}, "field 'speed_bandwidth_mib'");
   expect_config_error({{"perplexity", "yes"}}, "expected a boolean");
   expect_config_error(nlohmann::json::array(), "JSON object");
   const std::string dir = test::temp_dir("cfg");
@@ -146,6 +149,13 @@ TEST(RunResults, QualityPercentFollowsTheMetricsDirection) {
   EXPECT_FALSE(run::quality_pct(-1.0, 2.0, true));
   EXPECT_EQ(run::primary_metric("multiple_choice"), "acc");
   EXPECT_EQ(run::primary_metric("rolling_loglik"), "byte_perplexity");
+}
+
+TEST(RunConfig, SpeedShapeIsAKnownShapeForEveryScheme) {
+  const auto c = run::parse_config({{"speed_shape", "tiny"}, {"schemes", {"fp16", "gptq:int4,group=32", "q4_K"}}}, "exp.json");
+  EXPECT_EQ(c.speed_shape, "tiny");
+  EXPECT_EQ(run::ExperimentConfig{}.speed_bandwidth_mib, 512);
+  EXPECT_NO_THROW(run::parse_config({{"speed_bandwidth_mib", 0}}, "exp.json"));
 }
 
 TEST(RunShapes, PublishedParameterCounts) {
