@@ -30,7 +30,8 @@ module_hash(h_tasks tasks/*.cc tasks/*.h tasks/*.json tasks/CMakeLists.txt)
 module_hash(h_datasets datasets/*.cc datasets/*.h datasets/*.inc datasets/CMakeLists.txt)
 # The parts of the harness that produce numbers (the runner's data shaping is covered by the
 # content hashes of texts and items in each unit's key).
-module_hash(h_measure harness/run/units.* harness/run/speed.* harness/run/memory.* harness/sysinfo.*)
+module_hash(h_measure harness/run/units.* harness/run/speed.* harness/run/memory.* harness/run/bandwidth.*
+  harness/run/shapes.* harness/sysinfo.*)
 module_hash(h_harness harness/*.cc harness/*.h harness/run/*.cc harness/run/*.h harness/CMakeLists.txt)
 
 set(commit "unknown")

@@ -9,6 +9,7 @@
 #include "engine/model/model_writer.h"
 #include "harness/cli.h"
 #include "harness/commands.h"
+#include "harness/run/bandwidth.h"
 #include "harness/run/config.h"
 #include "harness/run/memory.h"
 #include "harness/run/shapes.h"
@@ -44,10 +45,13 @@ int cmd_bench(const std::vector<std::string>& args) {
   ModelOptions o;
   std::string shape_name, scheme, save;
   run::SpeedOptions so;
+  int64_t bandwidth_mib = 512;
+  std::string shape_names;
+  for (const auto& s : run::model_shapes()) shape_names += (shape_names.empty() ? "" : ", ") + s.name;
   po::options_description desc("qbench bench options");
   desc.add_options()
       ("shape", po::value(&shape_name)->value_name("NAME"),
-       "random-weight model of a published architecture instead of --model: tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b, tiny")
+       ("random-weight model of a published architecture instead of --model: " + shape_names).c_str())
       ("scheme,s", po::value(&scheme)->value_name("S"),
        "quantization scheme (see qbench schemes); default: keep (the model file as stored, as llama-bench measures it), "
        "or fp16 with --shape")
@@ -55,6 +59,9 @@ int cmd_bench(const std::vector<std::string>& args) {
       ("decode,n", po::value(&so.decode)->value_name("N"), "decode tokens after the prefill (default 32)")
       ("reps,r", po::value(&so.reps)->value_name("N"), "measured repetitions (default 5)")
       ("warmup", po::value(&so.warmup)->value_name("N"), "unmeasured warm-up repetitions (default 1)")
+      ("bandwidth-mib", po::value(&bandwidth_mib)->value_name("MIB"),
+       "buffer of the memory read-bandwidth probe run after the measurement (default 512, far beyond the L3 "
+       "cache; 0: no probe)")
       ("save", po::value(&save)->value_name("FILE"),
        "with --shape: write the quantized random-weight model as a GGUF (placeholder vocabulary) that llama.cpp "
        "loads, instead of measuring; `qbench bench --model FILE` and llama-bench then run the same bytes");
@@ -67,7 +74,10 @@ int cmd_bench(const std::vector<std::string>& args) {
              "fixed thread count: mean +/- sd and median over the repetitions, like llama-bench. --shape builds\n"
              "random weights of that architecture in memory (no file): one F32 layer shared by all layers until each\n"
              "is quantized into its own packed copy, then the F32 bytes are released. Without --scheme a model file\n"
-             "is measured as stored (scheme 'keep', shown with the weight formats found, e.g. keep (q4_K+q6_K)).",
+             "is measured as stored (scheme 'keep', shown with the weight formats found, e.g. keep (q4_K+q6_K)).\n"
+             "Decode is also given as GB/s of weights read per token (every layer matrix and the output head as\n"
+             "packed, plus one token-embedding row, times the median decode tokens/s) and as a share of the\n"
+             "machine's read bandwidth, measured once afterwards by summing a --bandwidth-mib buffer (best pass).",
              vm)) {
     return 0;
   }
@@ -75,6 +85,9 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (!save.empty() && shape_name.empty()) throw Error("--save writes a --shape model; a --model file is already one");
   if (so.prefill < 1 || so.decode < 1 || so.reps < 1 || so.warmup < 0) {
     throw Error("--prefill, --decode and --reps must be >= 1, --warmup >= 0");
+  }
+  if (bandwidth_mib < 0 || bandwidth_mib > (int64_t(1) << 20)) {
+    throw Error("--bandwidth-mib must be 0 (no probe) or a buffer size in MiB up to 1048576, got " + std::to_string(bandwidth_mib));
   }
   // A model file is measured as stored unless a scheme is asked for: re-quantizing a Q4_K_M file to
   // fp16 would report another model's speed. A --shape has no stored format (random F32 weights).
@@ -85,24 +98,36 @@ int cmd_bench(const std::vector<std::string>& args) {
   quant::QuantizeReport rep;
   std::optional<Model> model;
   int64_t n_params = 0;
-  double bpw = 0;
   nlohmann::json mj;
-  {
-    // The source (F32 for a shape) lives only in this scope: the variant keeps what it shares.
-    // Shapes: layers share one F32 draw (each is packed separately), unless the scheme keeps F32.
-    const std::string canonical = run::scheme_canonical(scheme);
-    const bool share = canonical != "f32" && canonical != "keep";
-    Model source = shape_name.empty() ? load_model_from(o) : run::build_random_model(run::find_shape(shape_name), 1, share);
+  if (shape_name.empty()) {
+    // The source lives only in this scope: the variant keeps what it shares.
+    const Model source = load_model_from(o);
     n_params = source.n_params();
     mj = model_json(source);
     model.emplace(quant::quantize_model(source, recipe, &rep));
-    bpw = run::linear_bits_per_weight(rep, source.tied_output);
+  } else {
+    // Random weights of the shape, released as soon as they are packed.
+    model.emplace(run::quantized_random_model(run::find_shape(shape_name), scheme, &rep));
+    n_params = model->n_params();
+    mj = model_json(*model);
   }
+  const double bpw = run::linear_bits_per_weight(rep, model->tied_output);
   if (!save.empty()) {
     save_shape_gguf(*model, shape_name, scheme, recipe, rep, save);
     return 0;
   }
   const run::SpeedResult r = run::measure_speed(*model, so);
+  // The peak of the measurement; the probe's buffer comes after it.
+  const uint64_t peak_rss = peak_rss_bytes();
+  std::optional<run::ReadBandwidth> probe;
+  if (bandwidth_mib > 0) {
+    run::BandwidthOptions bo;
+    bo.buffer_bytes = size_t(bandwidth_mib) << 20;
+    bo.threads = so.threads;
+    probe = run::measure_read_bandwidth(bo);
+  }
+  const run::DecodeWeightBytes decode_bytes = run::decode_weight_bytes(*model);
+  const nlohmann::json decode_bw = run::decode_bandwidth_json(decode_bytes, r.decode.median, probe ? &*probe : nullptr);
   const std::string model_name = shape_name.empty() ? model->config.name : shape_name;
   const std::string simd(isa_name(default_isa()));
   // What was measured: the formats of the linear weights (for `keep`, the file's own).
@@ -121,7 +146,8 @@ int cmd_bench(const std::vector<std::string>& args) {
                 {"scheme", scheme}, {"scheme_canonical", run::scheme_canonical(scheme)}, {"weight_formats", formats},
                 {"bits_per_weight", bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight}, {"weight_bytes", model->weight_bytes()},
                 {"quantize_seconds", rep.seconds}, {"simd_path", simd}, {"cpu", cpu_name()},
-                {"peak_rss_bytes", peak_rss_bytes()}, {"speed", r.to_json()}});
+                {"peak_rss_bytes", peak_rss}, {"speed", r.to_json()}, {"decode_bandwidth", decode_bw},
+                {"read_bandwidth", probe ? probe->to_json() : nlohmann::json(nullptr)}});
     return 0;
   }
   std::printf("| %-16s | %8s | %10s | %-20s | %5s | %7s | %6s | %18s | %9s |\n", "model", "params", "size", "scheme", "bpw",
@@ -138,8 +164,21 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::printf("| %-16s | %8s | %10s | %-20s | %5.2f | %7d | %6s | %18s | %9.2f |\n", model_name.c_str(), params, size,
                 shown.c_str(), bpw, so.threads, test.c_str(), rate, s.median);
   }
+  // Decode against the memory bound: weights read per token x tokens/s, and that over the probe.
+  const double mib = 1024.0 * 1024.0;
+  std::printf("\ndecode weights read per token: %.2f MiB (layers %.2f + output head %.2f + one embedding row %.4f)"
+              " x %.2f t/s = %.2f GB/s", double(decode_bytes.total()) / mib, double(decode_bytes.layers) / mib,
+              double(decode_bytes.output) / mib, double(decode_bytes.embedding_row) / mib, r.decode.median,
+              decode_bw["weight_gb_per_s"].get<double>());
+  if (probe) {
+    std::printf(", %.1f%% of the read bandwidth %.2f GB/s (best of %zu passes over %lld MiB, %d threads)\n",
+                100.0 * decode_bw["fraction_of_read_bandwidth"].get<double>(), probe->best_bytes_per_second / 1e9,
+                probe->pass_bytes_per_second.size(), (long long)bandwidth_mib, probe->threads);
+  } else {
+    std::printf(" (no bandwidth probe: --bandwidth-mib 0)\n");
+  }
   std::fprintf(stderr, "[%s, simd path %s, %lld reps after %lld warm-up, peak RSS %.1f MiB]\n", cpu_name().c_str(),
-               simd.c_str(), (long long)so.reps, (long long)so.warmup, double(peak_rss_bytes()) / (1024.0 * 1024.0));
+               simd.c_str(), (long long)so.reps, (long long)so.warmup, double(peak_rss) / mib);
   return 0;
 }
 

@@ -25,14 +25,19 @@ extern "C" void on_sigint(int) {
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
-  std::string config_path, out, chat_template, model;
+  std::string config_path, out, chat_template, model, speed_shape;
   bool resume = false, force = false, reuse_stale = false, quiet = false, json = false, list_fields = false;
   int threads = -1;
   po::options_description desc("qbench run options");
   desc.add_options()
       ("config,c", po::value(&config_path)->value_name("FILE"), "experiment config (experiments/NAME.json); default: the built-in default experiment")
       ("model,m", po::value(&model)->value_name("PATH"),
-       "override the config's model: a GGUF file, a Hugging Face folder, or a llama2.c checkpoint")
+       "override the config's model: a GGUF file, a Hugging Face folder, or a llama2.c checkpoint; without --config "
+       "its speed is measured on the model itself (the default experiment's speed_shape stands in for the built-in "
+       "model only)")
+      ("speed-shape", po::value(&speed_shape)->value_name("NAME|none"),
+       "override the config's speed_shape: measure speed on random weights of this shape (qbench bench --help lists "
+       "them), or none: on the model itself")
       ("out,o", po::value(&out)->value_name("FILE"), "results JSON (default: results/runs/NAME.json); per-item JSONL go to NAME.items/ beside it")
       ("resume", po::bool_switch(&resume), "continue an interrupted run in the output file (error when there is none)")
       ("force", po::bool_switch(&force), "measure everything again instead of reusing cached units of the output file; "
@@ -72,6 +77,10 @@ int cmd_run(const std::vector<std::string>& args) {
   if (threads >= 0) c.threads = threads;
   if (vm.count("chat-template")) c.chat_template = chat_template;
   if (!model.empty()) c.model = model;
+  // The default experiment measures speed at a shape because the built-in model sits in cache; a
+  // model of one's own is measured itself unless a config or --speed-shape says otherwise.
+  if (!model.empty() && config_path.empty()) c.speed_shape.clear();
+  if (vm.count("speed-shape")) c.speed_shape = speed_shape == "none" ? "" : speed_shape;
   set_threads(int(c.threads));
   run::RunOptions o;
   o.out = out.empty() ? run::default_results_path(c) : out;

@@ -5,6 +5,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/mapped_file.h"
+#include "harness/run/shapes.h"
 #include "quantizers/quantize_model.h"
 #include "tasks/chat_template.h"
 
@@ -155,6 +156,17 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
   if (c.speed_reps < 1) bad("speed_reps", "must be >= 1, got " + std::to_string(c.speed_reps));
   if (c.speed_warmup < 0) bad("speed_warmup", "must be >= 0, got " + std::to_string(c.speed_warmup));
   if (c.speed_threads < 0) bad("speed_threads", "must be >= 0, got " + std::to_string(c.speed_threads));
+  if (!c.speed_shape.empty()) {
+    try {
+      find_shape(c.speed_shape);
+      for (const auto& s : c.schemes) uncalibrated_equivalent(s);
+    } catch (const Error& e) {
+      bad("speed_shape", e.what());
+    }
+  }
+  if (c.speed_bandwidth_mib < 0 || c.speed_bandwidth_mib > (int64_t(1) << 20)) {
+    bad("speed_bandwidth_mib", "must be 0 (no probe) or a size in MiB up to 1048576, got " + std::to_string(c.speed_bandwidth_mib));
+  }
 }
 
 nlohmann::json parse_json_strict(const std::string& text, const std::string& path) {

@@ -20,8 +20,9 @@ inline constexpr int kConfigVersion = 1;
 #define QBENCH_EXPERIMENT_FIELDS(X)                                                                          \
   X(std::string, name, "default", "experiment name; the default output is results/runs/NAME.json")           \
   X(std::string, description,                                                                                 \
-    "the built-in model x fp16, int8, int4 (group 128, RTN and GPTQ), q4_K, nf4 x perplexity, KL, math_reasoning, chat, speed; " \
-    "50 items per task and 40 perplexity chunks of 128 tokens keep it to about 2 minutes on 2 cores",          \
+    "the built-in model x fp16, int8, int4 (group 128, RTN and GPTQ), q4_K, nf4 x perplexity, KL, math_reasoning, chat; " \
+    "speed on random weights of the llama-160m shape packed by each scheme; 50 items per task, 40 perplexity chunks " \
+    "of 128 tokens and 3 speed repetitions of 64 + 16 tokens keep it to about 2 minutes on 2 cores",           \
     "what the experiment measures and why its limits are what they are")                                      \
   X(std::string, model, "", "model file (GGUF, or llama2.c .bin with tokenizer; may start with $QBENCH_SHARED/); empty: the built-in default model") \
   X(std::string, tokenizer, "", "llama2.c tokenizer.bin for a .bin model")                                    \
@@ -55,11 +56,21 @@ inline constexpr int kConfigVersion = 1;
   X(bool, kl, true, "KL divergence of each scheme against the unquantized model on the perplexity chunks")  \
   X(int64_t, kl_top_k, 64, "reference log-probabilities kept per position (the rest is one tail bin)")       \
   X(bool, speed, true, "measure prefill and decode speed, alone, after the quality work")                    \
-  X(int64_t, speed_prefill, 128, "prefill tokens per measurement")                                            \
-  X(int64_t, speed_decode, 32, "decode tokens per measurement (one at a time, after the prefill)")            \
-  X(int64_t, speed_reps, 5, "measured repetitions (median and spread are reported)")                          \
+  X(int64_t, speed_prefill, 64, "prefill tokens per measurement (64, 16 and 3 repetitions keep the default's speed "  \
+    "units at the llama-160m shape to a few seconds per scheme)")                                               \
+  X(int64_t, speed_decode, 16, "decode tokens per measurement (one at a time, after the prefill)")            \
+  X(int64_t, speed_reps, 3, "measured repetitions (median and spread are reported)")                          \
   X(int64_t, speed_warmup, 1, "unmeasured warm-up repetitions")                                               \
-  X(int64_t, speed_threads, 2, "threads of the speed measurement (0: one per core)")
+  X(int64_t, speed_threads, 2, "threads of the speed measurement (0: one per core)")                        \
+  X(std::string, speed_shape, "llama-160m",                                                                    \
+    "measure speed on random weights of this published shape (as qbench bench --shape: tinyllama-1.1b, llama-160m, ...) " \
+    "quantized by each scheme, instead of on the model; schemes that need calibration text are measured as the "      \
+    "scheme writing the same packed format without it (gptq, awq: rtn; smoothquant: w8a8); empty: the model itself. " \
+    "The default, llama-160m (162M parameters, untied head; a decoded token reads 263 MiB of fp16 or 68 MiB of " \
+    "int4 weights), is beyond the L3 cache as real models are, unlike the built-in model's 6 MB")                \
+  X(int64_t, speed_bandwidth_mib, 512,                                                                          \
+    "buffer of the memory read-bandwidth probe run once before the speed units, so that decode is also given as " \
+    "GB/s of weights read and its share of the bandwidth; 0: no probe")
 // clang-format on
 
 struct ExperimentConfig {

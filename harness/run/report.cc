@@ -80,6 +80,21 @@ std::string activations_cell(const json& run) {
 
 std::string times(const json& v) { return v.is_number() ? fmt(v.get<double>(), 2) + "x" : "-"; }
 
+// The result of a run's speed unit when it was measured, else nullptr.
+const json* speed_result(const json& run) {
+  if (!run.contains("units") || !run["units"].contains("speed")) return nullptr;
+  const json& u = run["units"]["speed"];
+  return u.value("status", "") == "ok" && u.contains("result") && u["result"].is_object() ? &u["result"] : nullptr;
+}
+
+// decode_bandwidth.fraction_of_read_bandwidth of a run's speed result, or null.
+json decode_fraction(const json& run) {
+  const json* r = speed_result(run);
+  if (!r || !r->contains("decode_bandwidth") || !(*r)["decode_bandwidth"].is_object()) return nullptr;
+  const json& f = (*r)["decode_bandwidth"].value("fraction_of_read_bandwidth", json());
+  return f.is_number() ? f : json();
+}
+
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
   return s;
@@ -128,7 +143,25 @@ std::vector<Table> report_tables(const json& results) {
   if (ppl) summary.header.push_back("perplexity %");
   for (const auto& s : suites) summary.header.push_back(s + " %");
   if (kl) summary.header.push_back("KLD (nats)");
-  summary.header.insert(summary.header.end(), {"prefill x", "decode x", "memory x", "activations"});
+  summary.header.insert(summary.header.end(), {"prefill x", "decode x"});
+  // Speed at a shape (speed_shape): named in the title, schemes measured as another noted below.
+  std::string speed_shape;
+  std::vector<std::string> measured_as;
+  bool any_fraction = false;
+  for (const auto& run : results["runs"]) {
+    any_fraction = any_fraction || decode_fraction(run).is_number();
+    const json* r = speed_result(run);
+    if (!r || !r->contains("shape") || !(*r)["shape"].is_object()) continue;
+    const json& sh = (*r)["shape"];
+    speed_shape = sh.value("name", std::string("?"));
+    const std::string measured = sh.value("scheme_measured", std::string());
+    if (!measured.empty() && measured != run.value("scheme_canonical", std::string())) {
+      measured_as.push_back(run.value("scheme", std::string("?")) + " as " + measured);
+    }
+  }
+  if (!speed_shape.empty()) summary.title += "; speed measured at " + speed_shape + " shape, random weights";
+  if (any_fraction) summary.header.push_back("decode % bw");
+  summary.header.insert(summary.header.end(), {"memory x", "activations"});
   bool any_unpaired = false;
   for (size_t ri = 0; ri < rel["rows"].size(); ++ri) {
     const json& row = rel["rows"][ri];
@@ -176,6 +209,10 @@ std::vector<Table> report_tables(const json& results) {
     if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
     cells.push_back(times(row["speed_x"]["prefill"]));
     cells.push_back(times(row["speed_x"]["decode"]));
+    if (any_fraction) {
+      const json f = decode_fraction(run);
+      cells.push_back(f.is_number() ? fmt(100.0 * f.get<double>(), 0) + "%" : "-");
+    }
     cells.push_back(times(row["memory_x"]));
     cells.push_back(activations_cell(run));
     summary.rows.push_back(cells);
@@ -186,6 +223,22 @@ std::vector<Table> report_tables(const json& results) {
       (any_unpaired ? "; (u): no per-item records to pair, the baseline held fixed" : "") +
       ". Activations: the precision the matrix products compute with while decoding (int8/32: int8 per 32 values, as "
       "llama.cpp's kernels; f32: exact float products).");
+  if (any_fraction) {
+    summary.footnotes.push_back(
+        "decode % bw: the weight bytes a decoded token reads (every layer matrix and the output head as packed, one "
+        "token-embedding row) times the median decode tokens/s, as a share of the machine's read bandwidth measured "
+        "by the process that measured the speed (its probe); above 100% the weights are read from cache.");
+  }
+  if (!speed_shape.empty()) {
+    std::string fn = "Speed (prefill x, decode x) measured on random weights of the " + speed_shape +
+                     " shape quantized by each scheme, not on the model; quality and memory are the model's.";
+    if (!measured_as.empty()) {
+      fn += " Measured as the scheme writing the same packed format without calibration text:";
+      for (size_t k = 0; k < measured_as.size(); ++k) fn += (k ? "; " : " ") + measured_as[k];
+      fn += ".";
+    }
+    summary.footnotes.push_back(fn);
+  }
   std::vector<Table> tables = {summary};
 
   for (const auto& s : suites) {

@@ -27,8 +27,10 @@
 #include "engine/kernels/quant_dot.h"
 #include "harness/build_identity.h"
 #include "harness/cli.h"
+#include "harness/run/bandwidth.h"
 #include "harness/run/memory.h"
 #include "harness/run/results.h"
+#include "harness/run/shapes.h"
 #include "harness/run/speed.h"
 #include "harness/run/units.h"
 #include "harness/sha256.h"
@@ -434,10 +436,14 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       units.push_back(make_unit(i, "suite:" + sd.name, std::move(protocol), &sd));
     }
     if (c.speed) {
-      units.push_back(make_unit(i, "speed", {{"prefill", c.speed_prefill}, {"decode", c.speed_decode},
-                                             {"reps", c.speed_reps}, {"warmup", c.speed_warmup},
-                                             {"threads", speed_threads}, {"cpu", cpu_name()}, {"simd_path", simd_path}},
-                                nullptr));
+      json protocol = {{"prefill", c.speed_prefill}, {"decode", c.speed_decode}, {"reps", c.speed_reps},
+                       {"warmup", c.speed_warmup}, {"threads", speed_threads}, {"cpu", cpu_name()}, {"simd_path", simd_path}};
+      // Speed of random weights of a shape: the shape and the scheme that packs them are the settings.
+      if (!c.speed_shape.empty()) {
+        protocol["shape"] = c.speed_shape;
+        protocol["shape_scheme"] = scheme_canonical(uncalibrated_equivalent(c.schemes[i]));
+      }
+      units.push_back(make_unit(i, "speed", std::move(protocol), nullptr));
     }
     for (auto& u : units) {
       if (prev_run && prev_run->contains("units") && (*prev_run)["units"].contains(u.name)) {
@@ -618,7 +624,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
         unit["error"] = error;
       }
       d["runs"][u.run]["units"][u.name] = unit;
-      d["runs"][u.run]["memory"]["peak_rss_bytes"] = peak_rss_bytes();
+      // The run's memory is the model's: the speed phase adds the bandwidth probe's buffer and, with
+      // speed_shape, a model of another size (recorded in the speed result instead).
+      if (u.name != "speed") d["runs"][u.run]["memory"]["peak_rss_bytes"] = peak_rss_bytes();
       // Counted under the document's lock: units finish on several threads.
       ++(result ? outcome.measured_units : outcome.failed_units);
     });
@@ -644,11 +652,31 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     }
   });
 
-  // 4. Speed, alone.
+  // 4. Speed, alone: the read bandwidth once (its buffer is freed before the first unit), then
+  // scheme after scheme on the quantized model, or on random weights of speed_shape packed by the
+  // scheme (built, measured and released one at a time).
+  const bool any_speed = std::any_of(speed_units.begin(), speed_units.end(),
+                                     [&](const Unit& u) { return !failed[u.run] && variants[u.run]; });
+  std::optional<ReadBandwidth> probe;
+  if (any_speed && c.speed_bandwidth_mib > 0 && !stop_requested(o)) {
+    progress.started("read bandwidth probe");
+    BandwidthOptions bo;
+    bo.buffer_bytes = size_t(c.speed_bandwidth_mib) << 20;
+    bo.threads = speed_threads;
+    json probe_json;
+    try {
+      probe = measure_read_bandwidth(bo);
+      probe_json = probe->to_json();
+    } catch (const Error& e) {  // no memory for the buffer: speed goes on without the fraction
+      probe_json = {{"error", e.what()}};
+    }
+    document.update([&](json& d) { d["meta"]["host"]["read_bandwidth"] = probe_json; });
+  }
+  const ModelShape* shape = c.speed_shape.empty() ? nullptr : &find_shape(c.speed_shape);
   for (const auto& u : speed_units) {
     if (stop_requested(o)) break;
     if (failed[u.run] || !variants[u.run]) continue;
-    const std::string what = c.schemes[u.run] + " speed";
+    const std::string what = c.schemes[u.run] + " speed" + (shape ? " at shape " + shape->name : "");
     progress.started(what);
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -659,11 +687,39 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
       so.warmup = c.speed_warmup;
       so.threads = speed_threads;
       so.seed = uint64_t(c.seed);
-      const SpeedResult r = measure_speed(*variants[u.run], so);
-      finish_unit(u, seconds_since(t0), r.to_json(), {}, "");
+      json result;
+      SpeedResult r;
+      if (shape) {
+        const std::string measured = uncalibrated_equivalent(c.schemes[u.run]);
+        quant::QuantizeReport rep;
+        Model m = quantized_random_model(*shape, measured, &rep, o.stop);
+        const json matmul = cli::apply_activations(m, c.activations, c.speed_prefill);
+        r = measure_speed(m, so);
+        result = r.to_json();
+        result["decode_bandwidth"] = decode_bandwidth_json(decode_weight_bytes(m), r.decode.median, probe ? &*probe : nullptr);
+        result["shape"] = {{"name", shape->name},
+                           {"label", speed_shape_label(shape->name, canon[u.run], scheme_canonical(measured))},
+                           {"source", shape->source},
+                           {"parameters", m.n_params()},
+                           {"scheme_measured", scheme_canonical(measured)},
+                           {"weight_bytes", m.weight_bytes()},
+                           {"bits_per_weight", linear_bits_per_weight(rep, m.tied_output)},
+                           {"quantize_seconds", rep.seconds},
+                           {"matmul", matmul},
+                           {"peak_rss_bytes", peak_rss_bytes()}};
+      } else {
+        r = measure_speed(*variants[u.run], so);
+        result = r.to_json();
+        result["decode_bandwidth"] =
+            decode_bandwidth_json(decode_weight_bytes(*variants[u.run]), r.decode.median, probe ? &*probe : nullptr);
+      }
+      finish_unit(u, seconds_since(t0), result, {}, "");
       char buf[96];
       std::snprintf(buf, sizeof buf, "prefill %.1f t/s, decode %.1f t/s", r.prefill.median, r.decode.median);
       progress.finished(what, buf);
+    } catch (const quant::Cancelled&) {
+      progress.finished(what, "cancelled");
+      break;
     } catch (const Error& e) {
       finish_unit(u, seconds_since(t0), std::nullopt, {}, e.what());
       progress.finished(what, std::string("FAILED: ") + e.what());

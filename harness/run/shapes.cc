@@ -8,6 +8,8 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/model/arch.h"
+#include "harness/run/config.h"
+#include "quantizers/registry.h"
 
 namespace qbench::run {
 namespace {
@@ -50,6 +52,10 @@ const std::vector<ModelShape>& model_shapes() {
             "meta-llama/Llama-3.2-1B config.json (tie_word_embeddings: true)"),
       shape("qwen2.5-0.5b", "qwen2", 151936, 896, 4864, 24, 14, 2, 32768, 1000000.0f, 1e-6f, true,
             "Qwen/Qwen2.5-0.5B config.json (tie_word_embeddings: true, q/k/v biases)"),
+      // Small enough that an experiment's speed units at this shape take seconds per scheme, large
+      // enough (325 MB as fp16, 92 MB as q4_0) that decode streams the weights from DRAM, not L3.
+      shape("llama-160m", "llama", 32000, 768, 3072, 12, 12, 12, 2048, 10000.0f, 1e-6f, false,
+            "JackFram/llama-160m config.json (tie_word_embeddings: false)"),
       shape("tiny", "llama", 512, 256, 512, 2, 4, 2, 512, 10000.0f, 1e-5f, false,
             "qbench test shape"),
   };
@@ -126,6 +132,41 @@ Model build_random_model(const ModelShape& shape, uint64_t seed, bool share_laye
     for (float& v : w) v = half_width * float(2.0 * rng.uniform() - 1.0);
   });
   return m;
+}
+
+Model quantized_random_model(const ModelShape& shape, const std::string& scheme, quant::QuantizeReport* report,
+                             const std::atomic<bool>* cancel) {
+  const quant::Recipe recipe = quant::make_recipe(scheme);
+  if (const std::string same_format = uncalibrated_equivalent(scheme); same_format != scheme) {
+    throw Error("scheme " + scheme + " needs calibration text, which random weights of shape " + shape.name +
+                " do not come with; " + same_format + " writes the same packed format (the same speed)");
+  }
+  // F32 kept as it is (f32, keep) cannot share one layer's buffers: each layer must own its bytes.
+  const std::string canonical = scheme_canonical(scheme);
+  const bool keeps_f32 = canonical == "f32" || canonical == "keep";
+  // The source lives only in this scope: the variant holds what it shares with it.
+  const Model source = build_random_model(shape, 1, !keeps_f32);
+  return quant::quantize_model(source, recipe, report, nullptr, cancel);
+}
+
+std::string uncalibrated_equivalent(const std::string& scheme) {
+  const quant::Recipe recipe = quant::make_recipe(scheme);
+  if (recipe.ftype) return scheme;  // llama.cpp mixes: an importance matrix is optional
+  const quant::SchemeSpec& s = recipe.scheme;
+  if (!quant::registry().method(s).needs_calibration_text()) return scheme;
+  if (s.method == "gptq" || s.method == "awq") {
+    // Both pack into rtn's intN_{sym,asym}_{gG,row} formats (gptq.cc, awq.cc's quantize_awq_rtn).
+    return "rtn:int" + s.get("bits") + ",group=" + s.get("group") + ",sym=" + s.get("sym");
+  }
+  if (s.method == "smoothquant") return "w8a8";  // the scales are folded into norms and weights
+  throw Error("scheme " + s.to_string() + " needs calibration text and has no uncalibrated equivalent of the same "
+              "format to measure the speed of at a shape");
+}
+
+std::string speed_shape_label(const std::string& shape, const std::string& scheme, const std::string& measured) {
+  std::string label = "speed measured at " + shape + " shape, random weights";
+  if (measured != scheme) label += " (" + scheme + " as " + measured + ", the same packed format without calibration)";
+  return label;
 }
 
 }  // namespace qbench::run

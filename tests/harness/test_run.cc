@@ -24,6 +24,7 @@
 #include "harness/run/report.h"
 #include "harness/run/results.h"
 #include "harness/run/runner.h"
+#include "harness/run/shapes.h"
 #include "harness/sha256.h"
 #include "tests/harness/test_run_util.h"
 
@@ -633,7 +634,8 @@ TEST(Run, PlotScriptWritesPngAndPdf) {
 
 TEST(Run, BenchOnATinyShape) {
   const std::string dir = test::temp_dir("run-bench");
-  const auto r = test::run_cli("bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --json", dir);
+  const auto r = test::run_cli(
+      "bench --shape tiny --scheme q8_0 --prefill 16 --decode 4 --reps 3 --threads 2 --bandwidth-mib 8 --json", dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = json::parse(r.out);
   EXPECT_EQ(j["shape"], "tiny");
@@ -641,11 +643,95 @@ TEST(Run, BenchOnATinyShape) {
   EXPECT_EQ(j["speed"]["prefill"]["tokens_per_second"].size(), 3u);
   EXPECT_GT(j["speed"]["decode"]["tokens_per_second_median"].get<double>(), 0.0);
   EXPECT_NEAR(j["bits_per_weight"].get<double>(), 8.5, 0.01);
-  const auto table = test::run_cli("bench --shape tiny --prefill 8 --decode 2 --reps 1", dir);
+  // Decode against the bandwidth: the bytes of test_run_units' hand count (RunBandwidth), the
+  // probe's buffer as asked.
+  const json& bw = j["decode_bandwidth"];
+  EXPECT_EQ(bw["weight_bytes_per_token"], 1253376 + 139264 + 272);
+  EXPECT_NEAR(bw["weight_gb_per_s"].get<double>(),
+              1392912.0 * j["speed"]["decode"]["tokens_per_second_median"].get<double>() / 1e9, 1e-9);
+  EXPECT_EQ(j["read_bandwidth"]["buffer_bytes"], 8 << 20);
+  EXPECT_GT(bw["fraction_of_read_bandwidth"].get<double>(), 0.0);
+  const auto table = test::run_cli("bench --shape tiny --prefill 8 --decode 2 --reps 1 --bandwidth-mib 8", dir);
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find(" pp8 |"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find(" tg2 |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("of the read bandwidth"), std::string::npos) << table.out;
   EXPECT_EQ(test::run_cli("bench --shape nope", dir).exit_code, 2);
+  EXPECT_EQ(test::run_cli("bench --shape tiny --bandwidth-mib -1", dir).exit_code, 2);
+  // A calibration-based scheme has no text at a shape: refused, naming the same-format scheme.
+  const auto gptq = test::run_cli("bench --shape tiny --scheme gptq:int4,group=32", dir);
+  EXPECT_EQ(gptq.exit_code, 2);
+  EXPECT_NE(gptq.err.find("rtn:int4,group=32,sym=true writes the same packed format"), std::string::npos) << gptq.err;
+}
+
+// speed_shape: the speed units measure random weights of the shape packed by each scheme (a
+// calibration-based one as its same-format equivalent), labelled in the results and the table,
+// keyed by the shape.
+TEST(Run, SpeedAtAShape) {
+  const auto f = make_fixture("run-shape");
+  auto c = test::tiny_config(f.model, {"q8_0", "gptq:int4,group=32"});
+  c.perplexity = false;
+  c.kl = false;
+  c.suites = {};
+  c.calib_samples = 4;
+  c.calib_ctx = 32;
+  c.speed_shape = "tiny";
+  c.speed_bandwidth_mib = 8;
+  const std::string out = f.dir + "/res.json";
+  const auto r = run_quiet(c, out);
+  ASSERT_EQ(r.failed_units, 0);
+  const json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  EXPECT_EQ(doc["meta"]["host"]["read_bandwidth"]["buffer_bytes"], 8 << 20);
+  const int64_t shape_params = run::shape_parameters(run::find_shape("tiny"));
+  ASSERT_NE(doc["model"]["parameters"].get<int64_t>(), shape_params);
+  for (size_t i = 0; i < 2; ++i) {
+    const json& u = doc["runs"][i]["units"]["speed"];
+    ASSERT_EQ(u["status"], "ok") << u.dump();
+    const json& sh = u["result"]["shape"];
+    EXPECT_EQ(sh["name"], "tiny");
+    EXPECT_EQ(sh["parameters"], shape_params);  // the speed came from the shape, not the model
+    EXPECT_EQ(u["protocol"]["shape"], "tiny");
+    EXPECT_EQ(u["protocol"]["shape_scheme"], sh["scheme_measured"]);
+    EXPECT_GT(u["result"]["decode"]["tokens_per_second_median"].get<double>(), 0.0);
+    EXPECT_TRUE(u["result"]["decode_bandwidth"]["fraction_of_read_bandwidth"].is_number());
+  }
+  const json& q8 = doc["runs"][0]["units"]["speed"]["result"];
+  EXPECT_EQ(q8["shape"]["label"], "speed measured at tiny shape, random weights");
+  EXPECT_EQ(q8["shape"]["scheme_measured"], "Q8_0");
+  EXPECT_EQ(q8["decode_bandwidth"]["weight_bytes_per_token"], 1253376 + 139264 + 272);  // the shape's, by hand
+  const json& gptq = doc["runs"][1]["units"]["speed"]["result"]["shape"];
+  EXPECT_EQ(gptq["scheme_measured"], "rtn:int4,group=32,sym=true,clip=none");
+  EXPECT_NE(gptq["label"].get<std::string>().find("as rtn:int4,group=32,sym=true,clip=none, the same packed format"),
+            std::string::npos) << gptq["label"];
+  // The printed summary (qbench run prints report's first table) says where speed comes from.
+  const auto md = test::run_cli("report " + out + " --summary", f.dir);
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_NE(md.out.find("; speed measured at tiny shape, random weights**"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("gptq:int4,group=32 as rtn:int4,group=32,sym=true,clip=none"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| decode % bw |"), std::string::npos) << md.out;
+  // Keys cover the shape: the same config reuses, another shape or none measures anew, and
+  // replacing the file's shape-measured units needs --force.
+  EXPECT_EQ(run_quiet(c, out).measured_units, 0);
+  auto own = c;
+  own.speed_shape = "";
+  EXPECT_THROW(run_quiet(own, out), Error);
+  run_quiet(own, f.dir + "/own.json");
+  const json doc2 = test::read_json(f.dir + "/own.json");
+  EXPECT_FALSE(doc2["runs"][0]["units"]["speed"]["protocol"].contains("shape"));
+  EXPECT_FALSE(doc2["runs"][0]["units"]["speed"]["result"].contains("shape"));
+  EXPECT_NE(doc2["runs"][0]["units"]["speed"]["key"], doc["runs"][0]["units"]["speed"]["key"]);
+  const auto nomd = test::run_cli("report " + f.dir + "/own.json --summary", f.dir);
+  EXPECT_EQ(nomd.out.find("speed measured at"), std::string::npos) << nomd.out;
+  // --speed-shape overrides the config: none (the model itself) or a shape; an unknown one is refused.
+  test::write_json(f.dir + "/cfg.json", c.to_json());
+  const auto none = test::run_cli("run --quiet --config " + f.dir + "/cfg.json --speed-shape none --out " + f.dir + "/none.json", f.dir);
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(test::read_json(f.dir + "/none.json")["meta"]["experiment"]["speed_shape"], "");
+  EXPECT_FALSE(test::read_json(f.dir + "/none.json")["runs"][0]["units"]["speed"]["result"].contains("shape"));
+  const auto bad = test::run_cli("run --quiet --config " + f.dir + "/cfg.json --speed-shape nope --out " + f.dir + "/bad.json", f.dir);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("field 'speed_shape': unknown shape 'nope'"), std::string::npos) << bad.err;
 }
 
 // The stored baseline results/baselines/tiny.json (tiny model, int8, few items) against a fresh

@@ -1,16 +1,19 @@
-// Pieces of qbench run that need no model: sha256, configs, McNemar, report rendering, shapes.
+// Pieces of qbench run that need no model file: sha256, configs, McNemar, report rendering, shapes,
+// the weight bytes a decoded token reads and the bandwidth probe's bookkeeping.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <set>
 
 #include "engine/core/error.h"
+#include "harness/run/bandwidth.h"
 #include "harness/run/compare.h"
 #include "harness/run/config.h"
 #include "harness/run/report.h"
 #include "harness/run/results.h"
 #include "harness/run/shapes.h"
 #include "harness/sha256.h"
+#include "quantizers/calibration.h"
 #include "quantizers/quantize_model.h"
 #include "quantizers/registry.h"
 #include "tests/harness/test_run_util.h"
@@ -119,6 +122,9 @@ TEST(RunConfig, ErrorsNameFileFieldAndValue) {
   expect_config_error({{"version", 2}}, "field 'version'");
   expect_config_error({{"kl", true}, {"perplexity", false}}, "field 'kl'");
   expect_config_error({{"speed_reps", 0}}, "field 'speed_reps'");
+  expect_config_error({{"speed_shape", "gpt-5"}}, "field 'speed_shape': unknown shape 'gpt-5' (known: tinyllama-1.1b, ");
+  expect_config_error({{"speed_shape", 3}}, "field 'speed_shape': expected a string");
+  expect_config_error({{"speed_bandwidth_mib", -1}}, "field 'speed_bandwidth_mib'");
   expect_config_error({{"perplexity", "yes"}}, "expected a boolean");
   expect_config_error(nlohmann::json::array(), "JSON object");
   const std::string dir = test::temp_dir("cfg");
@@ -145,8 +151,18 @@ TEST(RunResults, QualityPercentFollowsTheMetricsDirection) {
   EXPECT_EQ(run::primary_metric("rolling_loglik"), "byte_perplexity");
 }
 
+TEST(RunConfig, SpeedShapeIsAKnownShapeForEveryScheme) {
+  const auto c = run::parse_config({{"speed_shape", "tiny"}, {"schemes", {"fp16", "gptq:int4,group=32", "q4_K"}}}, "exp.json");
+  EXPECT_EQ(c.speed_shape, "tiny");
+  EXPECT_EQ(run::ExperimentConfig{}.speed_bandwidth_mib, 512);
+  EXPECT_NO_THROW(run::parse_config({{"speed_bandwidth_mib", 0}}, "exp.json"));
+}
+
 TEST(RunShapes, PublishedParameterCounts) {
-  // Published sizes: TinyLlama 1.1B, Llama-3.2-1B 1.24B (tied), Qwen2.5-0.5B 0.49B (tied).
+  // Published sizes: TinyLlama 1.1B, Llama-3.2-1B 1.24B (tied), Qwen2.5-0.5B 0.49B (tied),
+  // llama-160m 0.162B (the Open LLM / hallucinations leaderboards' "params": 0.162).
+  EXPECT_NEAR(double(run::shape_parameters(run::find_shape("llama-160m"))) / 1e9, 0.162, 0.001);
+  EXPECT_EQ(run::shape_parameters(run::find_shape("llama-160m")), 2 * 32000 * 768 + 768 + 12 * (4 * 768 * 768 + 3 * 768 * 3072 + 2 * 768));
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("tinyllama-1.1b"))) / 1e9, 1.100, 0.001);
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("llama-3.2-1b"))) / 1e9, 1.236, 0.001);
   EXPECT_NEAR(double(run::shape_parameters(run::find_shape("qwen2.5-0.5b"))) / 1e9, 0.494, 0.001);
@@ -179,6 +195,104 @@ TEST(Compare, PairSplitsWhereBothSidesNameRuns) {
   EXPECT_EQ(run::split_pair("a=b", base, cand), (std::pair<std::string, std::string>{"a", "b"}));  // reported later
   EXPECT_THROW(run::split_pair("fp16", base, cand), Error);
   EXPECT_THROW(run::split_pair("=fp16", base, cand), Error);
+}
+
+// Weight bytes per decoded token against a hand count. The tiny shape (n_embd 256, n_ff 512,
+// 4 heads, 2 KV heads: K/V rows 128, vocabulary 512, 2 layers, untied) in llama.cpp's Q8_0 mix,
+// every matrix q8_0 (34 bytes per 32 values): a row of 256 is 272 bytes, of 512 544 bytes.
+TEST(RunBandwidth, DecodeWeightBytesByHand) {
+  const Model q = quant::quantize_model(run::build_random_model(run::find_shape("tiny"), 1, true), quant::make_recipe("q8_0"));
+  ASSERT_EQ(q.tok_embd.type, TensorType::Q8_0);
+  ASSERT_EQ(q.output.type, TensorType::Q8_0);
+  const size_t per_layer = 256 * 272     // wq
+                           + 128 * 272   // wk
+                           + 128 * 272   // wv
+                           + 256 * 272   // wo
+                           + 512 * 272   // w_gate
+                           + 512 * 272   // w_up
+                           + 256 * 544;  // w_down
+  const run::DecodeWeightBytes b = run::decode_weight_bytes(q);
+  EXPECT_EQ(b.layers, 2 * per_layer);
+  EXPECT_EQ(b.layers, 1253376u);
+  EXPECT_EQ(b.output, 512u * 272);
+  EXPECT_EQ(b.embedding_row, 272u);
+  EXPECT_EQ(b.total(), 1253376u + 139264 + 272);
+  // Tied output (F32 file: n_embd 32, K/V rows 16, n_ff 48, vocabulary 300): the head is the
+  // embedding matrix, read whole for the logits and once more as a row for the lookup.
+  test::TinySpec spec;
+  spec.tied = true;
+  const std::string dir = test::temp_dir("decode-bytes");
+  const Model t = load_model(test::write_tiny_model(dir + "/tied.gguf", spec));
+  ASSERT_TRUE(t.tied_output);
+  const run::DecodeWeightBytes tb = run::decode_weight_bytes(t);
+  EXPECT_EQ(tb.layers, 2u * 4 * (32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 3 * 48 * 32));
+  EXPECT_EQ(tb.output, 4u * 300 * 32);
+  EXPECT_EQ(tb.embedding_row, 4u * 32);
+  const nlohmann::json j = run::decode_bandwidth_json(b, 10.0, nullptr);
+  EXPECT_EQ(j["weight_bytes_per_token"], b.total());
+  EXPECT_DOUBLE_EQ(j["weight_gb_per_s"].get<double>(), double(b.total()) * 10.0 / 1e9);
+  EXPECT_TRUE(j["fraction_of_read_bandwidth"].is_null());
+}
+
+// The probe's bookkeeping (not its speed): every pass reads the whole buffer of 0, 1, 2, ...
+TEST(RunBandwidth, ProbeReadsTheWholeBufferEveryPass) {
+  run::BandwidthOptions o;
+  o.buffer_bytes = size_t(3) << 20;  // 3 pieces of 1 MiB
+  o.threads = 2;
+  o.min_passes = 2;
+  o.max_passes = 2;
+  const run::ReadBandwidth r = run::measure_read_bandwidth(o);
+  ASSERT_EQ(r.pass_bytes_per_second.size(), 2u);
+  const uint64_t n = o.buffer_bytes / 8;
+  EXPECT_EQ(r.checksum, 2 * (n * (n - 1) / 2));
+  EXPECT_EQ(r.buffer_bytes, o.buffer_bytes);
+  EXPECT_EQ(r.threads, 2);
+  EXPECT_GT(r.best_bytes_per_second, 0.0);
+  EXPECT_GE(r.best_bytes_per_second, r.median_bytes_per_second);
+  const nlohmann::json d = run::decode_bandwidth_json(run::DecodeWeightBytes{1000, 0, 0}, 2.0, &r);
+  EXPECT_DOUBLE_EQ(d["fraction_of_read_bandwidth"].get<double>(), 2000.0 / r.best_bytes_per_second);
+}
+
+TEST(RunShapes, CalibratedSchemesAreMeasuredAsTheSameFormatWithoutCalibration) {
+  EXPECT_EQ(run::uncalibrated_equivalent("gptq:int4,group=128"), "rtn:int4,group=128,sym=true");
+  EXPECT_EQ(run::uncalibrated_equivalent("awq:int3,group=32,sym=false"), "rtn:int3,group=32,sym=false");
+  EXPECT_EQ(run::uncalibrated_equivalent("smoothquant"), "w8a8");
+  for (const char* same : {"fp16", "int8", "q4_K", "rtn:int4,group=128", "nf4", "Q4_K_M"}) {
+    EXPECT_EQ(run::uncalibrated_equivalent(same), same);
+  }
+  EXPECT_EQ(run::speed_shape_label("tiny", "fp16", "fp16"), "speed measured at tiny shape, random weights");
+  EXPECT_EQ(run::speed_shape_label("tiny", "gptq:x", "rtn:y"),
+            "speed measured at tiny shape, random weights (gptq:x as rtn:y, the same packed format without calibration)");
+  EXPECT_THROW(run::quantized_random_model(run::find_shape("tiny"), "gptq:int4,group=32", nullptr), Error);
+  // Every method that needs calibration text has an equivalent, and it writes the same formats
+  // (tensor by tensor, with the same bytes) as the method with calibration, on a tiny model.
+  test::TinySpec spec;
+  spec.n_embd = 64;
+  spec.n_ff = 128;
+  const std::string dir = test::temp_dir("calib-equivalent");
+  const Model m = load_model(test::write_tiny_model(dir + "/m.gguf", spec));
+  std::vector<int32_t> tokens(600);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(3 + (i * 7919) % (spec.n_vocab - 3));
+  quant::Calibration calib;
+  calib.windows = quant::make_calib_windows(tokens, quant::CalibConfig{"", 4, 32, 0}, "tokens", 1);
+  int checked = 0;
+  for (const auto& method : quant::registry().methods()) {
+    if (!method.needs_calibration_text()) continue;
+    const std::string scheme = method.name == "smoothquant" ? "smoothquant" : method.name + ":int4,group=32";
+    SCOPED_TRACE(scheme);
+    const std::string equivalent = run::uncalibrated_equivalent(scheme);
+    quant::QuantizeReport with, without;
+    quant::quantize_model(m, quant::make_recipe(scheme), &with, &calib);
+    quant::quantize_model(m, quant::make_recipe(equivalent), &without);
+    ASSERT_EQ(with.tensors.size(), without.tensors.size());
+    for (size_t i = 0; i < with.tensors.size(); ++i) {
+      EXPECT_EQ(with.tensors[i].name, without.tensors[i].name);
+      EXPECT_EQ(with.tensors[i].format, without.tensors[i].format) << with.tensors[i].name;
+      EXPECT_EQ(with.tensors[i].bytes, without.tensors[i].bytes) << with.tensors[i].name;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);  // gptq, awq, smoothquant
 }
 
 }  // namespace
