@@ -12,6 +12,7 @@
 
 #include "engine/formats/float_codes.h"  // data only (the NF4 code book): no inline functions
 #include "engine/kernels/quant_dot.h"
+#include "engine/kernels/quant_gemm.h"  // declarations and constants only
 
 #define QBENCH_SIMD_NS avx512
 #define QBENCH_SIMD_AVX512 1
@@ -20,3 +21,7 @@
 namespace qbench::quant_dot_detail {
 std::span<const QuantDotKernel> avx512_kernels() { return avx512::kKernels; }
 }  // namespace qbench::quant_dot_detail
+
+namespace qbench::quant_gemm_detail {
+std::span<const QuantGemmKernel> avx512_int_gemms() { return quant_dot_detail::avx512::kIntGemms; }
+}  // namespace qbench::quant_gemm_detail

@@ -38,6 +38,10 @@ void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* d
   }
 }
 
+const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n) {
+  return tiles + size_t(tile) * size_t(n / 32) * kGemmBlockBytes;
+}
+
 size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n) {
   const int64_t tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
   return size_t(tiles) * size_t(n / 32) * kGemmBlockBytes;
@@ -68,7 +72,7 @@ void pack_gemm_tiles(GemmActLayout layout, const uint8_t* rows, size_t a_row, in
           }
         }
         std::memcpy(blk + 512 + 4 * t, d + 4 * b, 4);
-        const int32_t offset = is_signed ? -8 * sum : 0;
+        const int32_t offset = is_signed ? -sum : 0;
         std::memcpy(blk + 576 + 4 * t, &offset, 4);
       }
     }

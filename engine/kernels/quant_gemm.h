@@ -10,11 +10,12 @@
 //   8 x 64 bytes   dword k (values 4k..4k+3) of the block of token t at bytes 64k + 4t: the
 //                  quants as int8 (Signed layout, for q4_0) or plus 128 as uint8 (Unsigned, for q8_0)
 //   16 x fp32      d of each token's block (the fp16 value widened, exact)
-//   16 x int32     Signed: -8 * sum of each token's 32 quants (q4_0's offset); Unsigned: 0
+//   16 x int32     Signed: minus the sum of each token's 32 quants (times the weights' offset,
+//                  8 for q4_0, it starts each integer sum); Unsigned: 0
 // Tokens past the end of the last tile are zero (d = 0): their lanes compute zeros, never read.
 //
 // Per block and token the integer sum is exact and equal to the row kernels' (sum of (q_w - 8)
-// q_a for q4_0: the nibbles as uint8 times the quants, plus the precomputed -8 sum q_a; sum
+// q_a for q4_0: the nibbles as uint8 times the quants, plus 8 times the precomputed -sum q_a; sum
 // q_w q_a for q8_0: (q_a + 128) as uint8 times q_w, minus 128 sum q_w of the weight block), then
 // acc_t += float(sum) * (d_w * d_a,t) over the blocks in order. Each token's lane sees the same
 // operations whatever the other lanes hold, so a token's result does not depend on the tile or
@@ -29,6 +30,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "engine/formats/types.h"
 #include "engine/kernels/kernel_options.h"
@@ -57,8 +59,8 @@ struct QuantGemmKernel {
   GemvFn gemv;  // nullptr: decode uses the row kernel
 };
 
-// The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0 and q8_0 on Avx512 only;
-// every other case uses the row kernels).
+// The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0, q8_0 and qbench's integer
+// formats on Avx512 only; every other case uses the row kernels).
 const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa);
 
 // Bytes of the tiles of n_tokens activation rows of n values.
@@ -68,9 +70,8 @@ size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n);
 void pack_gemm_tiles(GemmActLayout layout, const uint8_t* q8_0_rows, size_t a_row, int64_t n_tokens, int64_t n,
                      uint8_t* dst);
 // Start of tile `tile` (tokens 16 tile .. 16 tile + 15) in the packed tiles of rows of n values.
-inline const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n) {
-  return tiles + size_t(tile) * size_t(n / 32) * kGemmBlockBytes;
-}
+// (Out of line: this header is included by translation units with AVX-512 flags.)
+const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n);
 
 // f16 / bf16 prefill (AVX-512). Activations are FP32, rearranged into tiles of kGemmTokens
 // tokens: per tile, for each column k, the 16 tokens' x[t][k] (64 bytes; zeros past the last
@@ -91,6 +92,9 @@ void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* d
 
 namespace quant_gemm_detail {
 const QuantGemmKernel* avx512_gemm(TensorType type);
+// qbench's integer formats (INT_FIRST .. INT_LAST, in that order), from quant_dot_avx512.cc
+// where their code unpacking lives.
+std::span<const QuantGemmKernel> avx512_int_gemms();
 FloatGemmFn avx512_float_gemm(TensorType type);
 }
 

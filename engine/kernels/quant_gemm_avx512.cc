@@ -23,7 +23,7 @@ inline int32_t i32_at(const uint8_t* p) {
 
 // q4_0 (18-byte blocks: fp16 d, 16 bytes of nibbles; value j < 16 in the low nibble of byte j,
 // value 16 + j in its high nibble). The nibbles 0..15 are the unsigned operand of vpdpbusd
-// (broadcast), the tile's int8 quants the signed one; the tile's -8 sum q_a starts each sum.
+// (broadcast), the tile's int8 quants the signed one; 8 times the tile's -sum q_a starts each sum.
 // R rows share the activation loads of each block.
 template <int R>
 void rows_q4_0(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* tile, float* out) {
@@ -35,7 +35,7 @@ void rows_q4_0(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* tile, flo
     __m512i a[8];
     for (int k = 0; k < 8; ++k) a[k] = _mm512_loadu_si512(tb + 64 * k);
     const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float*>(tb + 512));
-    const __m512i offset = _mm512_loadu_si512(tb + 576);
+    const __m512i offset = _mm512_slli_epi32(_mm512_loadu_si512(tb + 576), 3);  // -8 sum q_a
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + size_t(r) * ws + size_t(b) * 18;
       const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
@@ -242,6 +242,9 @@ FloatGemmFn avx512_float_gemm(TensorType type) {
 const QuantGemmKernel* avx512_gemm(TensorType type) {
   for (const QuantGemmKernel& k : kGemms) {
     if (k.weight_type == type) return &k;
+  }
+  if (type >= TensorType::INT_FIRST && type <= TensorType::INT_LAST) {
+    return &avx512_int_gemms()[uint32_t(type) - uint32_t(TensorType::INT_FIRST)];
   }
   return nullptr;
 }
