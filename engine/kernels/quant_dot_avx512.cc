@@ -1,6 +1,6 @@
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels of quant_dot.h (the shared code is
-// quant_dot_simd-inl.h): vpdpbusd / vpdpwssd for the integer products, two legacy blocks per
-// 512-bit register, 16-wide float kernels. Compiled with its own flags (engine/CMakeLists.txt);
+// quant_dot_simd-inl.h) and of quant_gemm.h (quant_gemm_avx512-inl.h): vpdpbusd / vpdpwssd for
+// the integer products, two legacy blocks per 512-bit register, 16-wide float kernels. Compiled with its own flags (engine/CMakeLists.txt);
 // entered only after isa_available(CpuIsa::Avx512). See quant_dot_avx2.cc on headers.
 #include <immintrin.h>
 
@@ -17,11 +17,28 @@
 #define QBENCH_SIMD_NS avx512
 #define QBENCH_SIMD_AVX512 1
 #include "engine/kernels/quant_dot_simd-inl.h"
+#include "engine/kernels/quant_gemm_avx512-inl.h"
 
 namespace qbench::quant_dot_detail {
 std::span<const QuantDotKernel> avx512_kernels() { return avx512::kKernels; }
 }  // namespace qbench::quant_dot_detail
 
 namespace qbench::quant_gemm_detail {
-std::span<const QuantGemmKernel> avx512_int_gemms() { return quant_dot_detail::avx512::kIntGemms; }
+
+FloatGemmFn avx512_float_gemm(TensorType type) {
+  if (type == TensorType::F16) return quant_dot_detail::avx512::float_gemm<TensorType::F16>;
+  if (type == TensorType::BF16) return quant_dot_detail::avx512::float_gemm<TensorType::BF16>;
+  return nullptr;
+}
+
+const QuantGemmKernel* avx512_gemm(TensorType type) {
+  for (const QuantGemmKernel& k : quant_dot_detail::avx512::kLegacyGemms) {
+    if (k.weight_type == type) return &k;
+  }
+  if (type >= TensorType::INT_FIRST && type <= TensorType::INT_LAST) {
+    return &quant_dot_detail::avx512::kIntGemms[uint32_t(type) - uint32_t(TensorType::INT_FIRST)];
+  }
+  return nullptr;
+}
+
 }  // namespace qbench::quant_gemm_detail

@@ -762,60 +762,6 @@ void dot_int(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
   with_token_count(nt, [&]<int NT>() { dot_int_tiled<I, NT>(n, w, a, as, y, ys); });
 }
 
-#if QBENCH_SIMD_AVX512
-// GEMM of quant_gemm.h for the integer formats (AVX-512 only): per 32-value chunk the codes u
-// are unpacked once (int_codes32) for 16 tokens and are vpdpbusd's unsigned operand, one dword
-// broadcast per instruction, against the tile's int8 quants; the integer sum starts at
-// off * (-sum q_a) (off = 2^(N-1), or the group's zero point), so it is sum (u - off) q_a exactly
-// (8-bit asymmetric included: u is unsigned). Then acc += float(sum) * (d_w d_a), per chunk.
-template <uint32_t I, int R>
-void gemm_int_rows(int64_t n, const uint8_t* w, size_t ws, const uint8_t* tile, float* out) {
-  constexpr int N = int_bits(I);
-  constexpr bool kSym = int_sym(I);
-  constexpr int64_t kHeader = kSym ? 2 : 3, kChunk = 4 * N;
-  const int64_t nb = n / 32;
-  const int64_t G = int_group(I) == 0 ? n : int_group(I);
-  const int64_t group_bytes = kHeader + (G / 32) * kChunk;
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* tb = tile + size_t(b) * kGemmBlockBytes;
-    __m512i av[8];
-    for (int k = 0; k < 8; ++k) av[k] = _mm512_loadu_si512(tb + 64 * k);
-    const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float*>(tb + 512));
-    const __m512i neg_sum = _mm512_loadu_si512(tb + 576);
-    const int64_t g = (32 * b) / G, c = (32 * b) % G / 32;
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* gp = w + size_t(r) * ws + size_t(g * group_bytes);
-      alignas(32) uint8_t q[32];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q), int_codes32<N>(gp + kHeader + c * kChunk));
-      __m512i s = kSym ? _mm512_slli_epi32(neg_sum, N - 1) : _mm512_mullo_epi32(neg_sum, _mm512_set1_epi32(gp[2]));
-      for (int k = 0; k < 8; ++k) {
-        int32_t u4;
-        std::memcpy(&u4, q + 4 * k, 4);
-        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(u4), av[k]);
-      }
-      const __m512 dd = _mm512_mul_ps(da, _mm512_set1_ps(fp16_at(gp)));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kGemmTokens, acc[r]);
-}
-
-template <uint32_t I>
-void gemm_int(int64_t n, const uint8_t* w, size_t ws, int n_rows, const uint8_t* tile, float* out) {
-  int r = 0;
-  for (; r + 4 <= n_rows; r += 4) gemm_int_rows<I, 4>(n, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
-  for (; r < n_rows; ++r) gemm_int_rows<I, 1>(n, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
-}
-
-template <size_t... I>
-constexpr std::array<QuantGemmKernel, sizeof...(I)> int_gemms(std::index_sequence<I...>) {
-  return {QuantGemmKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), GemmActLayout::Signed, gemm_int<I>, nullptr}...};
-}
-constexpr auto kIntGemms = int_gemms(std::make_index_sequence<uint32_t(TensorType::INT_LAST) -
-                                                               uint32_t(TensorType::INT_FIRST) + 1>());
-#endif
 
 template <size_t... I>
 constexpr std::array<QuantDotKernel, sizeof...(I)> int_kernels(std::index_sequence<I...>) {

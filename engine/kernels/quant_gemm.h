@@ -30,7 +30,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <span>
 
 #include "engine/formats/types.h"
 #include "engine/kernels/kernel_options.h"
@@ -91,10 +90,8 @@ size_t float_gemm_tiles_bytes(int64_t n_tokens, int64_t n);
 void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* dst);
 
 namespace quant_gemm_detail {
+// Defined in quant_dot_avx512.cc (kernels in quant_gemm_avx512-inl.h).
 const QuantGemmKernel* avx512_gemm(TensorType type);
-// qbench's integer formats (INT_FIRST .. INT_LAST, in that order), from quant_dot_avx512.cc
-// where their code unpacking lives.
-std::span<const QuantGemmKernel> avx512_int_gemms();
 FloatGemmFn avx512_float_gemm(TensorType type);
 }
 

@@ -1,20 +1,15 @@
-// AVX-512 VNNI GEMM kernels of quant_gemm.h for q4_0 and q8_0 weights. Compiled with its own
-// flags (engine/CMakeLists.txt); entered only after isa_available(CpuIsa::Avx512).
-#include <immintrin.h>
+// AVX-512 VNNI kernels of quant_gemm.h: the GEMMs of q4_0, q8_0, the integer formats and
+// f16/bf16, and the decode kernels (gemv). Included once, by quant_dot_avx512.cc after
+// quant_dot_simd-inl.h (whose primitives and integer-code unpacking it uses), inside that
+// translation unit's flags and namespace. No include guard on purpose.
+#if !QBENCH_SIMD_AVX512
+#error "quant_gemm_avx512-inl.h is for the AVX-512 translation unit only"
+#endif
 
-#include <cstdint>
-#include <cstring>
-
-#include "engine/kernels/quant_gemm.h"
-
-namespace qbench::quant_gemm_detail {
+namespace qbench::quant_dot_detail::QBENCH_SIMD_NS {
 namespace {
 
-inline float fp16_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+
 inline int32_t i32_at(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -126,29 +121,54 @@ inline void prefetch_next_rows(const uint8_t* w, size_t ws, int64_t b, int64_t n
   }
 }
 
-void gemv16_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
+// Where a 4-bit layout keeps 32-value chunk b of a row: its 16 code bytes and its fp16 scale,
+// and whether byte j holds values j and j + 16 (q4_0) or 2j and 2j + 1 (interleaved: qbench's
+// int4 bit stream).
+struct NibblesQ4_0 {
+  static constexpr bool kInterleaved = false;
+  int64_t codes(int64_t b) const { return 18 * b + 2; }
+  int64_t scale(int64_t b) const { return 18 * b; }
+};
+template <int64_t G>  // qbench's symmetric int4, groups of G values (0: one per row of n)
+struct NibblesInt4 {
+  static constexpr bool kInterleaved = true;
+  int64_t group, group_bytes;
+  explicit NibblesInt4(int64_t n) : group(G == 0 ? n : G), group_bytes(2 + (group / 32) * 16) {}
+  int64_t codes(int64_t b) const { return (32 * b / group) * group_bytes + 2 + (32 * b % group / 32) * 16; }
+  int64_t scale(int64_t b) const { return (32 * b / group) * group_bytes; }
+};
+
+template <typename L>
+void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float* y, const L& layout) {
   const int64_t nb = n / 32;
   // The Q8_0 activation row (quant_dot.h): nb ggml blocks, nb fp32 d, then the n quants.
   const float* da = reinterpret_cast<const float*>(a + size_t(nb) * 34);
   const uint8_t* qa = reinterpret_cast<const uint8_t*>(da + nb);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i dup = _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0);
+  // Interleaved codes: the low nibbles are the even values, the high ones the odd values, so the
+  // token's block is reordered to [evens | odds] first (within each 128-bit lane, then qwords).
+  const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                                            0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   const __m256i bias = _mm256_set1_epi8(char(0x80));
   alignas(64) int32_t offs[16];
   for (int l = 0; l < 16; ++l) offs[l] = int32_t(size_t(kRowOfLane[l]) * ws);
   const __m512i row_offsets = _mm512_load_si512(offs);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * b));
-    const __m512i av = _mm512_permutexvar_epi64(dup, _mm512_castsi256_si512(q));
+    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * b));
     const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, bias), _mm256_setzero_si256());
     const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
     const int32_t sum_a = int32_t(_mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 2)) - 32 * 128;
-    const uint8_t* wb = w + size_t(b) * 18;
+    if constexpr (L::kInterleaved) {
+      q = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(q, even_odd), 0xD8);  // qwords 0, 2, 1, 3
+    }
+    const __m512i av = _mm512_permutexvar_epi64(dup, _mm512_castsi256_si512(q));
+    const uint8_t* wc = w + layout.codes(b);
     prefetch_next_rows(w, ws, b, nb);
     __m512i r[8];
     for (int p = 0; p < 8; ++p) {
-      const uint8_t* w0 = wb + size_t(2 * p) * ws + 2;
+      const uint8_t* w0 = wc + size_t(2 * p) * ws;
       const __m256i packed = _mm256_inserti128_si256(
           _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0))),
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + ws)), 1);
@@ -159,12 +179,21 @@ void gemv16_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float
     // Row 2p: lanes 0-3 and 8-11 of r[p]; row 2p + 1: lanes 4-7 and 12-15.
     __m512i v = sum_row_pairs(r);
     v = _mm512_sub_epi32(v, _mm512_set1_epi32(8 * sum_a));
-    const __m512 dw = row_scales(row_offsets, wb);
+    const __m512 dw = row_scales(row_offsets, w + layout.scale(b));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(da[b])), acc);
   }
   alignas(64) float out[16];
   _mm512_store_ps(out, acc);
   for (int l = 0; l < 16; ++l) y[kRowOfLane[l]] = out[l];
+}
+
+void gemv16_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
+  gemv16_nibbles(n, w, ws, a, y, NibblesQ4_0{});
+}
+
+template <int64_t G>
+void gemv16_int4(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
+  gemv16_nibbles(n, w, ws, a, y, NibblesInt4<G>(n));
 }
 
 // Rows in groups of kGroup (the activation loads of a block are shared by the group), then one
@@ -179,7 +208,7 @@ void gemm(int64_t n, const uint8_t* w, size_t ws, int n_rows, const uint8_t* til
   for (; r < n_rows; ++r) One(nb, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
 }
 
-constexpr QuantGemmKernel kGemms[] = {
+constexpr QuantGemmKernel kLegacyGemms[] = {
     {TensorType::Q4_0, GemmActLayout::Signed, gemm<rows_q4_0<kGroup>, rows_q4_0<1>>, gemv16_q4_0},
     {TensorType::Q8_0, GemmActLayout::Unsigned, gemm<rows_q8_0<kGroup>, rows_q8_0<1>>, nullptr},
 };
@@ -231,22 +260,66 @@ void float_gemm(int64_t n, const uint8_t* w, size_t ws, int n_rows, const float*
   }
 }
 
+// GEMM of quant_gemm.h for the integer formats (AVX-512 only): per 32-value chunk the codes u
+// are unpacked once (int_codes32) for 16 tokens and are vpdpbusd's unsigned operand, one dword
+// broadcast per instruction, against the tile's int8 quants; the integer sum starts at
+// off * (-sum q_a) (off = 2^(N-1), or the group's zero point), so it is sum (u - off) q_a exactly
+// (8-bit asymmetric included: u is unsigned). Then acc += float(sum) * (d_w d_a), per chunk.
+template <uint32_t I, int R>
+void gemm_int_rows(int64_t n, const uint8_t* w, size_t ws, const uint8_t* tile, float* out) {
+  constexpr int N = int_bits(I);
+  constexpr bool kSym = int_sym(I);
+  constexpr int64_t kHeader = kSym ? 2 : 3, kChunk = 4 * N;
+  const int64_t nb = n / 32;
+  const int64_t G = int_group(I) == 0 ? n : int_group(I);
+  const int64_t group_bytes = kHeader + (G / 32) * kChunk;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + size_t(b) * kGemmBlockBytes;
+    __m512i av[8];
+    for (int k = 0; k < 8; ++k) av[k] = _mm512_loadu_si512(tb + 64 * k);
+    const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float*>(tb + 512));
+    const __m512i neg_sum = _mm512_loadu_si512(tb + 576);
+    const int64_t g = (32 * b) / G, c = (32 * b) % G / 32;
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* gp = w + size_t(r) * ws + size_t(g * group_bytes);
+      alignas(32) uint8_t q[32];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q), int_codes32<N>(gp + kHeader + c * kChunk));
+      __m512i s = kSym ? _mm512_slli_epi32(neg_sum, N - 1) : _mm512_mullo_epi32(neg_sum, _mm512_set1_epi32(gp[2]));
+      for (int k = 0; k < 8; ++k) {
+        int32_t u4;
+        std::memcpy(&u4, q + 4 * k, 4);
+        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(u4), av[k]);
+      }
+      const __m512 dd = _mm512_mul_ps(da, _mm512_set1_ps(fp16_at(gp)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kGemmTokens, acc[r]);
+}
+
+template <uint32_t I>
+void gemm_int(int64_t n, const uint8_t* w, size_t ws, int n_rows, const uint8_t* tile, float* out) {
+  int r = 0;
+  for (; r + 4 <= n_rows; r += 4) gemm_int_rows<I, 4>(n, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
+  for (; r < n_rows; ++r) gemm_int_rows<I, 1>(n, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
+}
+
+// Decode of the symmetric 4-bit formats: gemv16_int4; the others decode on the row kernels.
+template <uint32_t I>
+constexpr GemvFn int_gemv() {
+  if constexpr (int_bits(I) == 4 && int_sym(I)) return gemv16_int4<int_group(I)>;
+  return nullptr;
+}
+
+template <size_t... I>
+constexpr std::array<QuantGemmKernel, sizeof...(I)> int_gemms(std::index_sequence<I...>) {
+  return {QuantGemmKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), GemmActLayout::Signed, gemm_int<I>,
+                          int_gemv<I>()}...};
+}
+constexpr auto kIntGemms = int_gemms(std::make_index_sequence<uint32_t(TensorType::INT_LAST) -
+                                                               uint32_t(TensorType::INT_FIRST) + 1>());
+
 }  // namespace
-
-FloatGemmFn avx512_float_gemm(TensorType type) {
-  if (type == TensorType::F16) return float_gemm<TensorType::F16>;
-  if (type == TensorType::BF16) return float_gemm<TensorType::BF16>;
-  return nullptr;
-}
-
-const QuantGemmKernel* avx512_gemm(TensorType type) {
-  for (const QuantGemmKernel& k : kGemms) {
-    if (k.weight_type == type) return &k;
-  }
-  if (type >= TensorType::INT_FIRST && type <= TensorType::INT_LAST) {
-    return &avx512_int_gemms()[uint32_t(type) - uint32_t(TensorType::INT_FIRST)];
-  }
-  return nullptr;
-}
-
-}  // namespace qbench::quant_gemm_detail
+}  // namespace qbench::quant_dot_detail::QBENCH_SIMD_NS
