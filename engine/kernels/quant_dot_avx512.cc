@@ -28,6 +28,8 @@ namespace qbench::quant_gemm_detail {
 FloatGemmFn avx512_float_gemm(TensorType type) {
   if (type == TensorType::F16) return quant_dot_detail::avx512::float_gemm<TensorType::F16>;
   if (type == TensorType::BF16) return quant_dot_detail::avx512::float_gemm<TensorType::BF16>;
+  if (type == TensorType::NF4) return quant_dot_detail::avx512::float_gemm<TensorType::NF4>;
+  if (type == TensorType::FP8_E4M3) return quant_dot_detail::avx512::float_gemm<TensorType::FP8_E4M3>;
   return nullptr;
 }
 

@@ -72,16 +72,17 @@ void pack_gemm_tiles(GemmActLayout layout, const uint8_t* q8_0_rows, size_t a_ro
 // (Out of line: this header is included by translation units with AVX-512 flags.)
 const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n);
 
-// f16 / bf16 prefill (AVX-512). Activations are FP32, rearranged into tiles of kGemmTokens
+// f16 / bf16 / nf4 / fp8 prefill (AVX-512). Activations are FP32, rearranged into tiles of kGemmTokens
 // tokens: per tile, for each column k, the 16 tokens' x[t][k] (64 bytes; zeros past the last
 // token). Per chunk of up to kGemmMaxRows weight rows, the rows are widened to FP32 once into
-// the caller's buffer (float_gemm_buffer_floats), then every tile passes over them: for each k,
+// the caller's buffer (float_gemm_buffer_floats; nf4 and fp8 by their reference dequantizer),
+// then every tile passes over them: for each k,
 // one load of the tile's 16 values and one FMA per row with the row's widened weight broadcast.
 // out[r * kGemmTokens + t] = sum_k W_r[k] x_t[k], summed in the order of k with one FMA each: a
 // token's result does not depend on the tile or on the number of tokens.
 using FloatGemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int n_rows, const float* tiles, int64_t n_tiles,
                              float* wbuf, float* out, size_t out_tile_stride);
-// The kernel for `type` (F16, BF16) on `isa`, or nullptr. For t < 16 tiles' tokens, writes
+// The kernel for `type` (F16, BF16, NF4, FP8_E4M3) on `isa`, or nullptr. For t < 16 tiles' tokens, writes
 // out[tile * out_tile_stride + r * kGemmTokens + t].
 FloatGemmFn find_float_gemm(TensorType type, CpuIsa isa);
 inline size_t float_gemm_buffer_floats(int64_t n) { return size_t(kGemmMaxRows) * size_t(n); }

@@ -231,12 +231,18 @@ void float_rows(int64_t n, const float* wbuf, const float* tile, float* out) {
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kGemmTokens, acc[r]);
 }
 
+// Widens (f16, bf16) or dequantizes (nf4, fp8: the format's reference dequantizer, exact) the
+// chunk's rows into wbuf, once per chunk.
 template <TensorType kType>
 void float_gemm(int64_t n, const uint8_t* w, size_t ws, int n_rows, const float* tiles, int64_t n_tiles, float* wbuf,
                 float* out, size_t out_tile_stride) {
   for (int r = 0; r < n_rows; ++r) {
     const uint8_t* row = w + size_t(r) * ws;
     float* dst = wbuf + r * n;
+    if constexpr (kType != TensorType::F16 && kType != TensorType::BF16) {
+      type_traits(kType).dequantize_row(row, dst, n);
+      continue;
+    }
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) _mm512_storeu_ps(dst + k, widen16(row + 2 * k, kType));
     for (; k < n; ++k) {

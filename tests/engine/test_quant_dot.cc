@@ -353,11 +353,11 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
   if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10 + 2 * kIntFormatCount);
 }
 
-// The f16 / bf16 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
+// The f16 / bf16 / nf4 / fp8 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
 // token's result the same bits whatever the number of tokens.
 TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
   int checked = 0;
-  for (TensorType type : {TensorType::F16, TensorType::BF16}) {
+  for (TensorType type : {TensorType::F16, TensorType::BF16, TensorType::NF4, TensorType::FP8_E4M3}) {
     SCOPED_TRACE(std::string(type_traits(type).name));
     for (CpuIsa isa : kAllIsas) {
       if (find_float_gemm(type, isa) == nullptr) {
@@ -367,7 +367,9 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
       MatmulOptions opt;
       opt.isa = isa;
       uint32_t seed = 950;
-      for (const Shape& s : std::vector<Shape>{{1, 16, 8}, {9, 40, 16}, {16, 256, 17}, {37, 70, 40}}) {
+      const bool blocked = type == TensorType::NF4;  // blocks of 64
+      for (const Shape& s : blocked ? std::vector<Shape>{{9, 64, 16}, {37, 192, 40}}
+                                    : std::vector<Shape>{{1, 16, 8}, {9, 40, 16}, {16, 256, 17}, {37, 70, 40}}) {
         SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
                      std::to_string(s.n_tokens));
         const Problem p = make_problem(type, s.rows, s.cols, s.n_tokens, seed++);
@@ -389,7 +391,7 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
       }
     }
   }
-  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 8);
+  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 4 + 4 + 2 + 4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),
