@@ -74,7 +74,9 @@ void matmul_gemm(const Matrix& w, const uint8_t* tiles, int64_t n_tokens, float*
     for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kGemmMaxRows) {
       const int nr = int(std::min<int64_t>(kGemmMaxRows, task_end - r0));
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
-        g.gemm(cols, w.row(r0), w.row_bytes(), nr, gemm_tile(tiles, t0 / kGemmTokens, cols), out);
+        const uint8_t* tile = g.layout == GemmActLayout::K ? gemm_k_tile(tiles, t0 / kGemmTokens, cols)
+                                                           : gemm_tile(tiles, t0 / kGemmTokens, cols);
+        g.gemm(cols, w.row(r0), w.row_bytes(), nr, tile, out);
         const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
         for (int t = 0; t < nt; ++t) {
           float* yt = y + (t0 + t) * rows + r0;
@@ -159,8 +161,9 @@ size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptio
   const QuantDotKernel* k = select_kernel(w, n_tokens, opt);
   if (k == nullptr || k->activation_type == TensorType::F32) return 0;
   const size_t rows = activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
-  const bool tiles = n_tokens >= kGemmMinTokens && select_gemm(w, k, n_tokens, opt) != nullptr;
-  return rows + (tiles ? gemm_tiles_bytes(n_tokens, w.cols) : 0);
+  const QuantGemmKernel* g = n_tokens >= kGemmMinTokens ? select_gemm(w, k, n_tokens, opt) : nullptr;
+  if (g == nullptr) return rows;
+  return rows + (g->layout == GemmActLayout::K ? gemm_k_tiles_bytes(n_tokens, w.cols) : gemm_tiles_bytes(n_tokens, w.cols));
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
@@ -201,12 +204,19 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   const QuantGemmKernel* g = select_gemm(w, k, n_tokens, opt);
   if (g != nullptr && n_tokens >= kGemmMinTokens) {
     uint8_t* tiles = scratch.data() + a_row * size_t(n_tokens);
-    QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + gemm_tiles_bytes(n_tokens, cols));
+    const bool k_layout = g->layout == GemmActLayout::K;
+    QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + (k_layout ? gemm_k_tiles_bytes(n_tokens, cols)
+                                                                        : gemm_tiles_bytes(n_tokens, cols)));
     const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
     tbb::parallel_for(int64_t(0), n_tiles, [&](int64_t tile) {
       const int64_t t0 = tile * kGemmTokens;
-      pack_gemm_tiles(g->layout, scratch.data() + size_t(t0) * a_row, a_row, std::min<int64_t>(kGemmTokens, n_tokens - t0),
-                      cols, tiles + (gemm_tile(tiles, tile, cols) - tiles));
+      const uint8_t* src = scratch.data() + size_t(t0) * a_row;
+      const int64_t nt = std::min<int64_t>(kGemmTokens, n_tokens - t0);
+      if (k_layout) {
+        pack_gemm_k_tiles(src, a_row, nt, cols, tiles + (gemm_k_tile(tiles, tile, cols) - tiles));
+      } else {
+        pack_gemm_tiles(g->layout, src, a_row, nt, cols, tiles + (gemm_tile(tiles, tile, cols) - tiles));
+      }
     });
     matmul_gemm(w, tiles, n_tokens, y, *g);
     return;

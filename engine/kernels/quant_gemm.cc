@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine/core/error.h"
+#include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 #include "engine/kernels/quant_dot.h"
 
@@ -40,6 +41,45 @@ void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* d
 
 const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n) {
   return tiles + size_t(tile) * size_t(n / 32) * kGemmBlockBytes;
+}
+
+size_t gemm_k_tiles_bytes(int64_t n_tokens, int64_t n) {
+  const int64_t tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
+  return size_t(tiles) * size_t(n / kQK_K) * kGemmKBlockBytes;
+}
+
+const uint8_t* gemm_k_tile(const uint8_t* tiles, int64_t tile, int64_t n) {
+  return tiles + size_t(tile) * size_t(n / kQK_K) * kGemmKBlockBytes;
+}
+
+void pack_gemm_k_tiles(const uint8_t* rows, size_t a_row, int64_t n_tokens, int64_t n, uint8_t* dst) {
+  QB_ASSERT(n % kQK_K == 0);
+  const int64_t nb = n / kQK_K;
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
+    const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
+    uint8_t* tile = dst + size_t(t0 / kGemmTokens) * size_t(nb) * kGemmKBlockBytes;
+    std::memset(tile, 0, size_t(nb) * kGemmKBlockBytes);
+    for (int t = 0; t < nt; ++t) {
+      const uint8_t* row = rows + size_t(t0 + t) * a_row;
+      for (int64_t b = 0; b < nb; ++b) {
+        BlockQ8_K src;
+        std::memcpy(&src, row + size_t(b) * sizeof src, sizeof src);
+        uint8_t* blk = tile + size_t(b) * kGemmKBlockBytes;
+        for (int j = 0; j < 8; ++j) {
+          int32_t sum = 0;
+          for (int k = 0; k < 8; ++k) {
+            for (int i = 0; i < 4; ++i) {
+              const int8_t v = src.qs[32 * j + 4 * k + i];
+              sum += v;
+              blk[64 * (8 * j + k) + 4 * t + i] = uint8_t(v);
+            }
+          }
+          std::memcpy(blk + 4096 + 64 + 64 * j + 4 * t, &sum, 4);
+        }
+        std::memcpy(blk + 4096 + 4 * t, &src.d, 4);
+      }
+    }
+  }
 }
 
 size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n) {

@@ -40,7 +40,13 @@ inline constexpr int kGemmTokens = 16;
 inline constexpr int kGemmMaxRows = 16;  // rows per call
 inline constexpr size_t kGemmBlockBytes = 8 * 64 + 16 * 4 + 16 * 4;
 
-enum class GemmActLayout : uint8_t { Signed, Unsigned };
+enum class GemmActLayout : uint8_t { Signed, Unsigned, K };
+
+// K layout (q4_K against Q8_K activations), per tile and 256-value super-block, kGemmKBlockBytes:
+//   8 x 8 x 64 bytes  sub-block j (values 32j..32j+31), dword k: the 16 tokens' int8 quants
+//   16 x fp32         each token's d
+//   8 x 16 x int32    sub-block j: each token's sum of its 32 quants
+inline constexpr size_t kGemmKBlockBytes = 64 * 64 + 16 * 4 + 8 * 16 * 4;
 
 // For r < n_rows (<= kGemmMaxRows), t < kGemmTokens:
 //   out[r * kGemmTokens + t] = sum_{i < n} W_r[i] * A_t[i]
@@ -62,8 +68,12 @@ struct QuantGemmKernel {
 // formats on Avx512 only; every other case uses the row kernels).
 const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa);
 
-// Bytes of the tiles of n_tokens activation rows of n values.
+// Bytes of the tiles of n_tokens activation rows of n values (Signed/Unsigned; K: k_ variants).
 size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n);
+size_t gemm_k_tiles_bytes(int64_t n_tokens, int64_t n);
+// Rearranges n_tokens Q8_K activation rows (a_row bytes apart) into K-layout tiles at dst.
+void pack_gemm_k_tiles(const uint8_t* q8_k_rows, size_t a_row, int64_t n_tokens, int64_t n, uint8_t* dst);
+const uint8_t* gemm_k_tile(const uint8_t* tiles, int64_t tile, int64_t n);
 // Rearranges n_tokens Q8_0 activation rows (quantize_activation_row, a_row bytes apart) into
 // tiles (gemm_tiles_bytes of them at dst), tile after tile.
 void pack_gemm_tiles(GemmActLayout layout, const uint8_t* q8_0_rows, size_t a_row, int64_t n_tokens, int64_t n,

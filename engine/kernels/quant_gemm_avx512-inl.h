@@ -196,6 +196,69 @@ void gemv16_int4(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float
   gemv16_nibbles(n, w, ws, a, y, NibblesInt4<G>(n));
 }
 
+// q4_K against K-layout tiles (quant_gemm.h). Per row and super-block: the 8 (scale, min) pairs
+// decoded (ggml's kmask shuffle), the 128 bytes of nibbles unpacked once to 256 bytes in value
+// order (sub-block 2p: low nibbles of bytes 32p..32p+31, 2p + 1: their high nibbles); per
+// sub-block j, 8 vpdpbusd (nibbles broadcast, the tile's int8 quants) give the exact sum_j per
+// token, and in integers S = sum_j sc_j sum_j, M = sum_j m_j bsum_j (the tile's quant sums);
+// then acc += float(S) (d d_a) - float(M) (dmin d_a).
+template <int R>
+void rows_q4_K(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* tile, float* out) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = tile + size_t(b) * kGemmKBlockBytes;
+    const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float*>(tb + 4096));
+    const uint8_t* bsum = tb + 4096 + 64;
+    alignas(64) uint8_t q[R][256];
+    uint8_t sm[R][16];  // per row: scales of sub-blocks 0..7, then their mins
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * 144;
+      uint32_t u[4];
+      std::memcpy(u, blk + 4, 12);
+      constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+      u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+      const uint32_t uaux = u[1] & kmask1;
+      u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+      u[2] = uaux;
+      u[0] &= kmask1;
+      std::memcpy(sm[r], u, 16);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * p));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q[r] + 64 * p), _mm256_and_si256(packed, low4));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q[r] + 64 * p + 32), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4));
+      }
+    }
+    __m512i sums[R], mins[R];
+    for (int r = 0; r < R; ++r) sums[r] = mins[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      __m512i a[8];
+      for (int k = 0; k < 8; ++k) a[k] = _mm512_loadu_si512(tb + 64 * (8 * j + k));
+      const __m512i bs = _mm512_loadu_si512(bsum + 64 * j);
+      for (int r = 0; r < R; ++r) {
+        __m512i s = _mm512_setzero_si512();
+        for (int k = 0; k < 8; ++k) s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32(i32_at(q[r] + 32 * j + 4 * k)), a[k]);
+        sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(s, _mm512_set1_epi32(sm[r][j])));
+        mins[r] = _mm512_add_epi32(mins[r], _mm512_mullo_epi32(bs, _mm512_set1_epi32(sm[r][8 + j])));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * 144;
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_mul_ps(da, _mm512_set1_ps(fp16_at(blk))), acc[r]);
+      acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[r]), _mm512_mul_ps(da, _mm512_set1_ps(fp16_at(blk + 2))), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kGemmTokens, acc[r]);
+}
+
+void gemm_q4_K(int64_t n, const uint8_t* w, size_t ws, int n_rows, const uint8_t* tile, float* out) {
+  const int64_t nb = n / 256;
+  int r = 0;
+  for (; r + 4 <= n_rows; r += 4) rows_q4_K<4>(nb, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
+  for (; r < n_rows; ++r) rows_q4_K<1>(nb, w + size_t(r) * ws, ws, tile, out + r * kGemmTokens);
+}
+
 // Rows in groups of kGroup (the activation loads of a block are shared by the group), then one
 // by one.
 constexpr int kGroup = 4;
@@ -211,6 +274,7 @@ void gemm(int64_t n, const uint8_t* w, size_t ws, int n_rows, const uint8_t* til
 constexpr QuantGemmKernel kLegacyGemms[] = {
     {TensorType::Q4_0, GemmActLayout::Signed, gemm<rows_q4_0<kGroup>, rows_q4_0<1>>, gemv16_q4_0},
     {TensorType::Q8_0, GemmActLayout::Unsigned, gemm<rows_q8_0<kGroup>, rows_q8_0<1>>, nullptr},
+    {TensorType::Q4_K, GemmActLayout::K, gemm_q4_K, nullptr},
 };
 
 // f16 / bf16 prefill: widen the rows once, then R rows x one tile per pass over k.

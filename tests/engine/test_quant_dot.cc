@@ -294,17 +294,17 @@ TEST_P(KernelsTest, MatmulSameBitsForAnyThreadCount) {
   }
 }
 
-// The prefill GEMM kernels (quant_gemm.h) of q4_0, q8_0 and every integer format, reached through
+// The prefill GEMM kernels (quant_gemm.h) of q4_0, q8_0, q4_K and every integer format, reached through
 // matmul() from kGemmMinTokens tokens on: against the float oracle and the scalar row kernel, on ragged row and token counts, with
 // q8_0 weights at -128 (ggml never writes it, other quantizers may); a token's result is the
 // same bits whatever the number of tokens and its place in a tile. One token takes the decode
 // kernel (gemv, q4_0) where the ISA has one.
 TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
   int checked = 0;
-  std::vector<TensorType> types = {TensorType::Q4_0, TensorType::Q8_0};
+  std::vector<TensorType> types = {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K};
   for (uint32_t t = uint32_t(TensorType::INT_FIRST); t <= uint32_t(TensorType::INT_LAST); ++t) types.push_back(TensorType(t));
   for (TensorType type : types) {
-    const bool is_int = type >= TensorType::INT_FIRST;
+    const bool is_int = type >= TensorType::INT_FIRST || type == TensorType::Q4_K;  // whole 256-value rows
     SCOPED_TRACE(std::string(type_traits(type).name));
     const QuantDotKernel* ref = find_quant_dot(type, CpuIsa::Scalar);
     for (CpuIsa isa : kAllIsas) {
@@ -312,7 +312,7 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
       if (isa == CpuIsa::Avx512 && isa_available(isa)) EXPECT_NE(g, nullptr);
       if (g == nullptr) continue;
       uint32_t seed = 900;
-      const std::vector<Shape> shapes = is_int ? std::vector<Shape>{{5, 256, 16}, {37, 384, 17}}
+      const std::vector<Shape> shapes = is_int ? std::vector<Shape>{{5, 256, 16}, {37, 512, 17}}
                                                : std::vector<Shape>{{1, 32, 8}, {5, 96, 16}, {16, 256, 17}, {37, 64, 40}, {70, 160, 33}};
       for (const Shape& s : shapes) {
         SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols) + " tokens " +
@@ -322,7 +322,7 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
           for (size_t i = 2; i < p.packed.size(); i += 34 * 3 + 5) p.packed[i] = 0x80;  // -128 in some blocks
         }
         std::vector<double> exact, mag;
-        oracle(p, TensorType::Q8_0, &exact, &mag);
+        oracle(p, ref->activation_type, &exact, &mag);
         const std::vector<float> y_ref = run_kernel(p, *ref);
         MatmulOptions opt;
         opt.isa = isa;
@@ -350,7 +350,7 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
       }
     }
   }
-  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10 + 2 * kIntFormatCount);
+  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10 + 2 + 2 * kIntFormatCount);
 }
 
 // The f16 / bf16 / nf4 / fp8 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
