@@ -41,7 +41,7 @@ if ((sanitize)); then
     programs=(test_engine test_formats test_tasks test_quantizers test_calib)
     targets=(--target qbench "${programs[@]}")
     select=(-L "^($(IFS='|'; echo "${programs[*]}")|build_checks)\$"
-      -E "^Perplexity\.Stories260KOnTinyStoriesAtCtx256|^Files/PerplexityLlamaCppFileTest\..*/(kquant_test|stories260K_Q[45])|^Files/HfToHf\..*/(llama3|qwen2)")
+      -E "^Stories260KOnTinyStoriesAtCtx256/|^Files/PerplexityLlamaCppFileTest\..*/(kquant_test|stories260K_Q[45])|^Files/HfToHf\..*/(llama3|qwen2)")
   fi
 else
   dir=build

@@ -180,7 +180,8 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
     __m512i v = sum_row_pairs(r);
     v = _mm512_sub_epi32(v, _mm512_set1_epi32(8 * sum_a));
     const __m512 dw = row_scales(row_offsets, w + layout.scale(b));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(da[b])), acc);
+    // The row's fp32 d copies are only 2-byte aligned when nb is odd (quant_dot.h): scale_at.
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(scale_at(da + b))), acc);
   }
   alignas(64) float out[16];
   _mm512_store_ps(out, acc);

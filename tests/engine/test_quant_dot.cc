@@ -294,6 +294,14 @@ TEST_P(KernelsTest, MatmulSameBitsForAnyThreadCount) {
   }
 }
 
+// matmul() of the first n_tokens activation rows of p with `opt`, through caller scratch.
+std::vector<float> run_matmul(const Problem& p, int64_t n_tokens, const MatmulOptions& opt) {
+  std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, n_tokens, opt));
+  std::vector<float> y(size_t(n_tokens * p.w.rows), NAN);
+  matmul(p.w, p.x.data(), n_tokens, y.data(), scratch, opt);
+  return y;
+}
+
 // The prefill GEMM kernels (quant_gemm.h) of q4_0, q8_0, q4_K and every integer format, reached through
 // matmul() from kGemmMinTokens tokens on: against the float oracle and the scalar row kernel, on ragged row and token counts, with
 // q8_0 weights at -128 (ggml never writes it, other quantizers may); a token's result is the
@@ -326,12 +334,7 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
         const std::vector<float> y_ref = run_kernel(p, *ref);
         MatmulOptions opt;
         opt.isa = isa;
-        auto run = [&](int64_t n_tokens) {
-          std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, n_tokens, opt));
-          std::vector<float> y(size_t(n_tokens * s.rows), NAN);
-          matmul(p.w, p.x.data(), n_tokens, y.data(), scratch, opt);
-          return y;
-        };
+        auto run = [&](int64_t n_tokens) { return run_matmul(p, n_tokens, opt); };
         const std::vector<float> y = run(s.n_tokens);
         const double eps = rounding_bound(type, s.cols);
         for (size_t i = 0; i < y.size(); ++i) {
@@ -376,12 +379,7 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
         EXPECT_EQ(matmul_path_name(p.w, s.n_tokens, opt), isa_name(isa));
         std::vector<double> exact, mag;
         oracle(p, TensorType::F32, &exact, &mag);
-        auto run = [&](int64_t n_tokens) {
-          std::vector<uint8_t> scratch(matmul_scratch_bytes(p.w, n_tokens, opt));
-          std::vector<float> y(size_t(n_tokens * s.rows), NAN);
-          matmul(p.w, p.x.data(), n_tokens, y.data(), scratch, opt);
-          return y;
-        };
+        auto run = [&](int64_t n_tokens) { return run_matmul(p, n_tokens, opt); };
         const std::vector<float> y = run(s.n_tokens);
         const double eps = rounding_bound(type, s.cols);
         for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << "output " << i;

@@ -57,7 +57,10 @@ constexpr LlamaPrinted kLlamaPplStderr{0.02346, 0.5e-5};
 constexpr LlamaPrinted kLlamaPplAfter1Chunk{4.0444, 0.5e-4};
 constexpr LlamaPrinted kLlamaPplAfter12Chunks{3.4927, 0.5e-4};
 
-TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256MatchesLlamaPerplexityInEveryFileForm) {
+// One test per file form, so that ctest runs them side by side (each scores 393K tokens).
+class Stories260KFormTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Stories260KFormTest, OnTinyStoriesAtCtx256MatchesLlamaPerplexity) {
   QBENCH_SHARED_FILE(gguf, "models/stories260K.gguf");
   QBENCH_SHARED_FILE(bin, "models/stories260K.bin");
   QBENCH_SHARED_FILE(tok, "models/tok512.bin");
@@ -65,20 +68,31 @@ TEST(Perplexity, Stories260KOnTinyStoriesAtCtx256MatchesLlamaPerplexityInEveryFi
   const std::string text = read_text_file(text_path);
   PerplexityOptions opt;
   opt.n_ctx = 256;
-  // Third form: the GGUF written as a Hugging Face folder (safetensors, config.json,
-  // tokenizer.json with the 512-token SentencePiece vocabulary).
-  const std::string hf = test::temp_dir("ppl-hf") + "/stories260K";
-  write_hf_folder(load_model(gguf), hf, {safetensors::DType::F32, 0});
-  for (const Model& m : {load_model(gguf), load_model(bin, tok), load_model(hf)}) {
-    const auto tokens = m.tokenizer.encode(text, true);
-    const PerplexityResult r = llama_perplexity(m, tokens, opt);
-    EXPECT_EQ(r.n_text_tokens, 393019);
-    EXPECT_EQ(r.n_chunks, 1535);
-    EXPECT_EQ(r.stats.count, 194945);
-    EXPECT_NEAR(r.ppl, kLlamaPpl.value, kLlamaPpl.half_unit) << m.path;
-    EXPECT_NEAR(r.ppl_stderr, kLlamaPplStderr.value, kLlamaPplStderr.half_unit) << m.path;
+  const std::string form = GetParam();
+  Model m;
+  if (form == "gguf") {
+    m = load_model(gguf);
+  } else if (form == "llama2c") {
+    m = load_model(bin, tok);
+  } else {
+    // The GGUF written as a Hugging Face folder (safetensors, config.json, tokenizer.json with
+    // the 512-token SentencePiece vocabulary).
+    const std::string hf = test::temp_dir("ppl-hf") + "/stories260K";
+    write_hf_folder(load_model(gguf), hf, {safetensors::DType::F32, 0});
+    m = load_model(hf);
   }
+  const auto tokens = m.tokenizer.encode(text, true);
+  const PerplexityResult r = llama_perplexity(m, tokens, opt);
+  EXPECT_EQ(r.n_text_tokens, 393019);
+  EXPECT_EQ(r.n_chunks, 1535);
+  EXPECT_EQ(r.stats.count, 194945);
+  EXPECT_NEAR(r.ppl, kLlamaPpl.value, kLlamaPpl.half_unit) << m.path;
+  EXPECT_NEAR(r.ppl_stderr, kLlamaPplStderr.value, kLlamaPplStderr.half_unit) << m.path;
 }
+
+INSTANTIATE_TEST_SUITE_P(Stories260KOnTinyStoriesAtCtx256, Stories260KFormTest,
+                         ::testing::Values("gguf", "llama2c", "hf"),
+                         [](const auto& info) { return std::string(info.param); });
 
 // The running values llama-perplexity prints after the first chunks (cheap enough for the
 // sanitizer build, which skips nothing).
