@@ -68,15 +68,14 @@ void matmul_gemm(const Matrix& w, const uint8_t* tiles, int64_t n_tokens, float*
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t n_tasks = (rows + kKernelTaskRows - 1) / kKernelTaskRows;
   static_assert(kKernelTaskRows % kGemmMaxRows == 0);
+  const size_t tile_bytes = gemm_tile_bytes(g.layout, cols);
   tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
     alignas(64) float out[kGemmMaxRows * kGemmTokens];
     const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
     for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kGemmMaxRows) {
       const int nr = int(std::min<int64_t>(kGemmMaxRows, task_end - r0));
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmTokens) {
-        const uint8_t* tile = g.layout == GemmActLayout::K ? gemm_k_tile(tiles, t0 / kGemmTokens, cols)
-                                                           : gemm_tile(tiles, t0 / kGemmTokens, cols);
-        g.gemm(cols, w.row(r0), w.row_bytes(), nr, tile, out);
+        g.gemm(cols, w.row(r0), w.row_bytes(), nr, tiles + size_t(t0 / kGemmTokens) * tile_bytes, out);
         const int nt = int(std::min<int64_t>(kGemmTokens, n_tokens - t0));
         for (int t = 0; t < nt; ++t) {
           float* yt = y + (t0 + t) * rows + r0;
@@ -111,7 +110,11 @@ void matmul_float_gemm(const Matrix& w, const float* tiles, int64_t n_tokens, fl
   const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
   const size_t out_tile = size_t(kGemmMaxRows) * kGemmTokens;
   tbb::parallel_for(int64_t(0), n_tasks, [&](int64_t task) {
-    std::vector<float> wbuf(float_gemm_buffer_floats(cols)), out(size_t(n_tiles) * out_tile);
+    // Per-thread buffers, grown once: a fresh allocation of this size per task and product
+    // (hundreds of KiB) would cost a page-faulting mmap each time.
+    thread_local std::vector<float> wbuf, out;
+    wbuf.resize(std::max(wbuf.size(), float_gemm_buffer_floats(cols)));
+    out.resize(std::max(out.size(), size_t(n_tiles) * out_tile));
     const int64_t task_end = std::min(rows, (task + 1) * kKernelTaskRows);
     for (int64_t r0 = task * kKernelTaskRows; r0 < task_end; r0 += kGemmMaxRows) {
       const int nr = int(std::min<int64_t>(kGemmMaxRows, task_end - r0));
@@ -163,7 +166,7 @@ size_t matmul_scratch_bytes(const Matrix& w, int64_t n_tokens, const MatmulOptio
   const size_t rows = activation_row_bytes(k->activation_type, w.cols) * size_t(n_tokens);
   const QuantGemmKernel* g = n_tokens >= kGemmMinTokens ? select_gemm(w, k, n_tokens, opt) : nullptr;
   if (g == nullptr) return rows;
-  return rows + (g->layout == GemmActLayout::K ? gemm_k_tiles_bytes(n_tokens, w.cols) : gemm_tiles_bytes(n_tokens, w.cols));
+  return rows + gemm_tiles_bytes(g->layout, n_tokens, w.cols);
 }
 
 void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::span<uint8_t> scratch,
@@ -204,19 +207,13 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   const QuantGemmKernel* g = select_gemm(w, k, n_tokens, opt);
   if (g != nullptr && n_tokens >= kGemmMinTokens) {
     uint8_t* tiles = scratch.data() + a_row * size_t(n_tokens);
-    const bool k_layout = g->layout == GemmActLayout::K;
-    QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + (k_layout ? gemm_k_tiles_bytes(n_tokens, cols)
-                                                                        : gemm_tiles_bytes(n_tokens, cols)));
+    QB_ASSERT(scratch.size() >= a_row * size_t(n_tokens) + gemm_tiles_bytes(g->layout, n_tokens, cols));
+    const size_t tile_bytes = gemm_tile_bytes(g->layout, cols);
     const int64_t n_tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
     tbb::parallel_for(int64_t(0), n_tiles, [&](int64_t tile) {
       const int64_t t0 = tile * kGemmTokens;
-      const uint8_t* src = scratch.data() + size_t(t0) * a_row;
-      const int64_t nt = std::min<int64_t>(kGemmTokens, n_tokens - t0);
-      if (k_layout) {
-        pack_gemm_k_tiles(src, a_row, nt, cols, tiles + (gemm_k_tile(tiles, tile, cols) - tiles));
-      } else {
-        pack_gemm_tiles(g->layout, src, a_row, nt, cols, tiles + (gemm_tile(tiles, tile, cols) - tiles));
-      }
+      pack_gemm_tile(g->layout, scratch.data() + size_t(t0) * a_row, a_row, std::min<int64_t>(kGemmTokens, n_tokens - t0),
+                     cols, tiles + size_t(tile) * tile_bytes);
     });
     matmul_gemm(w, tiles, n_tokens, y, *g);
     return;

@@ -64,23 +64,17 @@ struct QuantGemmKernel {
   GemvFn gemv;  // nullptr: decode uses the row kernel
 };
 
-// The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0, q8_0 and qbench's integer
-// formats on Avx512 only; every other case uses the row kernels).
+// The GEMM kernel for weights of `type` on `isa`, or nullptr (q4_0, q8_0, q4_K and qbench's
+// integer formats on Avx512 only; every other case uses the row kernels).
 const QuantGemmKernel* find_quant_gemm(TensorType type, CpuIsa isa);
 
-// Bytes of the tiles of n_tokens activation rows of n values (Signed/Unsigned; K: k_ variants).
-size_t gemm_tiles_bytes(int64_t n_tokens, int64_t n);
-size_t gemm_k_tiles_bytes(int64_t n_tokens, int64_t n);
-// Rearranges n_tokens Q8_K activation rows (a_row bytes apart) into K-layout tiles at dst.
-void pack_gemm_k_tiles(const uint8_t* q8_k_rows, size_t a_row, int64_t n_tokens, int64_t n, uint8_t* dst);
-const uint8_t* gemm_k_tile(const uint8_t* tiles, int64_t tile, int64_t n);
-// Rearranges n_tokens Q8_0 activation rows (quantize_activation_row, a_row bytes apart) into
-// tiles (gemm_tiles_bytes of them at dst), tile after tile.
-void pack_gemm_tiles(GemmActLayout layout, const uint8_t* q8_0_rows, size_t a_row, int64_t n_tokens, int64_t n,
-                     uint8_t* dst);
-// Start of tile `tile` (tokens 16 tile .. 16 tile + 15) in the packed tiles of rows of n values.
-// (Out of line: this header is included by translation units with AVX-512 flags.)
-const uint8_t* gemm_tile(const uint8_t* tiles, int64_t tile, int64_t n);
+// Bytes of one tile (16 tokens) of activation rows of n values in `layout`, and of the tiles of
+// n_tokens rows. Tile i starts at i * gemm_tile_bytes(layout, n).
+size_t gemm_tile_bytes(GemmActLayout layout, int64_t n);
+size_t gemm_tiles_bytes(GemmActLayout layout, int64_t n_tokens, int64_t n);
+// Rearranges n_tokens <= kGemmTokens activation rows (quantize_activation_row, a_row bytes apart:
+// Q8_0 rows for Signed/Unsigned, Q8_K rows for K) into one tile at dst.
+void pack_gemm_tile(GemmActLayout layout, const uint8_t* rows, size_t a_row, int64_t n_tokens, int64_t n, uint8_t* dst);
 
 // f16 / bf16 / nf4 / fp8 prefill (AVX-512). Activations are FP32, rearranged into tiles of kGemmTokens
 // tokens: per tile, for each column k, the 16 tokens' x[t][k] (64 bytes; zeros past the last

@@ -1,5 +1,5 @@
-// AVX-512 VNNI kernels of quant_gemm.h: the GEMMs of q4_0, q8_0, the integer formats and
-// f16/bf16, and the decode kernels (gemv). Included once, by quant_dot_avx512.cc after
+// AVX-512 VNNI kernels of quant_gemm.h: the GEMMs of q4_0, q8_0, q4_K, the integer formats and
+// f16/bf16/nf4/fp8, and the decode kernels (gemv) of q4_0 and symmetric int4. Included once, by quant_dot_avx512.cc after
 // quant_dot_simd-inl.h (whose primitives and integer-code unpacking it uses), inside that
 // translation unit's flags and namespace. No include guard on purpose.
 #if !QBENCH_SIMD_AVX512
@@ -8,7 +8,6 @@
 
 namespace qbench::quant_dot_detail::QBENCH_SIMD_NS {
 namespace {
-
 
 inline int32_t i32_at(const uint8_t* p) {
   int32_t v;
