@@ -52,37 +52,6 @@ nlohmann::json quick_eval(const train::Trainer& tr, const Tokenizer& tok, const 
   return out;
 }
 
-// Copies the weights of a loaded model (any storage format, dequantized) into the trainer's
-// parameters, tensor by tensor by GGUF name.
-void init_from_model(train::TrainParams& params, const Model& m, const std::string& path) {
-  std::vector<std::pair<std::string, const Matrix*>> matrices = m.linear_weights();
-  matrices.emplace_back("token_embd.weight", &m.tok_embd);
-  std::vector<std::pair<std::string, const std::vector<float>*>> vectors = {{"output_norm.weight", &m.output_norm}};
-  for (size_t l = 0; l < m.layers.size(); ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    vectors.emplace_back(p + "attn_norm.weight", &m.layers[l].attn_norm);
-    vectors.emplace_back(p + "ffn_norm.weight", &m.layers[l].ffn_norm);
-  }
-  for (size_t s = 0; s < params.tensors().size(); ++s) {
-    const train::ParamTensor& pt = params.tensor(int(s));
-    float* dst = params.data(int(s));
-    bool found = false;
-    for (const auto& [name, w] : matrices) {
-      if (name != pt.name) continue;
-      if (w->rows != pt.rows || w->cols != pt.cols) throw Error(path + ": tensor '" + name + "' has another shape than the recipe's");
-      for (int64_t r = 0; r < pt.rows; ++r) matrix_row(*w, r, dst + r * pt.cols);
-      found = true;
-    }
-    for (const auto& [name, v] : vectors) {
-      if (name != pt.name) continue;
-      if (int64_t(v->size()) != pt.rows * pt.cols) throw Error(path + ": tensor '" + name + "' has another shape than the recipe's");
-      std::copy(v->begin(), v->end(), dst);
-      found = true;
-    }
-    if (!found) throw Error(path + ": no tensor '" + pt.name + "'");
-  }
-}
-
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
@@ -140,7 +109,7 @@ int cmd_train(const std::vector<std::string>& args) {
     }
     say("resumed from " + ckpt + " at step " + std::to_string(tr.step()));
   } else if (!init_from.empty()) {
-    init_from_model(tr.params(), load_model(init_from), init_from);
+    train::import_params(tr.params(), load_model(init_from), init_from);
     say("initialised from " + init_from);
   }
 

@@ -15,6 +15,8 @@ const std::vector<Command>& commands() {
       {"tasks", "list the task suites and tasks", cmd_tasks},
       {"datagen", "write items of the built-in generators as text or JSONL", cmd_datagen},
       {"train", "train qbench's default model from a recipe (resumable)", cmd_train},
+      {"qat", "quantization-aware training into an integer format: PTQ start, LSQ scales, distillation (resumable)",
+       cmd_qat},
       {"schemes", "list quantization schemes, their options and llama.cpp mixes", cmd_schemes},
       {"quantize", "quantize a model with a scheme and write a GGUF", cmd_quantize},
       {"convert", "write a model as a Hugging Face folder (config.json, safetensors, tokenizer.json)", cmd_convert},

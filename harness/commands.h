@@ -11,6 +11,7 @@ int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_perplexity(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_train(const std::vector<std::string>& args);
+int cmd_qat(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_tasks(const std::vector<std::string>& args);
 int cmd_datagen(const std::vector<std::string>& args);

@@ -134,6 +134,15 @@ void int_fake_quant(const IntFormat& f, const float* x, int64_t n, IntParams p, 
   for (int64_t i = 0; i < n; ++i) y[i] = d * float(encode(x[i], inv, off, r.lo, r.hi) - off);
 }
 
+int int_codes(const IntFormat& f, const float* x, int64_t n, IntParams p, int* u) {
+  const float d = fp16_to_fp32(p.d);
+  const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+  const int off = code_offset(f, p);
+  const CodeRange r = code_range(f);
+  for (int64_t i = 0; i < n; ++i) u[i] = encode(x[i], inv, off, r.lo, r.hi);
+  return off;
+}
+
 double int_sq_error(const IntFormat& f, const float* x, int64_t n, IntParams p) {
   const float d = fp16_to_fp32(p.d);
   const float inv = d != 0.0f ? 1.0f / d : 0.0f;

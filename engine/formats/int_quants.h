@@ -67,6 +67,9 @@ void int_unpack(const IntFormat& f, const uint8_t* src, float* dst, int64_t n);
 // dequant(quant(x_i)) with parameters `p` into y[0..n) (y may equal x): the values int_pack
 // would store, without packing. Used by algorithms that round with error feedback (GPTQ).
 void int_fake_quant(const IntFormat& f, const float* x, int64_t n, IntParams p, float* y);
+// The stored codes u_i of `n` values with parameters `p` (what int_pack writes), and the offset
+// they are read back with: x_i ~ d * (u_i - offset). Returns the offset.
+int int_codes(const IntFormat& f, const float* x, int64_t n, IntParams p, int* u);
 // Squared error sum_i (x_i - dequant(quant(x_i)))^2 of packing `x` with `p`, without packing.
 double int_sq_error(const IntFormat& f, const float* x, int64_t n, IntParams p);
 

@@ -4,6 +4,7 @@
 
 #include "engine/core/error.h"
 #include "engine/io/gguf.h"
+#include "engine/kernels/matmul.h"
 
 namespace qbench::train {
 
@@ -37,6 +38,35 @@ void export_gguf(const TrainParams& params, const Tokenizer& tokenizer, const st
     w.add_tensor(t.name, std::move(dims), TensorType::F32, bytes);
   }
   w.write(path);
+}
+
+void import_params(TrainParams& params, const Model& m, const std::string& path) {
+  std::vector<std::pair<std::string, const Matrix*>> matrices = m.linear_weights();
+  matrices.emplace_back("token_embd.weight", &m.tok_embd);
+  std::vector<std::pair<std::string, const std::vector<float>*>> vectors = {{"output_norm.weight", &m.output_norm}};
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    vectors.emplace_back(p + "attn_norm.weight", &m.layers[l].attn_norm);
+    vectors.emplace_back(p + "ffn_norm.weight", &m.layers[l].ffn_norm);
+  }
+  for (size_t s = 0; s < params.tensors().size(); ++s) {
+    const ParamTensor& pt = params.tensor(int(s));
+    float* dst = params.data(int(s));
+    bool found = false;
+    for (const auto& [name, w] : matrices) {
+      if (name != pt.name) continue;
+      if (w->rows != pt.rows || w->cols != pt.cols) throw Error(path + ": tensor '" + name + "' has another shape than the recipe's");
+      for (int64_t r = 0; r < pt.rows; ++r) matrix_row(*w, r, dst + r * pt.cols);
+      found = true;
+    }
+    for (const auto& [name, v] : vectors) {
+      if (name != pt.name) continue;
+      if (int64_t(v->size()) != pt.rows * pt.cols) throw Error(path + ": tensor '" + name + "' has another shape than the recipe's");
+      std::copy(v->begin(), v->end(), dst);
+      found = true;
+    }
+    if (!found) throw Error(path + ": no tensor '" + pt.name + "'");
+  }
 }
 
 }  // namespace qbench::train

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "engine/model/model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/train/params.h"
 
@@ -15,5 +16,10 @@ namespace qbench::train {
 // differs from the model's vocabulary or on I/O failure.
 void export_gguf(const TrainParams& params, const Tokenizer& tokenizer, const std::string& name,
                  const std::string& path);
+
+// The other way: copies the weights of a loaded model (any storage format, dequantized) into
+// `params`, tensor by tensor by GGUF name. Throws qbench::Error naming `path` when a tensor is
+// missing or has another shape.
+void import_params(TrainParams& params, const Model& m, const std::string& path);
 
 }  // namespace qbench::train

@@ -29,6 +29,14 @@ void check_batch(const ModelConfig& c, const Batch& b) {
                   " is outside the vocabulary of " + std::to_string(c.n_vocab));
     }
   }
+  const size_t n_logits = size_t(b.n_seq * b.seq_len * c.n_vocab);
+  if (b.kd_weight > 0.0 && b.teacher_logits.size() != n_logits) {
+    throw Error("training batch: distillation needs the teacher's " + std::to_string(n_logits) + " logits, got " +
+                std::to_string(b.teacher_logits.size()));
+  }
+  if (!(b.ce_weight >= 0.0) || !(b.kd_weight >= 0.0) || !std::isfinite(b.ce_weight + b.kd_weight)) {
+    throw Error("training batch: loss weights must be finite and >= 0");
+  }
   for (float m : b.loss_mask) {
     if (!(m >= 0.0f) || !std::isfinite(m)) {
       throw Error("training batch: loss mask entry " + std::to_string(m) + " is not a finite weight >= 0");
@@ -44,6 +52,8 @@ void ensure(V& v, size_t n) {
 }  // namespace
 
 TrainModel::TrainModel(LinearWeight* linear) : linear_(linear ? linear : &fp32_) {}
+
+void TrainModel::set_linear(LinearWeight* linear) { linear_ = linear ? linear : &fp32_; }
 
 double TrainModel::forward_backward(const TrainParams& params, const Batch& batch, std::span<float> grad) {
   QB_ASSERT(grad.size() == params.size());
@@ -136,13 +146,26 @@ double TrainModel::run(const TrainParams& P, const Batch& batch, bool backward, 
   if (logits_out) *logits_out = logits_;
 
   const double inv_weight = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
-  if (!backward) {
-    return cross_entropy<float>(logits_.data(), targets_.data(), weights_.data(), N, V, nullptr, 0.0) * inv_weight;
+  const double ce_w = batch.ce_weight, kd_w = batch.kd_weight;
+  float* dl = nullptr;
+  if (backward) {
+    ensure(dlogits_, size_t(N * V));
+    dl = dlogits_.data();
   }
-  ensure(dlogits_, size_t(N * V));
-  const double loss =
-      cross_entropy<float>(logits_.data(), targets_.data(), weights_.data(), N, V, dlogits_.data(), inv_weight) *
-      inv_weight;
+  // cross_entropy writes dlogits (zero where the mask is); the distillation term adds to them.
+  double loss = 0.0;
+  if (ce_w != 0.0 || kd_w == 0.0) {
+    loss = ce_w * cross_entropy<float>(logits_.data(), targets_.data(), weights_.data(), N, V, dl, ce_w * inv_weight) *
+           inv_weight;
+  } else if (dl) {
+    std::fill(dlogits_.begin(), dlogits_.end(), 0.0f);
+  }
+  if (kd_w != 0.0) {
+    loss += kd_w * kl_distill<float>(logits_.data(), batch.teacher_logits.data(), weights_.data(), N, V, dl,
+                                     kd_w * inv_weight) *
+            inv_weight;
+  }
+  if (!backward) return loss;
 
   // ---- backward ----
   std::fill(grad.begin(), grad.end(), 0.0f);

@@ -3,7 +3,8 @@
 // A batch holds n_seq sequences of seq_len + 1 tokens: positions 0 .. seq_len-1 are the input,
 // and position t predicts token t+1 (next-token cross-entropy). loss_mask[s][t] weights the
 // prediction of token t+1 (1 to train on it, 0 to ignore it, e.g. on prompt tokens), and the
-// loss is the weighted mean  sum(mask * CE) / sum(mask)  (0 when the mask is all zero).
+// loss is the weighted mean  sum(mask * CE) / sum(mask)  (0 when the mask is all zero), or with
+// distillation (quantization-aware training) the same mean of a teacher's KL divergence, added.
 // Every sequence is one causal attention window starting at position 0 (no KV cache).
 //
 // All linear layers run as one GEMM over the whole batch (n_seq * seq_len rows); attention runs
@@ -24,6 +25,12 @@ struct Batch {
   int64_t seq_len = 0;             // T, the number of predicted positions per sequence
   std::vector<int32_t> tokens;     // [n_seq][seq_len + 1]
   std::vector<float> loss_mask;    // [n_seq][seq_len], weights >= 0 (normally 0 or 1)
+  // The loss is  ce_weight * CE + kd_weight * KL(softmax(teacher) || softmax(student)), each a
+  // mask-weighted mean over the predicted positions. Distillation (kd_weight > 0) needs the
+  // teacher's logits at every position: [n_seq * seq_len][n_vocab].
+  double ce_weight = 1.0;
+  double kd_weight = 0.0;
+  std::vector<float> teacher_logits;
 
   void resize(int64_t n, int64_t T) {
     n_seq = n;
@@ -49,6 +56,9 @@ class LinearWeight {
   // `grad` [rows x cols] holds dLoss/d(effective weight) on entry and must hold
   // dLoss/d(master weight) on return (in place).
   virtual void backward(int slot, const float* master, int64_t rows, int64_t cols, float* grad) = 0;
+  // Called by the Trainer after each optimizer step of the weights, with that step's learning
+  // rate: a seam with parameters of its own (QAT's scales) updates them here.
+  virtual void after_step(double /*lr*/) {}
 };
 
 class Fp32LinearWeight final : public LinearWeight {
@@ -61,6 +71,8 @@ class TrainModel {
  public:
   // `linear` (not owned; nullptr = plain FP32) is consulted for every linear weight.
   explicit TrainModel(LinearWeight* linear = nullptr);
+  void set_linear(LinearWeight* linear);
+  LinearWeight* linear() const { return linear_; }
 
   // Loss of `batch`; also writes dLoss/dparams into `grad` (params.size() floats, overwritten).
   // Throws qbench::Error for token ids outside the vocabulary, sequences longer than the

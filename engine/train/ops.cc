@@ -342,6 +342,48 @@ double cross_entropy(const S* logits, const int32_t* targets, const S* weights, 
   return total;
 }
 
+template <class S>
+double kl_distill(const S* student, const S* teacher, const S* weights, int64_t n, int64_t V, S* dlogits,
+                  double grad_scale) {
+  const int64_t n_chunks = (n + kTokenChunk - 1) / kTokenChunk;
+  std::vector<double> part(size_t(n_chunks), 0.0);
+  parallel_chunks(n, kTokenChunk, [&](int64_t t0, int64_t t1) {
+    double acc = 0.0;
+    for (int64_t t = t0; t < t1; ++t) {
+      const S w = weights[t];
+      if (w == S(0)) continue;
+      const S* ls = student + t * V;
+      const S* lt = teacher + t * V;
+      auto lse = [V](const S* l) {
+        S mx = l[0];
+        for (int64_t j = 1; j < V; ++j) mx = std::max(mx, l[j]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < V; ++j) sum += std::exp(double(l[j] - mx));
+        return double(mx) + std::log(sum);
+      };
+      const double zs = lse(ls), zt = lse(lt);
+      // KL = sum_j p_t (log p_t - log p_s)
+      double kl = 0.0;
+      for (int64_t j = 0; j < V; ++j) {
+        const double log_pt = double(lt[j]) - zt;
+        kl += std::exp(log_pt) * (log_pt - (double(ls[j]) - zs));
+      }
+      acc += double(w) * kl;
+      if (dlogits) {
+        const double c = grad_scale * double(w);
+        S* dl = dlogits + t * V;
+        for (int64_t j = 0; j < V; ++j) {
+          dl[j] += S(c * (std::exp(double(ls[j]) - zs) - std::exp(double(lt[j]) - zt)));
+        }
+      }
+    }
+    part[size_t(t0 / kTokenChunk)] = acc;
+  });
+  double total = 0.0;
+  for (double p : part) total += p;
+  return total;
+}
+
 #define QB_TRAIN_INSTANTIATE(S)                                                                     \
   template void gemm_abt<S>(const S*, const S*, S*, int64_t, int64_t, int64_t, bool);                 \
   template void gemm_ab<S>(const S*, const S*, S*, int64_t, int64_t, int64_t, bool);                  \
@@ -359,7 +401,8 @@ double cross_entropy(const S* logits, const int32_t* targets, const S* weights, 
                                       const AttentionShape&);                                       \
   template void swiglu_forward<S>(const S*, const S*, S*, int64_t);                                   \
   template void swiglu_backward<S>(const S*, const S*, const S*, S*, S*, int64_t);                    \
-  template double cross_entropy<S>(const S*, const int32_t*, const S*, int64_t, int64_t, S*, double);
+  template double cross_entropy<S>(const S*, const int32_t*, const S*, int64_t, int64_t, S*, double); \
+  template double kl_distill<S>(const S*, const S*, const S*, int64_t, int64_t, S*, double);
 
 QB_TRAIN_INSTANTIATE(float)
 QB_TRAIN_INSTANTIATE(double)

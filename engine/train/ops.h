@@ -92,6 +92,15 @@ template <class S>
 double cross_entropy(const S* logits, const int32_t* targets, const S* weights, int64_t n, int64_t V,
                      S* dlogits, double grad_scale);
 
+// ---- Distillation: KL(teacher || student) -----------------------------------------------------
+// student, teacher [n x V] logits. Returns sum_t weight[t] * KL(softmax(teacher[t]) ||
+// softmax(student[t])) (double; rows with weight 0 skipped). When dlogits is not null it
+// receives, added to what it holds, grad_scale * weight[t] * (softmax(student[t]) -
+// softmax(teacher[t])).
+template <class S>
+double kl_distill(const S* student, const S* teacher, const S* weights, int64_t n, int64_t V, S* dlogits,
+                  double grad_scale);
+
 // ---- Helpers ----------------------------------------------------------------------------------
 // Runs f(begin, end) over [0, n) in chunks of `chunk` in parallel (fixed chunking).
 template <class F>

@@ -1,5 +1,6 @@
 #include "engine/train/trainer.h"
 
+#include <algorithm>
 #include <unistd.h>
 
 #include <cerrno>
@@ -84,6 +85,9 @@ void check_trainer_config(const TrainerConfig& c) {
   if (c.checkpoint_interval > 0 && c.checkpoint_path.empty()) {
     throw Error("training config: checkpoint interval given without a checkpoint path");
   }
+  if (!c.train_embedding && c.adamw.decay_embedding) {
+    throw Error("training config: a frozen embedding cannot also decay (adamw.decay_embedding)");
+  }
 }
 
 }  // namespace
@@ -102,9 +106,16 @@ StepStats Trainer::train_step(const Batch& batch) {
   const auto t0 = std::chrono::steady_clock::now();
   StepStats s;
   s.loss = model_.forward_backward(params_, batch, grad_);
+  if (!config_.train_embedding) {
+    // A zero gradient leaves AdamW's moments and the tensor at rest (the embedding never decays
+    // unless adamw.decay_embedding, which check_trainer_config refuses with a frozen embedding).
+    const ParamTensor& t = params_.tensor(params_.tok_embd());
+    std::fill(grad_.begin() + std::ptrdiff_t(t.offset), grad_.begin() + std::ptrdiff_t(t.offset + t.size()), 0.0f);
+  }
   s.grad_norm = clip_grad_norm(grad_, config_.clip_grad_norm);
   s.lr = schedule_.at(step_);
   adamw_.step(params_, grad_, s.lr);
+  model_.linear()->after_step(s.lr);
   ++step_;
   s.step = step_;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -31,6 +31,7 @@ namespace qbench::train {
 struct TrainerConfig {
   ModelConfig model;            // arch "llama"; model.n_ctx_train >= seq_len
   bool tied_output = true;      // output projection shares the token embedding
+  bool train_embedding = true;  // false: the token embedding (and a tied output) stays as it is
   int64_t batch_size = 32;      // sequences per step
   int64_t seq_len = 64;         // predicted positions per sequence (sequences hold seq_len + 1 tokens)
   double lr = 1e-3;             // peak learning rate
@@ -72,7 +73,11 @@ class Trainer {
   // (nullptr: plain FP32).
   explicit Trainer(const TrainerConfig& config, LinearWeight* linear = nullptr);
 
-  // One optimizer step on `batch` at the current step.
+  // Replaces the linear-weight seam (nullptr: plain FP32), e.g. with a fake-quantizer built
+  // from parameters loaded after construction.
+  void set_linear(LinearWeight* linear) { model_.set_linear(linear); }
+
+  // One optimizer step on `batch` at the current step (then the seam's after_step).
   StepStats train_step(const Batch& batch);
   // Steps until config.total_steps, or at most `max_steps` more (< 0: no limit).
   void train(const BatchSource& source, const TrainerCallbacks& callbacks = {}, int64_t max_steps = -1);

@@ -317,7 +317,9 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
     const QuantDotKernel* ref = find_quant_dot(type, CpuIsa::Scalar);
     for (CpuIsa isa : kAllIsas) {
       const QuantGemmKernel* g = find_quant_gemm(type, isa);
-      if (isa == CpuIsa::Avx512 && isa_available(isa)) EXPECT_NE(g, nullptr);
+      if (isa == CpuIsa::Avx512 && isa_available(isa)) {
+        EXPECT_NE(g, nullptr);
+      }
       if (g == nullptr) continue;
       uint32_t seed = 900;
       const std::vector<Shape> shapes = is_int ? std::vector<Shape>{{5, 256, 16}, {37, 512, 17}}
@@ -353,7 +355,9 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
       }
     }
   }
-  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 10 + 2 + 2 * kIntFormatCount);
+  if (isa_available(CpuIsa::Avx512)) {
+    EXPECT_EQ(checked, 10 + 2 + 2 * kIntFormatCount);
+  }
 }
 
 // The f16 / bf16 / nf4 / fp8 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
@@ -389,7 +393,9 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
       }
     }
   }
-  if (isa_available(CpuIsa::Avx512)) EXPECT_EQ(checked, 4 + 4 + 2 + 4);
+  if (isa_available(CpuIsa::Avx512)) {
+    EXPECT_EQ(checked, 4 + 4 + 2 + 4);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),

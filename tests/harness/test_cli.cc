@@ -3,10 +3,13 @@
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
 
+#include "engine/formats/int_quants.h"
+#include "engine/model/model.h"
 #include "tests/test_util.h"
 #include "tests/tiny_model.h"
 
@@ -269,6 +272,62 @@ TEST(Cli, TrainStopsResumesAndExportsALoadableModel) {
   const auto bad = run("train --recipe " + dir + "/bad.json --out " + dir + "/x.gguf");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("unknown field 'n_embed'"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace qbench
+
+namespace qbench {
+namespace {
+
+// qbench qat on a tiny model: trains, writes the scheme's packed format, resumes to the same
+// bytes, and refuses schemes it cannot train.
+TEST(Cli, QatTrainsResumesBitExactlyAndRefusesOtherSchemes) {
+  const std::string dir = test::temp_dir("cli-qat");
+  test::TinySpec spec;
+  spec.n_ff = 64;  // rows of 32 and 64 values: groups of 32 fit every matrix
+  const std::string model = test::write_tiny_model(dir + "/m.gguf", spec);
+  {
+    std::ofstream text(dir + "/data.txt");
+    for (int i = 0; i < 40; ++i) text << "the cat sat on the mat " << i << " and the dog ran. ";
+  }
+  const std::string base = "qat --model " + model + " --scheme rtn:int3,group=32,sym=false --data " + dir +
+                           "/data.txt --steps 4 --batch 2 --seq-len 16 --checkpoint-every 2 --quiet -t 2 --json";
+  const auto a = run(base + " --out " + dir + "/a.gguf");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const auto ja = nlohmann::json::parse(a.out);
+  EXPECT_EQ(ja["step"], 4);
+  EXPECT_TRUE(ja["finished"].get<bool>());
+  EXPECT_EQ(ja["scheme"], "qat:rtn:int3,group=32,sym=false,clip=none");
+  EXPECT_EQ(ja["train_tokens"], 4 * 2 * 16);
+  const Model q = load_model(dir + "/a.gguf");
+  EXPECT_EQ(q.layers[0].wq.type, int_format_type({3, false, 32}));
+  EXPECT_EQ(q.layers[1].w_down.type, int_format_type({3, false, 32}));
+  std::ifstream log(dir + "/a-qat.csv");
+  int rows = -1;  // header
+  for (std::string line; std::getline(log, line);) ++rows;
+  EXPECT_EQ(rows, 4);
+
+  // Stopped after 2 steps and resumed: the same file, byte for byte.
+  const auto b1 = run(base + " --out " + dir + "/b.gguf --max-steps 2");
+  ASSERT_EQ(b1.exit_code, 0) << b1.err;
+  EXPECT_FALSE(nlohmann::json::parse(b1.out)["finished"].get<bool>());
+  const auto b2 = run(base + " --out " + dir + "/b.gguf --resume");
+  ASSERT_EQ(b2.exit_code, 0) << b2.err;
+  EXPECT_EQ(nlohmann::json::parse(b2.out)["step"], 4);
+  EXPECT_EQ(test::read_file(dir + "/a.gguf"), test::read_file(dir + "/b.gguf"));
+
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--scheme q4_0 --out " + dir + "/x.gguf", "--scheme must be rtn, gptq or awq"},
+           {"--scheme rtn:int4,group=tensor --out " + dir + "/x.gguf", "group=tensor is not supported"},
+           {"--scheme rtn:int4,group=64 --out " + dir + "/x.gguf", "group size 64 does not divide the row length 32"},
+           {"--steps 0 --out " + dir + "/x.gguf", "must be positive"},
+           {"", "--out F.gguf is required"}}) {
+    const auto r = run("qat --model " + model + " --data " + dir + "/data.txt --quiet " + args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,227 @@
+#include "engine/train/fake_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "engine/core/error.h"
+#include "engine/core/half.h"
+#include "engine/formats/quant_util.h"
+#include "engine/formats/types.h"
+#include "engine/train/ops.h"
+
+namespace qbench::train {
+namespace {
+
+// Smallest positive fp16 (2^-24): a learned scale never rounds to a zero scale.
+constexpr float kMinScale = 5.9604645e-08f;
+
+IntParams params_of(const IntFormat& f, float d, float z) {
+  IntParams p;
+  p.d = fp32_to_fp16(d);
+  if (!f.sym) p.zero = uint8_t(std::clamp(quant_detail::nearest_int(std::clamp(z, -1.0f, 512.0f)), 0, f.levels() - 1));
+  return p;
+}
+
+// Groups per parallel task (about 16K weights): each group's gradient is summed by one task in
+// a fixed order, so the bits are the same for any thread count.
+int64_t groups_per_task(int64_t group) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(group, 1)); }
+
+}  // namespace
+
+void fake_quant_group(const IntFormat& f, const float* w, int64_t n, float d, float z, float* y) {
+  int_fake_quant(f, w, n, params_of(f, d, z), y);
+}
+
+void fake_quant_group_backward(const IntFormat& f, const float* w, int64_t n, float d, float z, const float* dy,
+                               float* dx, double* dd, double* dz) {
+  const IntParams p = params_of(f, d, z);
+  const float d16 = fp16_to_fp32(p.d);
+  const float inv = d16 != 0.0f ? 1.0f / d16 : 0.0f;  // as int_pack divides
+  const int lo = f.sym ? 1 : 0, hi = f.levels() - 1;
+  double gd = 0.0, gz = 0.0;
+  constexpr int kChunk = 256;
+  int u[kChunk];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min<int64_t>(kChunk, n - i0);
+    const int off = int_codes(f, w + i0, m, p, u);
+    for (int64_t i = 0; i < m; ++i) {
+      const double g = dy[i0 + i];
+      const double v = double(w[i0 + i] * inv);
+      const double shifted = v + off;
+      const double q = double(u[i] - off);
+      if (shifted >= lo && shifted <= hi) {
+        dx[i0 + i] = float(g);
+        gd += g * (q - v);
+      } else {
+        dx[i0 + i] = 0.0f;
+        gd += g * q;
+        if (!f.sym) gz -= g * double(d16);
+      }
+    }
+  }
+  *dd = gd;
+  *dz = gz;
+}
+
+double lsq_grad_scale(const IntFormat& f, int64_t n) {
+  const double qp = f.sym ? double(f.qmax_sym()) : double(f.levels() - 1);
+  return 1.0 / std::sqrt(double(n) * qp);
+}
+
+FakeQuantLinear::FakeQuantLinear(const TrainParams& params, const QatConfig& config) : config_(config) {
+  const IntFormat& f = config_.format;
+  const auto& tensors = params.tensors();
+  base_.assign(tensors.size(), -1);
+  info_.resize(tensors.size());
+  eff_.resize(tensors.size());
+  for (size_t s = 0; s < tensors.size(); ++s) {
+    const ParamTensor& t = tensors[s];
+    if (t.kind != ParamKind::Linear) continue;
+    const int64_t group = f.per_row() ? t.cols : f.group;
+    if (t.cols % group != 0) {
+      throw Error("qat: " + t.name + " has rows of " + std::to_string(t.cols) +
+                  " values, not a multiple of the group size " + std::to_string(group));
+    }
+    SlotInfo& in = info_[s];
+    in = {t.rows, t.cols, group, t.rows * (t.cols / group)};
+    base_[s] = int64_t(values_.size());
+    values_.resize(values_.size() + size_t(in.n_groups * (f.sym ? 1 : 2)));
+    float* d = values_.data() + base_[s];
+    float* z = d + in.n_groups;
+    const float* w = params.data(int(s));
+    for (int64_t g = 0; g < in.n_groups; ++g) {
+      const IntParams p = int_params_minmax(f, w + g * group, group);
+      d[g] = std::max(fp16_to_fp32(p.d), kMinScale);
+      if (!f.sym) z[g] = float(p.zero);
+    }
+  }
+  grad_.assign(values_.size(), 0.0f);
+  m_.assign(values_.size(), 0.0f);
+  v_.assign(values_.size(), 0.0f);
+}
+
+int64_t FakeQuantLinear::groups_per_row(int slot) const {
+  const SlotInfo& in = info_[size_t(slot)];
+  return in.group > 0 ? in.cols / in.group : 0;
+}
+
+std::span<float> FakeQuantLinear::scales(int slot) {
+  if (!quantized(slot)) return {};
+  return {values_.data() + base_[size_t(slot)], size_t(info_[size_t(slot)].n_groups)};
+}
+std::span<float> FakeQuantLinear::zeros(int slot) {
+  if (!quantized(slot) || config_.format.sym) return {};
+  const int64_t n = info_[size_t(slot)].n_groups;
+  return {values_.data() + base_[size_t(slot)] + n, size_t(n)};
+}
+std::span<const float> FakeQuantLinear::scale_grad(int slot) const {
+  if (!quantized(slot)) return {};
+  return {grad_.data() + base_[size_t(slot)], size_t(info_[size_t(slot)].n_groups)};
+}
+std::span<const float> FakeQuantLinear::zero_grad(int slot) const {
+  if (!quantized(slot) || config_.format.sym) return {};
+  const int64_t n = info_[size_t(slot)].n_groups;
+  return {grad_.data() + base_[size_t(slot)] + n, size_t(n)};
+}
+
+IntParams FakeQuantLinear::group_params(int slot, int64_t g) const {
+  const float* d = values_.data() + base_[size_t(slot)];
+  const float z = config_.format.sym ? 0.0f : d[info_[size_t(slot)].n_groups + g];
+  return params_of(config_.format, d[g], z);
+}
+
+const float* FakeQuantLinear::forward(int slot, const float* master, int64_t rows, int64_t cols) {
+  if (!quantized(slot)) return master;
+  const SlotInfo& in = info_[size_t(slot)];
+  QB_ASSERT(rows == in.rows && cols == in.cols);
+  std::vector<float>& y = eff_[size_t(slot)];
+  y.resize(size_t(rows * cols));
+  const int64_t n_groups = in.n_groups, group = in.group;
+  parallel_chunks(n_groups, groups_per_task(group), [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      int_fake_quant(config_.format, master + g * group, group, group_params(slot, g), y.data() + g * group);
+    }
+  });
+  return y.data();
+}
+
+void FakeQuantLinear::backward(int slot, const float* master, int64_t rows, int64_t cols, float* grad) {
+  if (!quantized(slot)) return;
+  const SlotInfo& in = info_[size_t(slot)];
+  QB_ASSERT(rows == in.rows && cols == in.cols);
+  const IntFormat& f = config_.format;
+  const int64_t n_groups = in.n_groups, group = in.group;
+  const double scale = lsq_grad_scale(f, group);
+  const float* d = values_.data() + base_[size_t(slot)];
+  float* gd = grad_.data() + base_[size_t(slot)];
+  parallel_chunks(n_groups, groups_per_task(group), [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const float z = f.sym ? 0.0f : d[n_groups + g];
+      double dd = 0.0, dz = 0.0;
+      fake_quant_group_backward(f, master + g * group, group, d[g], z, grad + g * group, grad + g * group, &dd, &dz);
+      gd[g] = float(dd * scale);
+      if (!f.sym) gd[n_groups + g] = float(dz * scale);
+    }
+  });
+}
+
+void FakeQuantLinear::after_step(double lr) {
+  ++t_;
+  const AdamWConfig& a = config_.adam;
+  const double bc1 = 1.0 - std::pow(a.beta1, double(t_));
+  const double bc2 = 1.0 - std::pow(a.beta2, double(t_));
+  const float step_size = float(lr * config_.scale_lr_ratio / bc1);
+  const float inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
+  const float eps = float(a.eps), b1 = float(a.beta1), b2 = float(a.beta2);
+  const float zmax = float(config_.format.levels() - 1);
+  for (size_t s = 0; s < base_.size(); ++s) {
+    if (base_[s] < 0) continue;
+    const int64_t n = info_[s].n_groups;
+    for (int64_t k = 0; k < n * (config_.format.sym ? 1 : 2); ++k) {
+      const size_t i = size_t(base_[s] + k);
+      m_[i] = b1 * m_[i] + (1.0f - b1) * grad_[i];
+      v_[i] = b2 * v_[i] + (1.0f - b2) * grad_[i] * grad_[i];
+      values_[i] -= step_size * m_[i] / (std::sqrt(v_[i]) * inv_sqrt_bc2 + eps);
+      values_[i] = k < n ? std::max(values_[i], kMinScale) : std::clamp(values_[i], 0.0f, zmax);
+      grad_[i] = 0.0f;
+    }
+  }
+}
+
+std::vector<uint8_t> FakeQuantLinear::pack(int slot, const float* master) const {
+  QB_ASSERT(quantized(slot));
+  const SlotInfo& in = info_[size_t(slot)];
+  const size_t row = row_bytes(type_traits(int_format_type(config_.format)), in.cols);
+  std::vector<uint8_t> out(row * size_t(in.rows));
+  const int64_t per_row = in.cols / in.group;
+  for (int64_t r = 0; r < in.rows; ++r) {
+    uint8_t* dst = out.data() + size_t(r) * row;
+    for (int64_t j = 0; j < per_row; ++j) {
+      const int64_t g = r * per_row + j;
+      dst += int_pack(config_.format, master + g * in.group, in.group, group_params(slot, g), dst);
+    }
+    QB_ASSERT(dst == out.data() + size_t(r + 1) * row);
+  }
+  return out;
+}
+
+void FakeQuantLinear::set_from_packed(int slot, const uint8_t* packed) {
+  QB_ASSERT(quantized(slot));
+  const SlotInfo& in = info_[size_t(slot)];
+  const IntFormat& f = config_.format;
+  const size_t row = row_bytes(type_traits(int_format_type(f)), in.cols);
+  const int64_t per_row = in.cols / in.group;
+  const size_t block = row / size_t(per_row);
+  float* d = values_.data() + base_[size_t(slot)];
+  for (int64_t g = 0; g < in.n_groups; ++g) {
+    const uint8_t* src = packed + size_t(g / per_row) * row + size_t(g % per_row) * block;
+    uint16_t dh;
+    std::memcpy(&dh, src, 2);
+    d[g] = std::max(fp16_to_fp32(dh), kMinScale);
+    if (!f.sym) d[in.n_groups + g] = float(src[2]);
+  }
+}
+
+}  // namespace qbench::train
