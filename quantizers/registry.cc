@@ -65,6 +65,7 @@ void register_builtins(Registry& r) {
   register_gptq(r);
   register_awq(r);
   register_smoothquant(r);
+  register_qat(r);
 }
 
 void check_range(const WeightView& w, float limit, std::string_view format) {

@@ -130,5 +130,6 @@ void register_codebooks(Registry& r);
 void register_gptq(Registry& r);
 void register_awq(Registry& r);
 void register_smoothquant(Registry& r);  // w8a8, smoothquant
+void register_qat(Registry& r);          // quantizers/qat_spec.cc
 
 }  // namespace qbench::quant

@@ -35,6 +35,8 @@
 #include "harness/run/units.h"
 #include "harness/sha256.h"
 #include "harness/sysinfo.h"
+#include "harness/qat.h"
+#include "quantizers/qat_spec.h"
 #include "quantizers/quantize_model.h"
 #include "tasks/chat_template.h"
 #include "tasks/kl.h"
@@ -335,9 +337,21 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     ppl_tokens = source.require_tokenizer().encode(text, true);
   }
   // Calibration text, only when some scheme needs one (gptq, awq); its hash joins those schemes' keys.
+  // qat:... schemes train the whole model (harness/qat.h) from the PTQ start they name, on the
+  // default recipe's generated training items; that data's hash joins their keys.
   std::vector<bool> calibrated(c.schemes.size(), false);
+  std::vector<std::optional<quant::QatSettings>> qat(c.schemes.size());
+  const QatRunOptions qat_options;
+  std::string qat_data;
   for (size_t i = 0; i < c.schemes.size(); ++i) {
-    calibrated[i] = quant::recipe_needs_calibration(source, quant::make_recipe(c.schemes[i]));
+    const quant::Recipe r = quant::make_recipe(c.schemes[i]);
+    if (!r.ftype && quant::is_qat(r.scheme)) {
+      qat[i] = quant::qat_settings(r.scheme);
+      calibrated[i] = quant::recipe_needs_calibration(source, quant::make_recipe(qat[i]->ptq.to_string()));
+      if (qat_data.empty()) qat_data = qat_data_sha256(qat_options);
+    } else {
+      calibrated[i] = quant::recipe_needs_calibration(source, r);
+    }
   }
   std::optional<quant::Calibration> calibration;
   json calib_json = nullptr;
@@ -370,6 +384,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     json settings = {{"model_sha256", model_sha}, {"tokenizer", c.tokenizer}, {"scheme", canon[i]},
                      {"unit", name}, {"protocol", protocol}};
     if (calibrated[i]) settings["calibration"] = calib_json;
+    if (qat[i]) settings["qat_data_sha256"] = qat_data;
     Unit u;
     u.run = i;
     u.name = name;
@@ -533,8 +548,23 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     progress.started("quantize " + c.schemes[i]);
     try {
       quant::QuantizeReport rep;
-      variants[i] = std::make_unique<Model>(quant::quantize_model(
-          source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr, o.stop));
+      json qat_json = nullptr;
+      if (qat[i]) {
+        QatRunOptions qo = qat_options;
+        qo.stop = o.stop;
+        if (o.progress) qo.say = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+        QatOutcome r = run_qat(source, *qat[i], qo, calibrated[i] ? &*calibration : nullptr);
+        if (!r.finished) throw quant::Cancelled();
+        rep = r.ptq;
+        rep.seconds += r.train_seconds;
+        variants[i] = std::make_unique<Model>(std::move(r.model));
+        qat_json = {{"start", qat[i]->ptq.to_string()}, {"steps", r.step}, {"train_tokens", r.train_tokens},
+                    {"train_seconds", r.train_seconds}, {"ptq_seconds", r.ptq.seconds}, {"final_loss", r.loss},
+                    {"data_sha256", qat_data}, {"peak_rss_bytes", peak_rss_bytes()}};
+      } else {
+        variants[i] = std::make_unique<Model>(quant::quantize_model(
+            source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr, o.stop));
+      }
       const json matmul = cli::apply_activations(*variants[i], c.activations, c.speed_prefill);
       const double linear_bpw = linear_bits_per_weight(rep, source.tied_output);
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
@@ -543,7 +573,8 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
         run["quantization"] = {{"seconds", rep.seconds}, {"bits_per_weight", rep.bits_per_weight},
                                {"bytes", rep.bytes}, {"n_weights", rep.n_weights}, {"all_ggml", rep.all_ggml},
                                {"calibration", rep.calibration.empty() ? json(nullptr) : json(rep.calibration)},
-                               {"calib_seconds", rep.calib_seconds}, {"decisions", rep.notes}};
+                               {"calib_seconds", rep.calib_seconds}, {"decisions", rep.notes},
+                               {"qat", qat_json}};
         run["memory"] = {{"weight_bytes", variants[i]->weight_bytes()}, {"linear_weight_bytes", rep.bytes},
                          {"bits_per_weight", linear_bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight},
                          {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},

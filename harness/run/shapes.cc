@@ -138,8 +138,8 @@ Model quantized_random_model(const ModelShape& shape, const std::string& scheme,
                              const std::atomic<bool>* cancel) {
   const quant::Recipe recipe = quant::make_recipe(scheme);
   if (const std::string same_format = uncalibrated_equivalent(scheme); same_format != scheme) {
-    throw Error("scheme " + scheme + " needs calibration text, which random weights of shape " + shape.name +
-                " do not come with; " + same_format + " writes the same packed format (the same speed)");
+    throw Error("scheme " + scheme + " needs calibration text or training, which random weights of shape " +
+                shape.name + " do not come with; " + same_format + " writes the same packed format (the same speed)");
   }
   // F32 kept as it is (f32, keep) cannot share one layer's buffers: each layer must own its bytes.
   const std::string canonical = scheme_canonical(scheme);
@@ -153,6 +153,10 @@ std::string uncalibrated_equivalent(const std::string& scheme) {
   const quant::Recipe recipe = quant::make_recipe(scheme);
   if (recipe.ftype) return scheme;  // llama.cpp mixes: an importance matrix is optional
   const quant::SchemeSpec& s = recipe.scheme;
+  if (s.method == "qat") {
+    // Trained into rtn's formats (harness/qat.h): random weights have no teacher to learn from.
+    return "rtn:int" + s.get("bits") + ",group=" + s.get("group") + ",sym=" + s.get("sym");
+  }
   if (!quant::registry().method(s).needs_calibration_text()) return scheme;
   if (s.method == "gptq" || s.method == "awq") {
     // Both pack into rtn's intN_{sym,asym}_{gG,row} formats (gptq.cc, awq.cc's quantize_awq_rtn).
@@ -165,7 +169,7 @@ std::string uncalibrated_equivalent(const std::string& scheme) {
 
 std::string speed_shape_label(const std::string& shape, const std::string& scheme, const std::string& measured) {
   std::string label = "speed measured at " + shape + " shape, random weights";
-  if (measured != scheme) label += " (" + scheme + " as " + measured + ", the same packed format without calibration)";
+  if (measured != scheme) label += " (" + scheme + " as " + measured + ", the same packed format without calibration or training)";
   return label;
 }
 

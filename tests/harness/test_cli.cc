@@ -298,7 +298,7 @@ TEST(Cli, QatTrainsResumesBitExactlyAndRefusesOtherSchemes) {
   const auto ja = nlohmann::json::parse(a.out);
   EXPECT_EQ(ja["step"], 4);
   EXPECT_TRUE(ja["finished"].get<bool>());
-  EXPECT_EQ(ja["scheme"], "qat:rtn:int3,group=32,sym=false,clip=none");
+  EXPECT_EQ(ja["scheme"], "qat:int3,group=32,sym=false,init=rtn,steps=4,lr=0.0001,kd=1,ce=0,batch=2,seq=16,seed=1,scale_lr=1");
   EXPECT_EQ(ja["train_tokens"], 4 * 2 * 16);
   const Model q = load_model(dir + "/a.gguf");
   EXPECT_EQ(q.layers[0].wq.type, int_format_type({3, false, 32}));

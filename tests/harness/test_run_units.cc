@@ -61,7 +61,7 @@ TEST(RunConfig, DefaultFileIsTheBuiltInDefault) {
 }
 
 TEST(RunConfig, ShippedExperimentsParseAndAllSchemesCoversTheRegistry) {
-  for (const char* name : {"default", "seed-table", "all-schemes"}) {
+  for (const char* name : {"default", "seed-table", "all-schemes", "qat"}) {
     EXPECT_NO_THROW(run::load_config(std::string(QBENCH_SOURCE_DIR "/experiments/") + name + ".json")) << name;
   }
   const auto all = run::load_config(QBENCH_SOURCE_DIR "/experiments/all-schemes.json");
@@ -257,12 +257,15 @@ TEST(RunShapes, CalibratedSchemesAreMeasuredAsTheSameFormatWithoutCalibration) {
   EXPECT_EQ(run::uncalibrated_equivalent("gptq:int4,group=128"), "rtn:int4,group=128,sym=true");
   EXPECT_EQ(run::uncalibrated_equivalent("awq:int3,group=32,sym=false"), "rtn:int3,group=32,sym=false");
   EXPECT_EQ(run::uncalibrated_equivalent("smoothquant"), "w8a8");
+  // QAT trains into rtn's formats: its speed is theirs.
+  EXPECT_EQ(run::uncalibrated_equivalent("qat:int2,group=32,init=gptq,steps=5"), "rtn:int2,group=32,sym=true");
   for (const char* same : {"fp16", "int8", "q4_K", "rtn:int4,group=128", "nf4", "Q4_K_M"}) {
     EXPECT_EQ(run::uncalibrated_equivalent(same), same);
   }
   EXPECT_EQ(run::speed_shape_label("tiny", "fp16", "fp16"), "speed measured at tiny shape, random weights");
   EXPECT_EQ(run::speed_shape_label("tiny", "gptq:x", "rtn:y"),
-            "speed measured at tiny shape, random weights (gptq:x as rtn:y, the same packed format without calibration)");
+            "speed measured at tiny shape, random weights (gptq:x as rtn:y, the same packed format without calibration or "
+            "training)");
   EXPECT_THROW(run::quantized_random_model(run::find_shape("tiny"), "gptq:int4,group=32", nullptr), Error);
   // Every method that needs calibration text has an equivalent, and it writes the same formats
   // (tensor by tensor, with the same bytes) as the method with calibration, on a tiny model.
