@@ -7,7 +7,10 @@ Writes, as PNG and PDF:
   pareto.{png,pdf}       bits per weight (x) vs perplexity (y), one point per scheme, point area
                          proportional to decode tokens/s, error bars = perplexity stderr;
   degradation.{png,pdf}  quality as % of the baseline run for the math and chat suites
-                         (grouped bars per scheme, error bars = stderr of the %).
+                         (grouped bars per scheme, error bars = stderr of the %);
+  qat.{png,pdf}          only for files with qat:... schemes: mean KL divergence (log scale) per
+                         integer format, one bar per method (rtn, gptq, awq, and qat by its start),
+                         error bars = its stderr.
 Exit status 2 on a file that is not a qbench results document.
 """
 import argparse
@@ -96,6 +99,57 @@ def degradation(doc, out):
     save(fig, out, "degradation")
 
 
+def scheme_options(canonical):
+    """('rtn', {'bits': '4', 'group': '128', ...}) from a canonical spec 'rtn:int4,group=128,...'."""
+    method, _, rest = canonical.partition(":")
+    opts = {}
+    for i, part in enumerate(rest.split(",") if rest else []):
+        if i == 0 and part.startswith("int"):
+            opts["bits"] = part[3:]
+        elif "=" in part:
+            k, _, v = part.partition("=")
+            opts[k] = v
+    return method, opts
+
+
+def qat(doc, out):
+    """KLD per integer format and method; False when the file has no qat run."""
+    bars = {}  # format label -> method label -> (kld, stderr)
+    formats, methods = [], []
+    for run in doc["runs"]:
+        method, o = scheme_options(run["scheme_canonical"])
+        kl = ok_result(run, "kl")
+        if method not in ("rtn", "gptq", "awq", "qat") or "bits" not in o or kl is None:
+            continue
+        group = o.get("group", "")
+        fmt = f"int{o['bits']} " + (f"g{group}" if group.isdigit() else group)
+        fmt += "" if o.get("sym", "true") == "true" else " asym"
+        label = f"qat from {o['init']}" if method == "qat" else method
+        if fmt not in formats:
+            formats.append(fmt)
+        if label not in methods:
+            methods.append(label)
+        bars.setdefault(fmt, {})[label] = (kl["kld_mean"], kl["kld_stderr"])
+    if not any(m.startswith("qat") for m in methods):
+        return False
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(formats) + 2), 4.4))
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        pos = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(formats))]
+        vals = [bars[f].get(m, (0.0, 0.0))[0] for f in formats]
+        errs = [bars[f].get(m, (0.0, 0.0))[1] for f in formats]
+        ax.bar(pos, vals, width, yerr=errs, capsize=2, label=m)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(formats)))
+    ax.set_xticklabels(formats)
+    ax.set_ylabel(f"mean KL divergence from {doc['relative'].get('baseline') or 'the FP model'} (nats)")
+    ax.set_title("post-training quantization vs quantization-aware training")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    save(fig, out, "qat")
+    return True
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
@@ -105,7 +159,8 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     pareto(doc, a.out)
     degradation(doc, a.out)
-    print(f"wrote {a.out}/pareto.{{png,pdf}} and {a.out}/degradation.{{png,pdf}}")
+    extra = f" and {a.out}/qat.{{png,pdf}}" if qat(doc, a.out) else ""
+    print(f"wrote {a.out}/pareto.{{png,pdf}} and {a.out}/degradation.{{png,pdf}}{extra}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@
 #   results/baselines/    the tiny baseline of the compare tests (QBENCH_UPDATE_BASELINES=1)
 # Then rewrites README.md's result tables (the blocks tests/harness/test_docs.cc checks).
 # Run it on an idle machine: the speed columns are measured. Takes about 3 minutes on 2 cores.
+#
+#   scripts/regen-results.sh [NAME...]   only these experiments (default: default all-schemes);
+#       `scripts/regen-results.sh qat` regenerates results/qat/ (QAT beside PTQ, about 25 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 qbench=build/harness/qbench
 cmake --build build -j"${QBENCH_JOBS:-2}" >/dev/null
-for name in default all-schemes; do
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(default all-schemes)
+for name in "${names[@]}"; do
   rm -rf "results/$name/$name.json" "results/$name/$name.items"
   "$qbench" run --config "experiments/$name.json" --out "results/$name/$name.json" --quiet
   /usr/bin/python3 scripts/plot.py "results/$name/$name.json" --out "results/$name/"
