@@ -378,6 +378,30 @@ TEST(FakeQuant, TrainerStepsAreDeterministicAndLearn) {
   EXPECT_EQ(s1, s2);
 }
 
+// A frozen embedding (QAT keeps it as PTQ does) does not move; the rest does.
+TEST(FakeQuant, FrozenEmbeddingStaysAsItIs) {
+  TrainerConfig cfg;
+  cfg.model = qat_config();
+  cfg.batch_size = 2;
+  cfg.seq_len = 8;
+  cfg.warmup_steps = 0;
+  cfg.total_steps = 3;
+  cfg.train_embedding = false;
+  Trainer trainer(cfg);
+  const TrainParams before = trainer.params();
+  Rng rng(2);
+  const Batch batch = random_batch(rng, 2, 8, 11);
+  trainer.train([&](int64_t, Rng&, Batch& b) { b = batch; });
+  const ParamTensor& e = before.tensor(before.tok_embd());
+  const auto slice = [&](const TrainParams& p) {
+    return std::vector<float>(p.values.begin() + std::ptrdiff_t(e.offset), p.values.begin() + std::ptrdiff_t(e.offset + e.size()));
+  };
+  EXPECT_EQ(slice(trainer.params()), slice(before));
+  EXPECT_NE(trainer.params().values, before.values);
+  cfg.adamw.decay_embedding = true;
+  EXPECT_THROW(Trainer{cfg}, Error);
+}
+
 // ---- Distillation -------------------------------------------------------------------------------
 
 // The distillation loss is ce_weight * CE + kd_weight * KL(teacher || student), written out here
