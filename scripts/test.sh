@@ -8,7 +8,9 @@
 #       and runs the engine, formats and
 #       kernels, tasks, quantizer and calibration programs (the fuzz cases are in test_engine)
 #       and the build checks, without the full-text perplexity oracle (5+ min under ASan; its
-#       12-chunk sibling runs), the llama.cpp-file agreement tests but stories260K F16 and Q8_0
+#       12-chunk sibling runs) and its checks of the other file forms (tokenizing the whole text
+#       again), the portable-binary check (the Release build runs it on the shipped binary),
+#       the llama.cpp-file agreement tests but stories260K F16 and Q8_0
 #       (about 8 s each under ASan; the same code paths) and the Llama 3 / Qwen2 tokenizer.json
 #       round trips (the other two files run). QBENCH_SANITIZE_ALL=1 builds and runs every test.
 #
@@ -43,7 +45,7 @@ if ((sanitize)); then
     programs=(test_engine test_formats test_tasks test_quantizers test_calib)
     targets=(--target qbench "${programs[@]}")
     select=(-L "^($(IFS='|'; echo "${programs[*]}")|build_checks)\$"
-      -E "^Perplexity\.Stories260KOnTinyStoriesAtCtx256|^Files/PerplexityLlamaCppFileTest\..*/(kquant_test|stories260K_Q[45])|^Files/HfToHf\..*/(llama3|qwen2)")
+      -E "^Perplexity\.Stories260KOnTinyStoriesAtCtx256|^Stories260K/|^PortableBuild\.|^Files/PerplexityLlamaCppFileTest\..*/(kquant_test|stories260K_Q[45])|^Files/HfToHf\..*/(llama3|qwen2)")
   fi
 else
   dir=build
