@@ -1,5 +1,7 @@
 #include "harness/cli.h"
 
+#include <csignal>
+
 #include <tbb/global_control.h>
 #include <unistd.h>
 
@@ -159,6 +161,23 @@ std::string activations_summary(const nlohmann::json& matmul) {
     out += ")";
   }
   return out;
+}
+
+std::string strip_extension(const std::string& path, const std::string& ext) {
+  return path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0
+             ? path.substr(0, path.size() - ext.size())
+             : path;
+}
+
+namespace {
+std::atomic<bool> g_signal_stop{false};
+extern "C" void on_stop_signal(int) { g_signal_stop = true; }
+}  // namespace
+
+const std::atomic<bool>& stop_on_signals() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  return g_signal_stop;
 }
 
 }  // namespace qbench::cli

@@ -2,6 +2,8 @@
 // output helpers. Each command lives in its own cmd_*.cc and is listed in commands().
 #pragma once
 
+#include <atomic>
+
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -68,5 +70,10 @@ std::string activations_summary(const nlohmann::json& matmul);
 
 // `text` to stdout when `path` is empty, else to the file `path` atomically (temporary + rename).
 void write_output(const std::string& path, const std::string& text);
+
+// `path` without the extension `ext` (e.g. ".gguf") when it ends with it.
+std::string strip_extension(const std::string& path, const std::string& ext);
+// A flag SIGINT and SIGTERM set (for the resumable trainers: stop at the next step, save, export).
+const std::atomic<bool>& stop_on_signals();
 
 }  // namespace qbench::cli

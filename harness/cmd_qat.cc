@@ -15,16 +15,6 @@
 #include "quantizers/int_rules.h"
 
 namespace qbench::cli {
-namespace {
-
-std::atomic<bool> g_stop{false};
-extern "C" void on_qat_signal(int) { g_stop = true; }
-
-std::string strip_gguf(const std::string& p) {
-  return p.size() > 5 && p.compare(p.size() - 5, 5, ".gguf") == 0 ? p.substr(0, p.size() - 5) : p;
-}
-
-}  // namespace
 
 int cmd_qat(const std::vector<std::string>& args) {
   std::string model_path = QBENCH_SOURCE_DIR "/models/default.gguf", scheme_text = "rtn:int2,group=32", out;
@@ -99,18 +89,16 @@ int cmd_qat(const std::vector<std::string>& args) {
   if (o.checkpoint_every <= 0) throw Error("qat: --checkpoint-every must be positive");
   const quant::SchemeSpec spec = quant::qat_spec(st);  // canonical, and checks the ranges
   set_threads(threads);
-  if (o.checkpoint.empty()) o.checkpoint = strip_gguf(out) + ".ckpt";
-  if (o.log_path.empty()) o.log_path = strip_gguf(out) + "-qat.csv";
+  if (o.checkpoint.empty()) o.checkpoint = strip_extension(out, ".gguf") + ".ckpt";
+  if (o.log_path.empty()) o.log_path = strip_extension(out, ".gguf") + "-qat.csv";
   if (!quiet) o.say = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
-  o.stop = &g_stop;
-  std::signal(SIGINT, on_qat_signal);
-  std::signal(SIGTERM, on_qat_signal);
+  o.stop = &stop_on_signals();
 
   const Model m = load_model(model_path);
   const std::optional<quant::Calibration> calib = make_calibration(m, calib_opts);
   const QatOutcome r = run_qat(m, st, o, calib ? &*calib : nullptr);
   gguf::Writer w = model_gguf_writer(r.model);
-  w.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(quant::make_recipe(st.ptq.to_string()), false)));
+  w.set("general.file_type", gguf::Value::u32(quant::gguf_file_type(quant::make_recipe(st.ptq.to_string()), r.ptq.all_ggml)));
   w.set("general.quantization_version", gguf::Value::u32(2));
   w.set("qbench.scheme", gguf::Value::str(spec.to_string()));
   w.write(out);

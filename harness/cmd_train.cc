@@ -19,12 +19,6 @@
 namespace qbench::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop = true; }
-
-std::string strip_ext(const std::string& p, const std::string& ext) {
-  return p.size() > ext.size() && p.compare(p.size() - ext.size(), ext.size(), ext) == 0 ? p.substr(0, p.size() - ext.size()) : p;
-}
 
 // Quick held-out accuracy of the current parameters: exported, loaded, scored like the suites.
 nlohmann::json quick_eval(const train::Trainer& tr, const Tokenizer& tok, const TrainRecipe& r, const std::string& tmp) {
@@ -85,8 +79,8 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   set_threads(threads);
   if (out.empty()) out = QBENCH_SOURCE_DIR "/models/default.gguf";
-  if (ckpt.empty()) ckpt = strip_ext(out, ".gguf") + ".ckpt";
-  if (log_path.empty()) log_path = strip_ext(out, ".gguf") + "-train.csv";
+  if (ckpt.empty()) ckpt = strip_extension(out, ".gguf") + ".ckpt";
+  if (log_path.empty()) log_path = strip_extension(out, ".gguf") + "-train.csv";
   const TrainRecipe recipe = load_recipe(recipe_path);
   const Tokenizer tok = char_tokenizer();
   auto say = [&](const std::string& s) {
@@ -123,8 +117,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (!logf) throw Error(log_path + ": cannot open for writing");
   if (new_log) logf << "step,loss,lr,grad_norm,tokens_per_s,train_seconds,heldout_loss,add2_em,add3_em,sub3_em,reply_select_acc\n";
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  const std::atomic<bool>& stop = stop_on_signals();
   const auto start = std::chrono::steady_clock::now();
   const double base_seconds = train_seconds;
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -137,7 +130,7 @@ int cmd_train(const std::vector<std::string>& args) {
   double last_loss = 0;
   nlohmann::json last_eval;
   auto source = [&](int64_t, train::Rng& rng, train::Batch& b) { data.fill(rng, b); };
-  while (tr.step() < cfg.total_steps && !g_stop) {
+  while (tr.step() < cfg.total_steps && !stop) {
     if (max_steps >= 0 && tr.step() - start_step >= max_steps) break;
     if (minutes > 0 && elapsed() > minutes * 60) break;
     int64_t chunk = std::min<int64_t>(25, cfg.total_steps - tr.step());

@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "engine/core/error.h"
+#include "quantizers/qat_spec.h"
 #include "quantizers/registry.h"
 
 namespace qbench::quant {
@@ -202,6 +203,8 @@ Matrix* field_of(Model& dst, const Model& src, const Matrix* w) {
 }  // namespace
 
 bool recipe_needs_calibration(const Model& m, const Recipe& r) {
+  // qat trains from the post-training start it names: that start decides.
+  if (!r.ftype && is_qat(r.scheme)) return recipe_needs_calibration(m, make_recipe(qat_settings(r.scheme).ptq.to_string()));
   for (const TensorPlan& p : plan_model(m, r)) {
     if (p.spec && registry().method(*p.spec).needs_calibration_text()) return true;
   }

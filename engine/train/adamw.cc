@@ -52,18 +52,20 @@ AdamW::AdamW(const TrainParams& params, const AdamWConfig& config) : config_(con
   }
 }
 
+AdamUpdate::AdamUpdate(const AdamWConfig& c, int64_t t, double lr) {
+  // The bias corrections folded into the step size and the denominator.
+  step_size = float(lr / (1.0 - std::pow(c.beta1, double(t))));
+  inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(c.beta2, double(t))));
+  eps = float(c.eps);
+  b1 = float(c.beta1);
+  b2 = float(c.beta2);
+}
+
 void AdamW::step(TrainParams& params, std::span<const float> grad, double lr) {
   QB_ASSERT(grad.size() == params.size() && m_.size() == params.size());
   ++t_;
-  const double b1 = config_.beta1, b2 = config_.beta2;
-  const double bc1 = 1.0 - std::pow(b1, double(t_));
-  const double bc2 = 1.0 - std::pow(b2, double(t_));
-  // p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p), with the bias corrections folded into
-  // the step size and epsilon.
-  const float step_size = float(lr / bc1);
-  const float inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
-  const float eps = float(config_.eps);
-  const float fb1 = float(b1), fb2 = float(b2);
+  // p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)
+  const AdamUpdate update(config_, t_, lr);
   const auto& tensors = params.tensors();
   for (size_t ti = 0; ti < tensors.size(); ++ti) {
     const ParamTensor& t = tensors[ti];
@@ -72,13 +74,7 @@ void AdamW::step(TrainParams& params, std::span<const float> grad, double lr) {
     float* m = m_.data() + t.offset;
     float* v = v_.data() + t.offset;
     const float* g = grad.data() + t.offset;
-    parallel_chunks(int64_t(t.size()), kChunk, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
-        v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
-        p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-      }
-    });
+    parallel_chunks(int64_t(t.size()), kChunk, [&](int64_t i0, int64_t i1) { update.apply(p, m, v, g, i0, i1, decay); });
   }
 }
 

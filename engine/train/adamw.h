@@ -2,6 +2,7 @@
 // gradient-norm clipping, over the flat parameter layout of TrainParams.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -33,6 +34,21 @@ double grad_norm(std::span<const float> grad);
 // Scales grad by max_norm / norm when norm > max_norm (max_norm <= 0 disables). Returns the
 // norm before clipping.
 double clip_grad_norm(std::span<float> grad, double max_norm);
+
+// Adam's update of n values at its step t (1-based, bias-corrected) with learning rate lr:
+//   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,  p = p decay - lr m_hat / (sqrt(v_hat) + eps).
+// Shared by AdamW (weights) and QAT's scales (engine/train/fake_quant.h).
+struct AdamUpdate {
+  float step_size, inv_sqrt_bc2, eps, b1, b2;
+  AdamUpdate(const AdamWConfig& c, int64_t t, double lr);
+  void apply(float* p, float* m, float* v, const float* g, int64_t i0, int64_t i1, float decay = 1.0f) const {
+    for (int64_t i = i0; i < i1; ++i) {
+      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+      p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    }
+  }
+};
 
 class AdamW {
  public:

@@ -169,25 +169,20 @@ void FakeQuantLinear::backward(int slot, const float* master, int64_t rows, int6
 
 void FakeQuantLinear::after_step(double lr) {
   ++t_;
-  const AdamWConfig& a = config_.adam;
-  const double bc1 = 1.0 - std::pow(a.beta1, double(t_));
-  const double bc2 = 1.0 - std::pow(a.beta2, double(t_));
-  const float step_size = float(lr * config_.scale_lr_ratio / bc1);
-  const float inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
-  const float eps = float(a.eps), b1 = float(a.beta1), b2 = float(a.beta2);
+  AdamUpdate(config_.adam, t_, lr * config_.scale_lr_ratio)
+      .apply(values_.data(), m_.data(), v_.data(), grad_.data(), 0, int64_t(values_.size()));
+  // Scales stay positive, zero points within the codes.
   const float zmax = float(config_.format.levels() - 1);
   for (size_t s = 0; s < base_.size(); ++s) {
     if (base_[s] < 0) continue;
     const int64_t n = info_[s].n_groups;
-    for (int64_t k = 0; k < n * (config_.format.sym ? 1 : 2); ++k) {
-      const size_t i = size_t(base_[s] + k);
-      m_[i] = b1 * m_[i] + (1.0f - b1) * grad_[i];
-      v_[i] = b2 * v_[i] + (1.0f - b2) * grad_[i] * grad_[i];
-      values_[i] -= step_size * m_[i] / (std::sqrt(v_[i]) * inv_sqrt_bc2 + eps);
-      values_[i] = k < n ? std::max(values_[i], kMinScale) : std::clamp(values_[i], 0.0f, zmax);
-      grad_[i] = 0.0f;
+    float* d = values_.data() + base_[s];
+    for (int64_t k = 0; k < n; ++k) d[k] = std::max(d[k], kMinScale);
+    if (!config_.format.sym) {
+      for (int64_t k = n; k < 2 * n; ++k) d[k] = std::clamp(d[k], 0.0f, zmax);
     }
   }
+  std::fill(grad_.begin(), grad_.end(), 0.0f);
 }
 
 std::vector<uint8_t> FakeQuantLinear::pack(int slot, const float* master) const {

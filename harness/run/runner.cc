@@ -345,12 +345,10 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
   std::string qat_data;
   for (size_t i = 0; i < c.schemes.size(); ++i) {
     const quant::Recipe r = quant::make_recipe(c.schemes[i]);
+    calibrated[i] = quant::recipe_needs_calibration(source, r);
     if (!r.ftype && quant::is_qat(r.scheme)) {
       qat[i] = quant::qat_settings(r.scheme);
-      calibrated[i] = quant::recipe_needs_calibration(source, quant::make_recipe(qat[i]->ptq.to_string()));
       if (qat_data.empty()) qat_data = qat_data_sha256(qat_options);
-    } else {
-      calibrated[i] = quant::recipe_needs_calibration(source, r);
     }
   }
   std::optional<quant::Calibration> calibration;

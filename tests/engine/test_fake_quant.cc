@@ -18,6 +18,7 @@
 #include "engine/train/fake_quant.h"
 #include "engine/train/rng.h"
 #include "engine/train/trainer.h"
+#include "tests/engine/train_test_util.h"
 
 namespace qbench::train {
 namespace {
@@ -129,26 +130,9 @@ TEST(FakeQuant, LsqGradientScale) {
 
 // ---- The seam on a model --------------------------------------------------------------------------
 
-ModelConfig qat_config() {
-  ModelConfig c;
-  c.arch = "llama";
-  c.n_vocab = 11;
-  c.n_embd = 128;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.n_ff = 256;
-  c.n_ctx_train = 16;
-  c.n_rot = 8;
-  return c;
-}
-
-Batch random_batch(Rng& rng, int64_t n_seq, int64_t T, int64_t V) {
-  Batch b;
-  b.resize(n_seq, T);
-  for (auto& t : b.tokens) t = int32_t(rng.below(uint64_t(V)));
-  return b;
-}
+// Rows of 128 and 256 values: every group size fits.
+ModelConfig qat_config() { return train_test::small_llama(128, 256, 8); }
+using train_test::random_batch;
 
 TEST(FakeQuant, StartsAtRtnAndServesWhatItTrains) {
   for (bool tied : {true, false}) {

@@ -19,6 +19,7 @@
 #include "engine/train/export.h"
 #include "engine/train/ops.h"
 #include "engine/train/trainer.h"
+#include "tests/engine/train_test_util.h"
 #include "tests/test_util.h"
 
 namespace qbench::train {
@@ -211,29 +212,8 @@ TEST(TrainOps, EmbeddingGradient) {
 
 // ---- Whole model ------------------------------------------------------------------------------
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.arch = "llama";
-  c.n_vocab = 11;
-  c.n_embd = 16;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.n_ff = 24;
-  c.n_ctx_train = 16;
-  c.n_rot = 4;
-  return c;
-}
-
-Batch random_batch(Rng& rng, int64_t n_seq, int64_t T, int64_t V, bool partial_mask) {
-  Batch b;
-  b.resize(n_seq, T);
-  for (auto& t : b.tokens) t = int32_t(rng.below(uint64_t(V)));
-  if (partial_mask) {
-    for (auto& m : b.loss_mask) m = rng.below(3) == 0 ? 0.0f : 1.0f;
-  }
-  return b;
-}
+using train_test::random_batch;
+ModelConfig tiny_config() { return train_test::small_llama(16, 24, 4); }
 
 // FP32 central differences through the whole model. The loss is computed in float (relative
 // noise ~1e-6), so the step is large (h = 1e-2 on weights of std 0.3) and the tolerance is
