@@ -163,6 +163,11 @@ std::string activations_summary(const nlohmann::json& matmul) {
   return out;
 }
 
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  return s;
+}
+
 std::string strip_extension(const std::string& path, const std::string& ext) {
   return path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0
              ? path.substr(0, path.size() - ext.size())

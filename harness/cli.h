@@ -71,6 +71,8 @@ std::string activations_summary(const nlohmann::json& matmul);
 // `text` to stdout when `path` is empty, else to the file `path` atomically (temporary + rename).
 void write_output(const std::string& path, const std::string& text);
 
+// `s` with every occurrence of `from` replaced by `to` (left to right, not rescanning replacements).
+std::string replace_all(std::string s, const std::string& from, const std::string& to);
 // `path` without the extension `ext` (e.g. ".gguf") when it ends with it.
 std::string strip_extension(const std::string& path, const std::string& ext);
 // A flag SIGINT and SIGTERM set (for the resumable trainers: stop at the next step, save, export).

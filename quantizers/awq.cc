@@ -37,7 +37,7 @@
 namespace qbench::quant {
 namespace {
 
-using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 struct Linear {
   Matrix* m;
@@ -60,14 +60,14 @@ IntFormat checked_format(const SchemeSpec& spec, const Matrix& w, const std::str
 }
 
 // Σ_rows e H e^T for e = what - W (row-major rows x cols), H cols x cols.
-double output_error(const std::vector<float>& approx, const float* w, int64_t rows, int64_t cols, const MatD& H) {
-  MatD E(rows, cols);
+double output_error(const std::vector<float>& approx, const float* w, int64_t rows, int64_t cols, const RowMatD& H) {
+  RowMatD E(rows, cols);
   for (int64_t i = 0; i < rows * cols; ++i) E.data()[i] = double(approx[size_t(i)]) - double(w[i]);
   return (E * H).cwiseProduct(E).sum();
 }
 
 // The loss of scales `s` over the site's linears, original coordinates.
-double scaled_loss(const std::vector<Linear>& lins, const std::vector<double>& s, const MatD& H) {
+double scaled_loss(const std::vector<Linear>& lins, const std::vector<double>& s, const RowMatD& H) {
   double loss = 0.0;
   for (const Linear& l : lins) {
     if (!l.spec) continue;
@@ -88,7 +88,7 @@ double scaled_loss(const std::vector<Linear>& lins, const std::vector<double>& s
 }
 
 // Clamp search for one linear whose input Hessian (in its current coordinates) is H.
-void search_clip(Linear& l, const MatD& H) {
+void search_clip(Linear& l, const RowMatD& H) {
   const IntFormat f = int_format_of_spec(*l.spec);
   const int grid = l.spec->get_int("grid");
   const int64_t rows = l.m->rows, cols = l.m->cols;
@@ -159,7 +159,7 @@ void awq_prepare(Model& m, const SpecLookup& spec_of, const CalibStats& stats, P
         notes.fallbacks.push_back(first + ": no calibration tokens, RTN");
         continue;
       }
-      MatD H = Eigen::Map<const MatD>(st.hessian.data(), cols, cols) / double(st.n_tokens);
+      RowMatD H = Eigen::Map<const RowMatD>(st.hessian.data(), cols, cols) / double(st.n_tokens);
       std::vector<double> s(size_t(cols), 1.0);
       const bool can_scale = site.fold.can_fold();
       bool any_input = false;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake git pkg-config
+packages=(build-essential cmake ninja-build git pkg-config
   libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev
   libpcre2-dev libgtest-dev libgmock-dev googletest libbenchmark-dev python3 python3-matplotlib)
 
@@ -22,6 +22,10 @@ if ((${#missing[@]})); then
 fi
 
 jobs=${QBENCH_JOBS:-2}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
+# Ninja for a new build folder (it starts compiling a target's files before the libraries it links
+# are finished, which keeps both cores busy); a folder configured earlier keeps its generator.
+generator=()
+[ -f build/CMakeCache.txt ] || generator=(-G Ninja)
+cmake "${generator[@]}" -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
 cmake --build build -j"$jobs"
 echo "setup: built build/harness/qbench"

@@ -36,7 +36,7 @@ if ((sanitize)); then
   dir=build-asan
   # -O0 -g1 with the engine and quantizers at -O1 (QBENCH_HOT_OPT, CMakeLists.txt): the quickest
   # build + test time; keeps the debug-only checks and line numbers.
-  [ -f "$dir/CMakeCache.txt" ] || cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug \
+  [ -f "$dir/CMakeCache.txt" ] || cmake -G Ninja -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" -DQBENCH_HOT_OPT=-O1 -DQBENCH_SANITIZE=ON -DQBENCH_BUILD_BENCH=OFF
   # A sanitizer report is an error (exit code != 0) with a stack trace; leaks are reported too.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
@@ -49,7 +49,7 @@ if ((sanitize)); then
   fi
 else
   dir=build
-  [ -f "$dir/CMakeCache.txt" ] || cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release
+  [ -f "$dir/CMakeCache.txt" ] || cmake -G Ninja -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release
 fi
 cmake --build "$dir" -j"$jobs" "${targets[@]}"
 

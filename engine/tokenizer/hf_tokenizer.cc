@@ -30,8 +30,6 @@ namespace {
 using nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
-constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's word boundary
-
 // The pre-tokenizers whose tokenizer.json writes the regex differently from llama.cpp's PCRE2
 // form in pre_tokenizer.cc ("(?i:'s|...)" for the contractions): written and recognised as is.
 struct HfPattern {
@@ -130,12 +128,12 @@ void read_spm_normalizer(const json& node, const std::string& where, bool& prepe
     }
   } else if (type == "Prepend") {
     const std::string p = node.at("prepend").get<std::string>();
-    if (p != kSpace) throw Error(where + ": Prepend of '" + p + "' is not supported (only '▁')");
+    if (p != kSentencePieceSpace) throw Error(where + ": Prepend of '" + p + "' is not supported (only '▁')");
     prepend = true;
   } else if (type == "Replace") {
     const json& pat = node.at("pattern");
     const std::string content = node.at("content").get<std::string>();
-    if (!pat.contains("String") || pat.at("String") != " " || content != kSpace) {
+    if (!pat.contains("String") || pat.at("String") != " " || content != kSentencePieceSpace) {
       throw Error(where + ": Replace of " + pat.dump() + " by '" + content + "' is not supported (only ' ' by '▁')");
     }
     escape = true;
@@ -157,8 +155,8 @@ void read_spm_pre_tokenizer(const json& node, const std::string& where, bool& pr
       read_spm_pre_tokenizer(list[i], where + ".pretokenizers[" + std::to_string(i) + "]", prepend, escape);
     }
   } else if (type == "Metaspace") {
-    const std::string r = node.value("replacement", std::string(kSpace));
-    if (r != kSpace) throw Error(where + ": Metaspace replacement '" + r + "' is not supported (only '▁')");
+    const std::string r = node.value("replacement", std::string(kSentencePieceSpace));
+    if (r != kSentencePieceSpace) throw Error(where + ": Metaspace replacement '" + r + "' is not supported (only '▁')");
     // Files from before "split" existed split at every "▁".
     if (node.value("split", true)) {
       throw Error(where + ": Metaspace with split (words cut at every '▁') is not supported: llama.cpp merges across them");
@@ -528,11 +526,11 @@ std::string hf_tokenizer_json(const Tokenizer& tok) {
     // space prefix after every special token.
     normalizer = tok.add_space_prefix()
                      ? ojson{{"type", "Sequence"},
-                             {"normalizers", {{{"type", "Prepend"}, {"prepend", std::string(kSpace)}},
-                                              replace_node(" ", kSpace)}}}
-                     : replace_node(" ", kSpace);
+                             {"normalizers", {{{"type", "Prepend"}, {"prepend", std::string(kSentencePieceSpace)}},
+                                              replace_node(" ", kSentencePieceSpace)}}}
+                     : replace_node(" ", kSentencePieceSpace);
     decoder = ojson{{"type", "Sequence"},
-                    {"decoders", {replace_node(kSpace, " "), {{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
+                    {"decoders", {replace_node(kSentencePieceSpace, " "), {{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}};
     if (tok.add_space_prefix()) {
       decoder["decoders"].push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
     }

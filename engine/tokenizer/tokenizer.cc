@@ -18,14 +18,12 @@
 namespace qbench {
 namespace {
 
-constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's word boundary
-
 std::string escape_whitespace(std::string_view text) {
   std::string out;
   out.reserve(text.size() + text.size() / 4);
   for (char c : text) {
     if (c == ' ') {
-      out += kSpace;
+      out += kSentencePieceSpace;
     } else {
       out += c;
     }
@@ -460,7 +458,7 @@ Tokenizer Tokenizer::from_llama2c(const std::string& path) {
     } else {
       std::string out;
       for (char c : s) {
-        if (c == ' ') out += kSpace; else out += c;
+        if (c == ' ') out += kSentencePieceSpace; else out += c;
       }
       s = std::move(out);
     }
@@ -596,7 +594,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view raw, bool add_special, b
 }
 
 void Tokenizer::encode_spm(std::string_view frag, bool prev_special, std::vector<int32_t>& out) const {
-  std::string text = (add_space_prefix_ && prev_special) ? std::string(kSpace) : std::string();
+  std::string text = (add_space_prefix_ && prev_special) ? std::string(kSentencePieceSpace) : std::string();
   text += escape_whitespace(frag);
 
   std::vector<Symbol> symbols;
@@ -769,9 +767,9 @@ std::string Tokenizer::decode_token(int32_t id) const {
   std::string out;
   out.reserve(p.size());
   for (size_t i = 0; i < p.size();) {
-    if (p.compare(i, kSpace.size(), kSpace) == 0) {
+    if (p.compare(i, kSentencePieceSpace.size(), kSentencePieceSpace) == 0) {
       out += ' ';
-      i += kSpace.size();
+      i += kSentencePieceSpace.size();
     } else {
       out += p[i++];
     }

@@ -28,6 +28,9 @@
 
 namespace qbench {
 
+// U+2581 "▁", SentencePiece's word boundary (what a space becomes in its vocabularies).
+inline constexpr std::string_view kSentencePieceSpace = "\xE2\x96\x81";
+
 namespace gguf {
 class File;
 class Writer;

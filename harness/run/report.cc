@@ -6,6 +6,7 @@
 #include <map>
 
 #include "engine/core/error.h"
+#include "harness/cli.h"
 
 namespace qbench::run {
 using json = nlohmann::json;
@@ -95,11 +96,6 @@ json decode_fraction(const json& run) {
   return f.is_number() ? f : json();
 }
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
-  return s;
-}
-
 std::string latex_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
@@ -114,14 +110,14 @@ std::string latex_escape(const std::string& s) {
       default: out += ch;
     }
   }
-  return replace_all(out, kPm, "$\\pm$");
+  return cli::replace_all(out, kPm, "$\\pm$");
 }
 
 std::string csv_cell(const std::string& s0) {
-  const std::string s = replace_all(s0, kPm, "+-");
+  const std::string s = cli::replace_all(s0, kPm, "+-");
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string quoted(1, '"');  // built by appending: GCC 12 misreports "x" + s + "x" (-Wrestrict, PR 105329)
-  quoted += replace_all(s, "\"", "\"\"");
+  quoted += cli::replace_all(s, "\"", "\"\"");
   quoted += '"';
   return quoted;
 }
@@ -282,7 +278,7 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
     switch (format) {
       case ReportFormat::Markdown: {
         out += "**";
-        out += replace_all(t.title, kPm, "±");
+        out += cli::replace_all(t.title, kPm, "±");
         out += "**\n\n|";
         for (const auto& h : t.header) out += " " + h + " |";
         out += "\n|";
@@ -292,21 +288,21 @@ std::string render_tables(const std::vector<Table>& tables, ReportFormat format)
           out += "|";
           for (const auto& c : r) {
             out += " ";
-            out += replace_all(c, kPm, "±");
+            out += cli::replace_all(c, kPm, "±");
             out += " |";
           }
           out += "\n";
         }
         out += "\n";
         for (const auto& f : t.footnotes) {
-          out += replace_all(f, kPm, "±");
+          out += cli::replace_all(f, kPm, "±");
           out += "\n\n";
         }
         break;
       }
       case ReportFormat::Latex: {
         out += "% ";
-        out += replace_all(t.title, kPm, "+-");
+        out += cli::replace_all(t.title, kPm, "+-");
         out += "\n";
         out += "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{l" + std::string(t.header.size() - 1, 'r') +
                "}\n\\toprule\n";

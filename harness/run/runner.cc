@@ -198,11 +198,6 @@ std::vector<std::string> plan_differences(const json& file_config, const json& c
   return out;
 }
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
-  return s;
-}
-
 // Before --force replaces a results file: OUT -> NAME.bak-TIME.json with its per-item files
 // copied to NAME.bak-TIME.items/ (items_file paths rewritten to match).
 std::string back_up_results(const std::string& out, const std::string& items_dir_name) {
@@ -217,7 +212,7 @@ std::string back_up_results(const std::string& out, const std::string& items_dir
   std::string text = read_file(out);
   if (fs::is_directory(items)) {
     fs::copy(items, p.parent_path() / (stem + ".items"), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-    text = replace_all(text, "\"" + items_dir_name + "/", "\"" + stem + ".items/");
+    text = cli::replace_all(text, "\"" + items_dir_name + "/", "\"" + stem + ".items/");
   }
   write_file_atomic(backup.string(), text);
   return backup.string();

@@ -19,6 +19,7 @@ namespace {
 using test::Case;
 using test::read_cases;
 using test::show;
+using test::tokenizer_error_of;
 
 // Checks every case; returns the number that matched.
 int check_cases(const Tokenizer& tok, const std::vector<Case>& cases, const std::string& name) {
@@ -174,15 +175,6 @@ std::string write_vocab(const std::string& dir, const std::string& name,
   return path;
 }
 
-std::string error_of(const std::string& path) {
-  try {
-    Tokenizer::from_file(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Bpe, SmallVocabularyMergesAndBadInputIsAClearError) {
   const std::string dir = test::temp_dir("bpe-bad");
   const std::string good = write_vocab(dir, "good", [](gguf::Writer&) {});
@@ -195,25 +187,25 @@ TEST(Bpe, SmallVocabularyMergesAndBadInputIsAClearError) {
   const std::string merge = write_vocab(dir, "merge", [](gguf::Writer& w) {
     w.set("tokenizer.ggml.merges", gguf::Value::array(gguf::ValueType::STRING, {gguf::Value::str("ab")}));
   });
-  EXPECT_NE(error_of(merge).find("malformed merge 0 'ab'"), std::string::npos) << error_of(merge);
+  EXPECT_NE(tokenizer_error_of(merge).find("malformed merge 0 'ab'"), std::string::npos) << tokenizer_error_of(merge);
   const std::string range = write_vocab(dir, "range", [](gguf::Writer& w) {
     w.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(5000));
   });
-  EXPECT_NE(error_of(range).find("eos_token_id is 5000"), std::string::npos) << error_of(range);
+  EXPECT_NE(tokenizer_error_of(range).find("eos_token_id is 5000"), std::string::npos) << tokenizer_error_of(range);
   const std::string type = write_vocab(dir, "type", [](gguf::Writer& w) {
     std::vector<gguf::Value> types(257, gguf::Value::i32(1));
     types[7] = gguf::Value::i32(9);
     w.set("tokenizer.ggml.token_type", gguf::Value::array(gguf::ValueType::INT32, std::move(types)));
   });
-  EXPECT_NE(error_of(type).find("token_type of token 7 is 9"), std::string::npos) << error_of(type);
+  EXPECT_NE(tokenizer_error_of(type).find("token_type of token 7 is 9"), std::string::npos) << tokenizer_error_of(type);
   const std::string pre = write_vocab(dir, "pre", [](gguf::Writer& w) {
     w.set("tokenizer.ggml.pre", gguf::Value::str("made-up"));
   });
-  EXPECT_NE(error_of(pre).find("unknown BPE pre-tokenizer 'made-up'"), std::string::npos) << error_of(pre);
+  EXPECT_NE(tokenizer_error_of(pre).find("unknown BPE pre-tokenizer 'made-up'"), std::string::npos) << tokenizer_error_of(pre);
   const std::string nomerges = write_vocab(dir, "nomerges", [](gguf::Writer& w) { w.remove("tokenizer.ggml.merges"); });
-  EXPECT_NE(error_of(nomerges).find("without tokenizer.ggml.merges"), std::string::npos) << error_of(nomerges);
+  EXPECT_NE(tokenizer_error_of(nomerges).find("without tokenizer.ggml.merges"), std::string::npos) << tokenizer_error_of(nomerges);
   for (const std::string& p : {merge, range, type, pre, nomerges}) {
-    EXPECT_EQ(error_of(p).find('\n'), std::string::npos) << "one line: " << error_of(p);
+    EXPECT_EQ(tokenizer_error_of(p).find('\n'), std::string::npos) << "one line: " << tokenizer_error_of(p);
   }
 }
 

@@ -36,6 +36,7 @@ using nlohmann::json;
 using test::Case;
 using test::read_cases;
 using test::show;
+using test::tokenizer_error_of;
 
 const std::string kSpace = "\xE2\x96\x81";  // "▁"
 
@@ -274,15 +275,6 @@ TEST(HfSpm, MergeRankDecidesAndPrefixFollowsTheFile) {
   EXPECT_EQ(ms.bos(), -1);
 }
 
-std::string error_of(const std::string& path) {
-  try {
-    Tokenizer::from_file(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(HfSpm, UnsupportedFormsAreOneLineErrorsNamingTheFileAndField) {
   const json replace = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kSpace}};
   auto file = [&](const std::function<void(json&)>& edit) {
@@ -334,7 +326,7 @@ TEST(HfSpm, UnsupportedFormsAreOneLineErrorsNamingTheFileAndField) {
   EXPECT_EQ(Tokenizer::from_file(good).encode("ab", false), (std::vector<int32_t>{3}));
   for (const Bad& b : bad) {
     const std::string path = write_folder(std::string("spm-bad-") + b.name, file(b.edit));
-    const std::string e = error_of(path);
+    const std::string e = tokenizer_error_of(path);
     EXPECT_NE(e.find(path), std::string::npos) << b.name << ": " << e;
     for (const std::string& w : b.words) EXPECT_NE(e.find(w), std::string::npos) << b.name << ": " << e;
     EXPECT_EQ(e.find('\n'), std::string::npos) << b.name << ": one line: " << e;

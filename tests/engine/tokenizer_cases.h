@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/error.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/test_util.h"
 
 namespace qbench::test {
@@ -58,6 +60,16 @@ inline std::vector<Case> read_cases(const std::string& inp, const std::string& o
   }
   EXPECT_EQ(i, cases.size()) << out;
   return cases;
+}
+
+// The message of the error Tokenizer::from_file(path) throws, or "(no error)".
+inline std::string tokenizer_error_of(const std::string& path) {
+  try {
+    Tokenizer::from_file(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 inline std::string show(const std::vector<int32_t>& ids) {

@@ -74,7 +74,9 @@ TEST(HfCli, Stories260KAsAFolderIsTheGgufForQbenchAndForLlamaCpp) {
     r = test::run_cli("perplexity --model " + out + " --text " + text + " --ctx 256 --chunks 12 --json", dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = ppl_of(r.out);
-    if (scheme == "f32") EXPECT_NEAR(ours, 3.4927, 0.5e-4);
+    if (scheme == "f32") {
+      EXPECT_NEAR(ours, 3.4927, 0.5e-4);
+    }
     if (scheme == "q8_0") {
       // The same bytes as llama-quantize's Q8_0 of the GGUF form: the same perplexity in qbench.
       // (llama-perplexity prints 3.5003 on that file, qbench 3.4968 on AVX-512: float-order noise

@@ -13,8 +13,8 @@ namespace qbench {
 namespace {
 
 // qbench ARGS with stdout/stderr captured in DIR (tests/harness/test_run_util.h).
-using RunResult = test::CliResult;
-const auto run = &test::run_cli;
+using test::CliResult;
+using test::run_cli;
 
 // Cases of a test-tokenizer-0 pair of files, as (text, ids).
 std::vector<std::pair<std::string, std::vector<int32_t>>> cases(const std::string& inp, const std::string& out) {
@@ -41,7 +41,7 @@ void expect_fixture_cases(const std::string& tokenizer_args, const std::string& 
     // and the long ones; the engine tests check all 46 cases in one process.
     if (text.empty() || (checked++ % 12 != 0 && text.size() < 200)) continue;
     std::ofstream(dir + "/text.txt", std::ios::binary) << text;
-    const RunResult r = run("tokenize " + tokenizer_args + " --file " + dir + "/text.txt --no-bos --json", dir);
+    const CliResult r = run_cli("tokenize " + tokenizer_args + " --file " + dir + "/text.txt --no-bos --json", dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j.at("ids").get<std::vector<int32_t>>(), ids) << name << ": '" << text << "'";
@@ -69,7 +69,7 @@ TEST(TokenizeCli, VocabOnlyGgufReproducesTheFixtures) {
 TEST(TokenizeCli, UnreadableTokenizerIsAOneLineError) {
   const std::string dir = test::temp_dir("tokenize-cli-bad");
   std::ofstream(dir + "/tokenizer.json") << R"({"model": {"type": "Unigram", "vocab": []}})";
-  const RunResult r = run("tokenize --tokenizer " + dir + "/tokenizer.json --prompt hi", dir);
+  const CliResult r = run_cli("tokenize --tokenizer " + dir + "/tokenizer.json --prompt hi", dir);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("model.type 'Unigram' is not supported"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
