@@ -11,7 +11,7 @@ void add_calib_options(po::options_description& desc, CalibOptions& o, bool with
       ("calib-seed", po::value(&o.config.seed)->default_value(0)->value_name("S"), "seed of the window positions");
   if (with_imatrix) {
     desc.add_options()("imatrix", po::value(&o.imatrix_path)->value_name("FILE"),
-                       "importance matrix (qbench imatrix) for the GGUF block types q4_0..q5_1, q2_K..q6_K (and mixes) and rtn clip=mse");
+                       "importance matrix for the GGUF block types q4_0..q5_1, q2_K..q6_K (and mixes) and rtn clip=mse: llama.cpp's GGUF or legacy .dat imatrix (llama-imatrix), or qbench imatrix's file");
   }
 }
 

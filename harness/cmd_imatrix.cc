@@ -1,5 +1,6 @@
 // qbench imatrix: the importance matrix (per linear, mean x^2 of every input channel) of a model
-// over calibration windows of a text, written as qbench's JSON imatrix (docs/schemes.md).
+// over calibration windows of a text, written as llama.cpp's GGUF imatrix or qbench's JSON
+// (quantizers/imatrix.h, docs/schemes.md).
 #include <cstdio>
 
 #include "engine/core/error.h"
@@ -15,12 +16,12 @@ int cmd_imatrix(const std::vector<std::string>& args) {
   po::options_description desc("qbench imatrix options");
   desc.add_options()
       ("text,f", po::value(&c.config.text_path)->value_name("FILE"), "calibration text (llama-imatrix's -f; same as --calib)")
-      ("out,o", po::value(&out)->required()->value_name("FILE"), "output .imatrix (JSON, written atomically)");
+      ("out,o", po::value(&out)->required()->value_name("FILE"), "output file, written atomically: llama.cpp's GGUF imatrix when it ends in .gguf (llama-quantize reads it), qbench's JSON otherwise");
   add_calib_options(desc, c, /*with_imatrix=*/false);
   add_model_options(desc, o);
   po::variables_map vm;
   if (!parse(args, desc,
-             "usage: qbench imatrix [--model FILE] --calib FILE --out FILE.imatrix [--calib-samples N] [--calib-ctx T]\n\n"
+             "usage: qbench imatrix [--model FILE] --calib FILE --out FILE.gguf|FILE.imatrix [--calib-samples N] [--calib-ctx T]\n\n"
              "Runs the model over N random windows of T tokens and writes, for every linear weight, the mean\n"
              "square of each input channel (llama.cpp's importance matrix), for qbench quantize --imatrix.",
              vm)) {
@@ -30,7 +31,7 @@ int cmd_imatrix(const std::vector<std::string>& args) {
   set_threads(o.threads);
   const Model m = load_model_from(o);
   const quant::CalibWindows w = quant::make_calib_windows(m, c.config);
-  const quant::Imatrix im = quant::make_imatrix(m, quant::collect_stats(m, w, {false, -1}), w.description);
+  const quant::Imatrix im = quant::make_imatrix(m, quant::collect_stats(m, w, {false, -1}), w);
   quant::write_imatrix(im, out);
   if (o.json) {
     print_json({{"command", "imatrix"}, {"model", model_json(m)}, {"source", im.source}, {"n_tokens", im.n_tokens},

@@ -158,55 +158,25 @@ float* mutable_f32(Matrix& w) {
   return const_cast<float*>(reinterpret_cast<const float*>(w.data));
 }
 
-Imatrix make_imatrix(const Model& m, const CalibStats& s, const std::string& source) {
+Imatrix make_imatrix(const Model& m, const CalibStats& s, const CalibWindows& w) {
   Imatrix im;
-  im.source = source;
-  for (const auto& [name, w] : m.linear_weights()) {
+  im.source = w.description;
+  im.chunk_count = int64_t(w.windows.size());
+  im.chunk_size = w.windows.empty() ? 0 : int64_t(w.windows.front().size());
+  for (const auto& [name, wt] : m.linear_weights()) {
     const auto site = linear_site(m, name);
     if (!site) continue;
     const InputStats& st = s.at(site->layer, site->input);
     if (st.empty()) continue;
-    std::vector<float> v(static_cast<size_t>(st.cols));
-    for (int64_t j = 0; j < st.cols; ++j) v[size_t(j)] = float(st.mean_sq(j));
-    im.tensors[name] = std::move(v);
-    im.n_tokens = std::max(im.n_tokens, st.n_tokens);
-  }
-  return im;
-}
-
-nlohmann::json Imatrix::to_json() const {
-  nlohmann::json t = nlohmann::json::object();
-  for (const auto& [name, v] : tensors) t[name] = v;
-  return {{"format", "qbench-imatrix"}, {"version", 1}, {"source", source}, {"n_tokens", n_tokens}, {"tensors", t}};
-}
-
-void write_imatrix(const Imatrix& im, const std::string& path) { write_file_atomic(path, im.to_json().dump() + "\n"); }
-
-Imatrix read_imatrix(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": imatrix is not valid JSON: " + e.what());
-  }
-  if (!j.is_object() || j.value("format", "") != "qbench-imatrix" || j.value("version", 0) != 1) {
-    throw Error(path + ": not a qbench imatrix (expected \"format\": \"qbench-imatrix\", \"version\": 1)");
-  }
-  Imatrix im;
-  im.source = j.value("source", "");
-  im.n_tokens = j.value("n_tokens", int64_t(0));
-  if (!j.contains("tensors") || !j["tensors"].is_object()) throw Error(path + ": imatrix has no \"tensors\" object");
-  for (const auto& [name, arr] : j["tensors"].items()) {
-    if (!arr.is_array() || arr.empty()) throw Error(path + ": imatrix tensor " + name + " is not a non-empty array");
-    std::vector<float> v;
-    for (const auto& x : arr) {
-      if (!x.is_number() || !std::isfinite(x.get<double>()) || x.get<double>() < 0) {
-        throw Error(path + ": imatrix tensor " + name + " has a value that is not a finite non-negative number: " +
-                    x.dump());
-      }
-      v.push_back(x.get<float>());
+    std::vector<float> mean(static_cast<size_t>(st.cols)), sums(mean.size());
+    for (int64_t j = 0; j < st.cols; ++j) {
+      mean[size_t(j)] = float(st.mean_sq(j));
+      sums[size_t(j)] = float(st.sum_sq[size_t(j)]);
     }
-    im.tensors[name] = std::move(v);
+    im.tensors[name] = std::move(mean);
+    im.sums[name] = std::move(sums);
+    im.counts[name] = float(st.n_tokens);
+    im.n_tokens = std::max(im.n_tokens, st.n_tokens);
   }
   return im;
 }

@@ -25,6 +25,7 @@
 
 #include "engine/model/forward.h"
 #include "engine/model/model.h"
+#include "quantizers/imatrix.h"
 
 namespace qbench::quant {
 
@@ -85,20 +86,10 @@ struct LinearSite {
 };
 std::optional<LinearSite> linear_site(const Model& m, const std::string& tensor_name);
 
-// Importance matrix (llama.cpp's imatrix): per linear, the mean of x_j^2 over the calibration
-// tokens, one value per input column. File format (JSON, docs/schemes.md):
-//   {"format": "qbench-imatrix", "version": 1, "source": "...", "n_tokens": N,
-//    "tensors": {"blk.0.attn_q.weight": [c0, c1, ...], ...}}
-struct Imatrix {
-  std::string source;
-  int64_t n_tokens = 0;
-  std::map<std::string, std::vector<float>> tensors;
-  nlohmann::json to_json() const;
-};
-Imatrix make_imatrix(const Model& m, const CalibStats& s, const std::string& source);
-void write_imatrix(const Imatrix& im, const std::string& path);  // atomic
-// Throws qbench::Error naming the file and tensor on a malformed file or non-finite/negative value.
-Imatrix read_imatrix(const std::string& path);
+// The importance matrix (quantizers/imatrix.h) of the linears in `s`: per input column the mean
+// of x_j^2, with the sums and token counts kept for llama.cpp's GGUF form; `w` gives the source
+// and the chunk count and size recorded with it.
+Imatrix make_imatrix(const Model& m, const CalibStats& s, const CalibWindows& w);
 
 // A copy of `m` whose linears (and untied output) are owned F32 buffers kept in its storage:
 // the working model of a PrepareFn (AWQ, SmoothQuant), which rewrites them through mutable_f32.

@@ -277,8 +277,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
       imatrix = calib->imatrix;
     } else if (have_text) {
       const auto t0 = std::chrono::steady_clock::now();
-      imatrix = make_imatrix(work, collect_stats(work, calib->windows, CollectOptions{false, -1}),
-                             calib->windows.description);
+      imatrix = make_imatrix(work, collect_stats(work, calib->windows, CollectOptions{false, -1}), calib->windows);
       rep.calib_seconds += seconds_since(t0);
     }
     if (imatrix) rep.imatrix = imatrix->source.empty() ? "given" : imatrix->source;

@@ -422,7 +422,7 @@ TEST(SmoothQuant, BeatsPlainW8A8OnOutliers) {
 TEST(Imatrix, RoundTripAndWeightedClip) {
   const std::string dir = test::temp_dir("calib_imatrix");
   const TinyCalib t = tiny_with_outliers(dir, false);
-  const Imatrix im = make_imatrix(t.m, collect_stats(t.m, t.calib.windows, {false, -1}), "test");
+  const Imatrix im = make_imatrix(t.m, collect_stats(t.m, t.calib.windows, {false, -1}), t.calib.windows);
   ASSERT_EQ(im.tensors.size(), t.m.linear_weights().size());
   write_imatrix(im, dir + "/x.imatrix");
   const Imatrix back = read_imatrix(dir + "/x.imatrix");
