@@ -107,8 +107,10 @@ void register_gguf_types(Registry& r) {
   }
   r.add(Alias{"f16", "fp16", "ggml's name for fp16"});
   // What llama-bench measures: the file as it is. The default of `qbench bench`.
-  r.add(Method{"keep", "every tensor as stored in the model file (no re-quantization; bench's default)", {}, "", "",
-               quantize_keep, std::nullopt});
+  Method keep{"keep", "every tensor as stored in the model file (no re-quantization; bench's default)", {}, "", "",
+              quantize_keep, std::nullopt};
+  keep.whole_model = true;
+  r.add(std::move(keep));
 }
 
 }  // namespace qbench::quant

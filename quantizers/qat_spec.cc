@@ -53,7 +53,7 @@ SchemeSpec qat_spec(const QatSettings& s) {
 }
 
 void register_qat(Registry& r) {
-  r.add(Method{
+  Method qat{
       "qat",
       "quantization-aware training (LSQ scales, STE, distillation from the FP model) into rtn's integer formats, "
       "starting from rtn/gptq/awq; whole-model: qbench qat or qbench run",
@@ -76,7 +76,9 @@ void register_qat(Registry& r) {
       "int",
       quantize_qat,
       std::nullopt,
-  });
+  };
+  qat.whole_model = true;
+  r.add(std::move(qat));
 }
 
 }  // namespace qbench::quant

@@ -60,6 +60,7 @@ const Registry& registry() {
 
 void register_builtins(Registry& r) {
   register_rtn(r);
+  register_hqq(r);
   register_codebooks(r);
   register_gguf_types(r);
   register_gptq(r);

@@ -77,6 +77,9 @@ struct Method {
   // Optional methods: whether this spec uses an importance matrix at all (nullptr: always). RTN
   // uses it only for clip=mse; without one, --calib does not pay for collecting statistics.
   bool (*uses_importance)(const SchemeSpec& spec) = nullptr;
+  // A method of the whole model, not of one tensor (qat: trained by qbench qat / qbench run;
+  // keep: the file as stored, resolved by plan_model): `quantize` is never called on a tensor.
+  bool whole_model = false;
   // Required or Sequential: quantization cannot run without calibration text.
   bool needs_calibration_text() const { return calib == CalibUse::Required || calib == CalibUse::Sequential; }
   bool wants_importance(const SchemeSpec& spec) const {
@@ -130,6 +133,7 @@ void register_codebooks(Registry& r);
 void register_gptq(Registry& r);
 void register_awq(Registry& r);
 void register_smoothquant(Registry& r);  // w8a8, smoothquant
+void register_hqq(Registry& r);          // quantizers/hqq.cc
 void register_qat(Registry& r);          // quantizers/qat_spec.cc
 
 }  // namespace qbench::quant

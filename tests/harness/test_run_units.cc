@@ -61,7 +61,7 @@ TEST(RunConfig, DefaultFileIsTheBuiltInDefault) {
 }
 
 TEST(RunConfig, ShippedExperimentsParseAndAllSchemesCoversTheRegistry) {
-  for (const char* name : {"default", "seed-table", "all-schemes", "qat"}) {
+  for (const char* name : {"default", "seed-table", "all-schemes", "qat", "hqq"}) {
     EXPECT_NO_THROW(run::load_config(std::string(QBENCH_SOURCE_DIR "/experiments/") + name + ".json")) << name;
   }
   const auto all = run::load_config(QBENCH_SOURCE_DIR "/experiments/all-schemes.json");

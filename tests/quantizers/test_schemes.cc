@@ -143,13 +143,34 @@ RoundTrip round_trip(const std::string& spec, const std::vector<float>& x, int64
   return r;
 }
 
-const char* kSchemes[] = {
-    "rtn:int2",  "rtn:int3,group=32", "rtn:int4", "rtn:int4,sym=false", "rtn:int4,group=64,clip=mse",
-    "rtn:int5,group=channel", "rtn:int6,group=tensor", "rtn:int7,group=32,sym=false", "int8",
-    "rtn:int8,group=tensor,sym=false,clip=mse", "nf4", "fp8", "fp16", "bf16", "f32", "q8_0", "q4_0",
-    "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "w8a8"};
+// Every zero-shot method of the registry with its default options, every alias, and variants of
+// the options that change the code path (so a new method is covered without editing this list).
+std::vector<std::string> property_schemes() {
+  std::vector<std::string> specs;
+  auto add = [&](const std::string& s) {
+    const std::string canonical = parse_scheme(s).to_string();
+    for (const std::string& t : specs) {
+      if (parse_scheme(t).to_string() == canonical) return;
+    }
+    specs.push_back(s);
+  };
+  for (const Method& m : registry().methods()) {
+    if (m.quantize != nullptr && !m.needs_calibration_text() && !m.whole_model) add(m.name);
+  }
+  for (const Alias& a : registry().aliases()) {
+    if (!registry().method(parse_scheme(a.name)).needs_calibration_text()) add(a.name);
+  }
+  for (const char* s : {"rtn:int2", "rtn:int3,group=32", "rtn:int4,sym=false", "rtn:int4,group=64,clip=mse",
+                        "rtn:int5,group=channel", "rtn:int6,group=tensor", "rtn:int7,group=32,sym=false",
+                        "rtn:int8,group=tensor,sym=false,clip=mse", "hqq:int2,group=32", "hqq:int3,group=128",
+                        "hqq:int8,group=channel"}) {
+    add(s);
+  }
+  return specs;
+}
+const std::vector<std::string> kSchemes = property_schemes();
 
-class SchemeProperties : public ::testing::TestWithParam<const char*> {};
+class SchemeProperties : public ::testing::TestWithParam<std::string> {};
 
 // Round-trip error within the bound the bits imply: for RTN with scale d, every value is within
 // d/2 of its reconstruction (plus fp16 rounding of d), i.e. |err| <= max|w| / (2 qmax) * (1+2^-10)
