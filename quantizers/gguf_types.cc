@@ -29,6 +29,7 @@ std::optional<TensorType> llama_fallback(TensorType t) {
     case TensorType::Q4_K: return TensorType::Q5_0;
     case TensorType::Q5_K: return TensorType::Q5_1;
     case TensorType::Q6_K: return TensorType::Q8_0;
+    case TensorType::IQ4_XS: return TensorType::IQ4_NL;
     default: return std::nullopt;
   }
 }
@@ -95,6 +96,8 @@ void register_gguf_types(Registry& r) {
       {TensorType::Q4_K, "q4_K", "ggml k-quant q4_K: 4.5 bits/weight (fallback q5_0)"},
       {TensorType::Q3_K, "q3_K", "ggml k-quant q3_K: 3.4375 bits/weight (fallback q4_0)"},
       {TensorType::Q2_K, "q2_K", "ggml k-quant q2_K: 2.625 bits/weight (fallback q4_0)"},
+      {TensorType::IQ4_NL, "iq4_nl", "ggml iq4_nl: blocks of 32, fp16 scale, 16-value non-linear code book, 4.5 bits/weight"},
+      {TensorType::IQ4_XS, "iq4_xs", "ggml iq4_xs: iq4_nl's code book, 6-bit scales per 32 in 256-value super-blocks, 4.25 bits/weight (fallback iq4_nl)"},
   };
   for (const Entry& e : entries) {
     Method m{e.name, e.summary, {}, "", "", quantize_ggml, e.type};

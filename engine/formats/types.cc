@@ -13,6 +13,7 @@
 #include "engine/core/half.h"
 #include "engine/formats/float_codes.h"
 #include "engine/formats/int_quants.h"
+#include "engine/formats/iq_quants.h"
 #include "engine/formats/k_quants.h"
 #include "engine/formats/legacy_quants.h"
 #include "engine/formats/w8a8.h"
@@ -106,10 +107,12 @@ constexpr std::array kGgmlTypes = {
     unimplemented(TensorType::IQ2_XS, "iq2_xs", 256, 74),
     unimplemented(TensorType::IQ3_XXS, "iq3_xxs", 256, 98),
     unimplemented(TensorType::IQ1_S, "iq1_s", 256, 50),
-    unimplemented(TensorType::IQ4_NL, "iq4_nl", 32, 18),
+    TypeTraits{TensorType::IQ4_NL, "iq4_nl", 32, 18, dequantize_row_iq4_nl, quantize_row_iq4_nl_ref, 0.10, kFp16Max, 0,
+               quantize_row_iq4_nl_weighted},
     unimplemented(TensorType::IQ3_S, "iq3_s", 256, 110),
     unimplemented(TensorType::IQ2_S, "iq2_s", 256, 82),
-    unimplemented(TensorType::IQ4_XS, "iq4_xs", 256, 136),
+    TypeTraits{TensorType::IQ4_XS, "iq4_xs", 256, 136, dequantize_row_iq4_xs, quantize_row_iq4_xs_ref, 0.10, kFp16Max, 0,
+               quantize_row_iq4_xs_weighted},
     unimplemented(TensorType::I8, "i8", 1, 1),
     unimplemented(TensorType::I16, "i16", 1, 2),
     unimplemented(TensorType::I32, "i32", 1, 4),

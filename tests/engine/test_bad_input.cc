@@ -121,10 +121,10 @@ TEST_F(BadInput, MissingMetadataKey) {
 TEST_F(BadInput, TensorTypeWithoutAnImplementationIsNamed) {
   auto w = test::tiny_model_writer();
   w.remove_tensor("blk.0.attn_q.weight");
-  std::vector<uint8_t> z(32 / 32 * 18 * 32);  // iq4_nl: 18 bytes per 32 values
-  w.add_tensor("blk.0.attn_q.weight", {32, 32}, TensorType::IQ4_NL, z);
+  std::vector<uint8_t> z(32 / 32 * 17 * 32);  // mxfp4: 17 bytes per 32 values
+  w.add_tensor("blk.0.attn_q.weight", {32, 32}, TensorType::MXFP4, z);
   w.write(dir_ + "/type.gguf");
-  expect_load_error(dir_ + "/type.gguf", "has type iq4_nl");
+  expect_load_error(dir_ + "/type.gguf", "has type mxfp4");
 }
 
 TEST_F(BadInput, UnknownTensorTypeId) {

@@ -107,7 +107,7 @@ TEST_P(FormatsBitExactKQuantTest, MatchesLlamaQuantize) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, FormatsBitExactKQuantTest,
                          ::testing::Values("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K",
-                                           "Q4_K", "Q5_K", "Q6_K"),
+                                           "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"),
                          [](const auto& info) { return std::string(info.param); });
 
 class FormatsBitExactStoriesTest : public ::testing::TestWithParam<const char*> {};

@@ -191,7 +191,28 @@ TEST_P(LlamaCppImatrixParity, SameBytesAsLlamaQuantize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, LlamaCppImatrixParity,
-                         ::testing::Values("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"),
+                         ::testing::Values("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// The shared i-quant files llama-quantize made with llama.cpp's imatrix (PROVENANCE.md), without
+// running it: iq4_nl and iq4_xs (the i-quants qbench writes so far).
+class SharedIquantImatrixFile : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SharedIquantImatrixFile, SameBytes) {
+  const std::string type = GetParam();
+  QBENCH_SHARED_FILE(model, kModel);
+  QBENCH_SHARED_FILE(imatrix, kImatrixGguf);
+  QBENCH_SHARED_FILE(theirs, "models/kquant-test/kquant-test-" + type + "-imatrix.gguf");
+  const std::string dir = test::temp_dir("imatrix-iq-" + type);
+  std::string scheme = type;
+  for (char& c : scheme) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const auto r = test::run_cli(
+      "quantize --model " + model + " --scheme " + scheme + " --pure --imatrix " + imatrix + " --out " + dir + "/q.gguf", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_tensors(dir + "/q.gguf", theirs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, SharedIquantImatrixFile, ::testing::Values("IQ4_NL", "IQ4_XS"),
                          [](const auto& info) { return std::string(info.param); });
 
 // The legacy .dat gives llama-quantize and qbench the same bytes as the GGUF form does.
