@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/core/error.h"
 #include "engine/core/half.h"
@@ -159,28 +160,31 @@ void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q
   }
 }
 
-void quantize_nl(const float* x, void* y, int64_t n, const float* qw) {
-  QB_ASSERT(n % 32 == 0);
-  for (int64_t b = 0; b < n / 32; ++b) {
-    BlockIq4nl blk{};
-    quantize_iq4(32, 32, x + 32 * b, &blk.d, blk.qs, nullptr, nullptr, qw ? qw + 32 * b : nullptr);
-    store_block(y, b, blk);
-  }
-}
-
-void quantize_xs(const float* x, void* y, int64_t n, const float* qw) {
-  QB_ASSERT(n % 256 == 0);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    BlockIq4xs blk{};
-    quantize_iq4(256, 32, x + 256 * b, &blk.d, blk.qs, &blk.scales_h, blk.scales_l, qw ? qw + 256 * b : nullptr);
+// Rows of iq4_nl (Block = BlockIq4nl, 32 values a block) or iq4_xs (BlockIq4xs, 256).
+template <typename Block>
+void quantize_blocks(const float* x, void* y, int64_t n, const float* qw) {
+  constexpr bool kXs = std::is_same_v<Block, BlockIq4xs>;
+  constexpr int kSuper = kXs ? 256 : 32;
+  QB_ASSERT(n % kSuper == 0);
+  for (int64_t b = 0; b < n / kSuper; ++b) {
+    Block blk{};
+    uint16_t* scales_h = nullptr;
+    uint8_t* scales_l = nullptr;
+    if constexpr (kXs) {
+      scales_h = &blk.scales_h;
+      scales_l = blk.scales_l;
+    }
+    quantize_iq4(kSuper, 32, x + kSuper * b, &blk.d, blk.qs, scales_h, scales_l, qw ? qw + kSuper * b : nullptr);
     store_block(y, b, blk);
   }
 }
 
 }  // namespace
 
-void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n) { quantize_nl(x, y, n, nullptr); }
-void quantize_row_iq4_nl_weighted(const float* x, void* y, int64_t n, const float* qw) { quantize_nl(x, y, n, qw); }
+void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n) { quantize_blocks<BlockIq4nl>(x, y, n, nullptr); }
+void quantize_row_iq4_nl_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  quantize_blocks<BlockIq4nl>(x, y, n, qw);
+}
 
 void dequantize_row_iq4_nl(const uint8_t* src, float* y, int64_t n) {
   for (int64_t b = 0; b < n / 32; ++b) {
@@ -193,8 +197,10 @@ void dequantize_row_iq4_nl(const uint8_t* src, float* y, int64_t n) {
   }
 }
 
-void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n) { quantize_xs(x, y, n, nullptr); }
-void quantize_row_iq4_xs_weighted(const float* x, void* y, int64_t n, const float* qw) { quantize_xs(x, y, n, qw); }
+void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n) { quantize_blocks<BlockIq4xs>(x, y, n, nullptr); }
+void quantize_row_iq4_xs_weighted(const float* x, void* y, int64_t n, const float* qw) {
+  quantize_blocks<BlockIq4xs>(x, y, n, qw);
+}
 
 void dequantize_row_iq4_xs(const uint8_t* src, float* y, int64_t n) {
   for (int64_t b = 0; b < n / 256; ++b) {

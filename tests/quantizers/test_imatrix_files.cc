@@ -16,6 +16,7 @@
 #include "engine/core/mapped_file.h"
 #include "engine/io/gguf.h"
 #include "quantizers/imatrix.h"
+#include "tests/gguf_compare.h"
 #include "tests/harness/test_run_util.h"
 #include "tests/test_util.h"
 
@@ -23,6 +24,7 @@ namespace qbench {
 namespace {
 
 using quant::Imatrix;
+using test::expect_same_tensors;
 using quant::read_imatrix;
 using quant::write_imatrix;
 
@@ -34,21 +36,6 @@ constexpr const char* kImatrixDat = "models/kquant-test/kquant-test-imatrix.dat"
 bool llama_quantize(const std::string& tool, const std::string& args, const std::string& dir) {
   const std::string cmd = "'" + tool + "' " + args + " >'" + dir + "/llama-quantize.log' 2>&1";
   return std::system(cmd.c_str()) == 0;
-}
-
-// Every tensor of `b` is in `a` with the same type, shape and bytes.
-void expect_same_tensors(const std::string& a_path, const std::string& b_path) {
-  const auto a = gguf::File::open(a_path);
-  const auto b = gguf::File::open(b_path);
-  ASSERT_EQ(a->tensors().size(), b->tensors().size());
-  for (const gguf::TensorInfo& tb : b->tensors()) {
-    const gguf::TensorInfo* ta = a->find_tensor(tb.name);
-    ASSERT_NE(ta, nullptr) << tb.name;
-    EXPECT_EQ(ta->type, tb.type) << tb.name;
-    EXPECT_EQ(ta->dims, tb.dims) << tb.name;
-    ASSERT_EQ(ta->nbytes, tb.nbytes) << tb.name;
-    EXPECT_EQ(std::memcmp(ta->data, tb.data, ta->nbytes), 0) << tb.name << " differs";
-  }
 }
 
 // How many tensors differ in bytes between two files of the same tensors.
