@@ -120,8 +120,7 @@ class Reader {
 };
 
 // llama.cpp's legacy .dat.
-Imatrix read_dat(const std::string& path) {
-  const MappedFile map(path);
+Imatrix read_dat(const std::string& path, const MappedFile& map) {
   Reader r(path, map.bytes());
   const std::string bad = path + ": not an imatrix (neither qbench JSON, llama.cpp GGUF nor legacy .dat): ";
   Imatrix im;
@@ -226,15 +225,12 @@ json Imatrix::to_json() const {
 }
 
 Imatrix read_imatrix(const std::string& path) {
-  std::string head;
-  {
-    const MappedFile map(path);
-    head.assign(reinterpret_cast<const char*>(map.data()), std::min<size_t>(map.size(), 64));
-  }
-  if (head.starts_with("GGUF")) return read_gguf(path);
-  const size_t first = head.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && head[first] == '{') return read_json(path, read_file(path));
-  return read_dat(path);
+  const MappedFile map(path);
+  const std::string_view text(reinterpret_cast<const char*>(map.data()), map.size());
+  if (text.starts_with("GGUF")) return read_gguf(path);  // gguf::File maps the file itself
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && text[first] == '{') return read_json(path, std::string(text));
+  return read_dat(path, map);
 }
 
 void write_imatrix(const Imatrix& im, const std::string& path) {

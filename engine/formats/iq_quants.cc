@@ -17,7 +17,7 @@ using quant_detail::load_block;
 using quant_detail::nearest_int;
 using quant_detail::store_block;
 
-constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS
+using quant_detail::kGroupMaxEps;
 
 struct BlockIq4nl {
   uint16_t d;
@@ -82,14 +82,7 @@ void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q
     if (!any_weight) {
       for (int j = 0; j < block; ++j) weight[j] = 1.0f;
     }
-    float amax = 0, max = 0;
-    for (int j = 0; j < block; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
-    }
+    const auto [max, amax] = quant_detail::signed_max(xb, block);
     if (amax < kGroupMaxEps) {
       scales[ib] = 0;
       continue;

@@ -11,20 +11,12 @@
 namespace qbench::quant_detail {
 namespace {
 
-// ggml's GROUP_MAX_EPS: a group whose largest magnitude is below this quantizes to all zeros.
-constexpr float kGroupMaxEps = 1e-15f;
+using quant_detail::kGroupMaxEps;
 
 }  // namespace
 
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const auto [max, amax] = quant_detail::signed_max(x, n);
   if (amax < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;

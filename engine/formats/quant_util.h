@@ -8,6 +8,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -20,6 +21,26 @@ inline int nearest_int(float v) {
   const float biased = v + 12582912.f;
   const int32_t bits = std::bit_cast<int32_t>(biased);
   return (bits & 0x007fffff) - 0x00400000;
+}
+
+// ggml's GROUP_MAX_EPS: a group whose largest magnitude is below this quantizes to all zeros.
+inline constexpr float kGroupMaxEps = 1e-15f;
+
+// The value of largest magnitude of x[0..n) (the first one on ties) and that magnitude, as
+// ggml's quantizers find it before choosing a scale.
+struct SignedMax {
+  float max = 0, amax = 0;
+};
+inline SignedMax signed_max(const float* x, int n) {
+  SignedMax m;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > m.amax) {
+      m.amax = ax;
+      m.max = x[i];
+    }
+  }
+  return m;
 }
 
 // ggml's MIN / MAX macros: (a) < (b) ? (a) : (b) and (a) > (b) ? (a) : (b). Spelled out
