@@ -138,13 +138,6 @@ const json* ok_unit(const json& run, const std::string& name) {
 
 }  // namespace
 
-int find_run(const json& runs, const std::string& scheme) {
-  for (size_t i = 0; i < runs.size(); ++i) {
-    if (runs[i]["scheme_canonical"] == scheme || runs[i]["scheme"] == scheme) return int(i);
-  }
-  return -1;
-}
-
 std::pair<std::string, std::string> split_pair(const std::string& arg, const json& base, const json& cand) {
   // Scheme specs contain '=' themselves ("rtn:int4,group=128"): take the split whose two sides
   // name runs of the two files; else the first '=' (and the caller reports what is missing).

@@ -51,8 +51,6 @@ double mcnemar_mid_p(int64_t b, int64_t c);
 
 // `*_path` locate the per-item files (relative to each results file). Throws qbench::Error
 // naming the file on unreadable or inconsistent per-item records.
-// Index of the run whose scheme (as given or canonical) is `scheme`, or -1.
-int find_run(const nlohmann::json& runs, const std::string& scheme);
 // "BASE=NEW" of --pair into its two schemes; specs may contain '=', so the split is the one whose
 // sides name runs of `base` and `cand` (else the first '='). Throws on a malformed argument.
 std::pair<std::string, std::string> split_pair(const std::string& arg, const nlohmann::json& base,

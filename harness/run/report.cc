@@ -7,6 +7,7 @@
 
 #include "engine/core/error.h"
 #include "harness/cli.h"
+#include "harness/run/results.h"
 
 namespace qbench::run {
 using json = nlohmann::json;
@@ -131,6 +132,17 @@ std::vector<Table> report_tables(const json& results) {
   for (const auto& s : results["meta"]["experiment"].value("suites", json::array())) suites.push_back(s);
   const bool ppl = results["meta"]["experiment"].value("perplexity", false);
   const bool kl = results["meta"]["experiment"].value("kl", false);
+  // Relative to a run other than the experiment's baseline (qbench report --baseline): KLD stays
+  // against the unquantized model, and a column gives the paired difference from the baseline's.
+  std::string experiment_baseline;
+  if (const std::string b = results["meta"]["experiment"].value("baseline", std::string()); !b.empty()) {
+    if (const int i = find_run(results["runs"], b); i >= 0) experiment_baseline = results["runs"][size_t(i)].value("scheme_canonical", b);
+  } else if (!results["runs"].empty()) {
+    experiment_baseline = results["runs"][0].value("scheme_canonical", std::string());
+  }
+  const bool kld_diff = kl && baseline != experiment_baseline;
+  std::string baseline_name = baseline;  // as the config gives it
+  if (const int i = find_run(results["runs"], baseline); i >= 0) baseline_name = results["runs"][size_t(i)].value("scheme", baseline);
 
   Table summary;
   summary.title = "Quality (% of " + baseline + "), speed and memory relative to " + baseline + "; model " +
@@ -139,6 +151,7 @@ std::vector<Table> report_tables(const json& results) {
   if (ppl) summary.header.push_back("perplexity %");
   for (const auto& s : suites) summary.header.push_back(s + " %");
   if (kl) summary.header.push_back("KLD (nats)");
+  if (kld_diff) summary.header.push_back("KLD - " + baseline_name);
   summary.header.insert(summary.header.end(), {"prefill x", "decode x"});
   // Speed at a shape (speed_shape): named in the title, schemes measured as another noted below.
   std::string speed_shape;
@@ -203,6 +216,9 @@ std::vector<Table> report_tables(const json& results) {
     if (ppl) cells.push_back(quality_cell(q.contains("perplexity") ? &q["perplexity"] : nullptr));
     for (const auto& s : suites) cells.push_back(quality_cell(q["suites"].contains(s) ? &q["suites"][s] : nullptr));
     if (kl) cells.push_back(q.contains("kld") ? pm_sig(q["kld"]["value"], q["kld"]["stderr"]) : "-");
+    if (kld_diff) {
+      cells.push_back(q.contains("kld") && q["kld"].contains("diff") ? pm_sig(q["kld"]["diff"], q["kld"]["diff_stderr"]) : "-");
+    }
     cells.push_back(times(row["speed_x"]["prefill"]));
     cells.push_back(times(row["speed_x"]["decode"]));
     if (any_fraction) {
@@ -217,6 +233,9 @@ std::vector<Table> report_tables(const json& results) {
       "Quality as % of " + baseline + "; " + std::string(kPm) + " is the standard error of the paired difference from " +
       baseline + " (per chunk for perplexity, per item for each task's primary metric; a suite averages its tasks)" +
       (any_unpaired ? "; (u): no per-item records to pair, the baseline held fixed" : "") +
+      (kld_diff ? ". KLD is against the unquantized model; KLD - " + baseline_name + ": the difference of mean KLDs " +
+                      std::string(kPm) + " the standard error of its per-chunk paired differences"
+                : std::string()) +
       ". Activations: the precision the matrix products compute with while decoding (int8/32: int8 per 32 values, as "
       "llama.cpp's kernels; f32: exact float products).");
   if (any_fraction) {

@@ -1,8 +1,10 @@
 #include "harness/run/results.h"
 
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -11,6 +13,7 @@
 
 namespace qbench::run {
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -326,6 +329,28 @@ std::optional<double> paired_ppl_pct_se(const std::vector<json>* base, const std
   return pct * *se_sum / count;
 }
 
+// Mean KLD minus the baseline's, per scored token over the same chunks, and the error of that
+// difference from the per-chunk differences of KLD sums; nullopt when the records do not pair.
+std::optional<std::pair<double, double>> paired_kld_diff(const std::vector<json>* base, const std::vector<json>* cand) {
+  if (!base || !cand || base->empty() || base->size() != cand->size()) return std::nullopt;
+  std::vector<double> d;
+  double count = 0, sum = 0;
+  for (size_t i = 0; i < base->size(); ++i) {
+    const json& b = (*base)[i];
+    const json& s = (*cand)[i];
+    if (!b.contains("kld_sum") || !s.contains("kld_sum") || b.value("chunk", -1) != s.value("chunk", -2) ||
+        b.value("count", -1.0) != s.value("count", -2.0)) {
+      return std::nullopt;
+    }
+    d.push_back(s["kld_sum"].get<double>() - b["kld_sum"].get<double>());
+    sum += d.back();
+    count += b.value("count", 0.0);
+  }
+  const auto se_sum = sum_of_differences_se(d);
+  if (!se_sum || count <= 0) return std::nullopt;
+  return std::make_pair(sum / count, *se_sum / count);
+}
+
 // A task's primary metric as % of the baseline's, from the items both runs scored (paired by
 // id): the error of that ratio. acc / exact_match / prompt_level_acc: ratio of mean correctness;
 // logprob: 100 mean(x)/mean(y), its error 100 se(R)/R^2; byte_perplexity: 100 exp(sum(lp_s -
@@ -399,17 +424,46 @@ std::vector<json> read_items_file(const std::string& path) {
   return out;
 }
 
-json relative_table(const json& results, const ItemsReader& items) {
+ItemsReader items_reader(const std::string& results_path) {
+  auto cache = std::make_shared<std::map<std::string, std::optional<std::vector<json>>>>();
+  const fs::path dir = fs::path(results_path).parent_path();
+  return [cache, dir](const json& unit) -> const std::vector<json>* {
+    if (!unit.contains("items_file") || !unit["items_file"].is_string()) return nullptr;
+    const std::string f = unit["items_file"];
+    auto it = cache->find(f);
+    if (it == cache->end()) {
+      std::optional<std::vector<json>> records;
+      try {
+        records = read_items_file((dir / f).string());
+      } catch (const Error&) {
+      }
+      it = cache->emplace(f, std::move(records)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+  };
+}
+
+int find_run(const json& runs, const std::string& scheme) {
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (runs[i]["scheme_canonical"] == scheme || runs[i]["scheme"] == scheme) return int(i);
+  }
+  return -1;
+}
+
+json relative_table(const json& results, const ItemsReader& items, const std::string& baseline) {
   json out = {{"baseline", nullptr}, {"rows", json::array()}};
   if (!results.contains("runs") || !results["runs"].is_array() || results["runs"].empty()) return out;
   const json& runs = results["runs"];
-  std::string wanted;
-  if (results.contains("meta") && results["meta"].contains("experiment")) {
-    wanted = results["meta"]["experiment"].value("baseline", "");
-  }
   const json* base = &runs[0];
-  for (const auto& r : runs) {
-    if (!wanted.empty() && r.value("scheme", "") == wanted) base = &r;
+  if (!baseline.empty()) {
+    const int i = find_run(runs, baseline);
+    if (i < 0) throw Error("baseline '" + baseline + "': no run of the results has this scheme");
+    base = &runs[size_t(i)];
+  } else if (results.contains("meta") && results["meta"].contains("experiment")) {
+    const std::string wanted = results["meta"]["experiment"].value("baseline", "");
+    for (const auto& r : runs) {
+      if (!wanted.empty() && r.value("scheme", "") == wanted) base = &r;
+    }
   }
   out["baseline"] = (*base)["scheme_canonical"];
   auto num = [](const json* j, const char* k) -> std::optional<double> {
@@ -446,6 +500,11 @@ json relative_table(const json& results, const ItemsReader& items) {
     if (const json* k = ok_result(r, "kl")) {
       quality["kld"] = {{"value", (*k)["kld_mean"]}, {"stderr", (*k)["kld_stderr"]},
                         {"same_top", (*k)["same_top"]}, {"same_top_stderr", (*k)["same_top_stderr"]}};
+      // Against a baseline that is not KL's reference: the paired difference of mean KLDs.
+      if (const auto d = paired_kld_diff(records_of(*base, "kl"), records_of(r, "kl"))) {
+        quality["kld"]["diff"] = d->first;
+        quality["kld"]["diff_stderr"] = d->second;
+      }
     }
     json suites = json::object();
     if (r.contains("units")) {

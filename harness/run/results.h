@@ -35,11 +35,20 @@ std::optional<double> quality_pct(double value, double ref, bool higher_is_bette
 using ItemsReader = std::function<const std::vector<nlohmann::json>*(const nlohmann::json& unit)>;
 // The records of a per-item JSONL file; throws qbench::Error naming the file and line.
 std::vector<nlohmann::json> read_items_file(const std::string& path);
+// A reader of the per-item records of the units of the results file at `results_path` (their
+// items_file, relative to its folder), each file read once; nullptr for a file that cannot be read.
+ItemsReader items_reader(const std::string& results_path);
+
+// Index of the run whose scheme (as given or canonical) is `scheme`, or -1.
+int find_run(const nlohmann::json& runs, const std::string& scheme);
 
 // {"baseline": canonical scheme or null, "rows": [...]} (SCHEMA.md, "relative"). The error of a
 // relative quality is that of the paired difference from the baseline, per chunk (perplexity)
 // or per item (a task's primary metric), from the records `items` gives; where they are missing
 // or do not pair, the scheme's own error with the baseline held fixed, and the entry says so.
-nlohmann::json relative_table(const nlohmann::json& results, const ItemsReader& items = {});
+// `baseline`: the run to be relative to (scheme as given or canonical; throws qbench::Error when
+// no run has it); empty: the experiment's baseline, else the first run.
+nlohmann::json relative_table(const nlohmann::json& results, const ItemsReader& items = {},
+                              const std::string& baseline = "");
 
 }  // namespace qbench::run

@@ -606,6 +606,15 @@ TEST(Run, ReportFormats) {
   EXPECT_EQ(csv.out.rfind("table,method,bits/weight,perplexity %", 0), 0u) << csv.out;
   EXPECT_EQ(test::run_cli("report " + out + " --format pdf", f.dir).exit_code, 2);
   EXPECT_EQ(test::run_cli("report " + f.dir + "/tiny.gguf", f.dir).exit_code, 2);
+  // Relative to another run: it is 100 +/- 0, and a column gives KLD's paired difference from it.
+  const auto rebased = test::run_cli("report " + out + " --summary --baseline q8_0", f.dir);
+  ASSERT_EQ(rebased.exit_code, 0) << rebased.err;
+  EXPECT_NE(rebased.out.find("| KLD (nats) | KLD - q8_0 | prefill x |"), std::string::npos) << rebased.out;
+  EXPECT_NE(rebased.out.find("| q8_0 | 8.50 | 100.0 ± 0.0 | 100.0 ± 0.0 | "), std::string::npos) << rebased.out;
+  EXPECT_NE(rebased.out.find(" | 0 ± 0 | "), std::string::npos) << rebased.out;
+  const auto unknown = test::run_cli("report " + out + " --baseline q4_0", f.dir);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("baseline 'q4_0': no run of the results has this scheme"), std::string::npos) << unknown.err;
 }
 
 // scripts/plot.py on a produced file (Debian's /usr/bin/python3 with python3-matplotlib).
@@ -851,6 +860,33 @@ TEST(Run, RelativeQualityErrorsArePaired) {
   EXPECT_NEAR(unpaired["rows"][1]["quality"]["suites"]["s"]["tasks"]["t"]["metrics"]["exact_match"]["pct_stderr"].get<double>(),
               100.0 * 0.25 / 0.75, 1e-9);
   EXPECT_EQ(unpaired["rows"][1]["quality"]["perplexity"]["pct_stderr_method"], "unpaired (baseline held fixed)");
+
+  // Relative to b instead: b is 100 +/- 0, a's accuracy 150% with the ratio estimator's error the
+  // other way round (R = 3/2, residuals y - R x = -1/2, 1, 0, -1/2), and KLD's paired difference.
+  auto with_kl = [&](json r, double mean) {
+    const std::string name = r["scheme"];
+    r["units"]["kl"] = {{"status", "ok"}, {"items_file", name + ".kl"},
+                        {"result", {{"kld_mean", mean}, {"kld_stderr", 0.01}, {"same_top", 0.9}, {"same_top_stderr", 0.01}}}};
+    return r;
+  };
+  doc["runs"][0] = with_kl(doc["runs"][0], 0.3);
+  doc["runs"][1] = with_kl(doc["runs"][1], 0.2);
+  files["a.kl"] = {{{"chunk", 0}, {"kld_sum", 2.0}, {"count", 5}}, {{"chunk", 1}, {"kld_sum", 1.0}, {"count", 5}}};
+  files["b.kl"] = {{{"chunk", 0}, {"kld_sum", 1.5}, {"count", 5}}, {{"chunk", 1}, {"kld_sum", 0.5}, {"count", 5}}};
+  const json by_b = run::relative_table(doc, reader, "b");
+  EXPECT_EQ(by_b["baseline"], "b");
+  EXPECT_DOUBLE_EQ(by_b["rows"][1]["quality"]["suites"]["s"]["pct_stderr"].get<double>(), 0.0);
+  const json& em_a = by_b["rows"][0]["quality"]["suites"]["s"]["tasks"]["t"]["metrics"]["exact_match"];
+  EXPECT_NEAR(em_a["pct"].get<double>(), 150.0, 1e-9);
+  EXPECT_NEAR(em_a["pct_stderr"].get<double>(), 100.0 * std::sqrt(1.5 / 12.0) / 0.5, 1e-9);
+  // KLD a - b: per-chunk differences 0.5 and 0.5 over 10 positions: 0.1, no spread, error 0.
+  EXPECT_NEAR(by_b["rows"][0]["quality"]["kld"]["diff"].get<double>(), 0.1, 1e-12);
+  EXPECT_NEAR(by_b["rows"][0]["quality"]["kld"]["diff_stderr"].get<double>(), 0.0, 1e-12);
+  files["a.kl"][1]["kld_sum"] = 1.5;  // differences 0.5 and 1: sd 0.35355, the sum's error 0.5
+  const json by_b2 = run::relative_table(doc, reader, "b");
+  EXPECT_NEAR(by_b2["rows"][0]["quality"]["kld"]["diff"].get<double>(), 0.15, 1e-12);
+  EXPECT_NEAR(by_b2["rows"][0]["quality"]["kld"]["diff_stderr"].get<double>(), 0.05, 1e-12);
+  EXPECT_THROW(run::relative_table(doc, reader, "c"), Error);
 }
 
 // Runs measured under other protocols are refused (exit 2, naming the setting); runs whose chunks
