@@ -1,5 +1,6 @@
-// qbench qat: quantization-aware training of a model into one of qbench's integer formats,
-// starting from a post-training quantization (RTN, GPTQ or AWQ) and distilled from the FP model
+// qbench qat: quantization-aware training of a model into one of qbench's integer formats or
+// ggml's Q4_0, starting from a post-training quantization (RTN, GPTQ or AWQ; Q4_0's) and distilled
+// from the FP model
 // (harness/qat.h).
 #include <atomic>
 #include <csignal>
@@ -28,7 +29,8 @@ int cmd_qat(const std::vector<std::string>& args) {
       ("model,m", po::value(&model_path)->value_name("PATH"), "FP model to quantize and teach from (default: models/default.gguf)")
       ("scheme,s", po::value(&scheme_text)->value_name("SPEC"),
        "the post-training start and target format: rtn, gptq or awq into a qbench integer format, e.g. "
-       "rtn:int2,group=32 (the default) or gptq:int3,group=32 (needs --calib); or a whole qat:... spec "
+       "rtn:int2,group=32 (the default) or gptq:int3,group=32 (needs --calib); q4_0 (ggml's, so llama.cpp serves "
+       "the result); or a whole qat:... spec "
        "(qbench schemes), which then also gives the training settings below")
       ("out,o", po::value(&out)->value_name("F.gguf"), "the trained model, packed like the scheme's PTQ output (required)")
       ("steps", po::value(&st.steps)->value_name("N"), "optimizer steps (default 300)")
@@ -71,13 +73,19 @@ int cmd_qat(const std::vector<std::string>& args) {
     st = quant::qat_settings(given);
   } else {
     const std::string& method = given.method;
-    if (method != "rtn" && method != "gptq" && method != "awq") {
-      throw Error("qat: --scheme must be rtn, gptq or awq into a qbench integer format (e.g. rtn:int2,group=32), not '" +
-                  scheme_text + "'");
+    if (method == "q4_0") {
+      st.ptq = given;
+      st.format = IntFormat{4, true, 32};
+      st.q4_0 = true;
+    } else {
+      if (method != "rtn" && method != "gptq" && method != "awq") {
+        throw Error("qat: --scheme must be rtn, gptq or awq into a qbench integer format (e.g. rtn:int2,group=32), "
+                    "or q4_0, not '" + scheme_text + "'");
+      }
+      if (given.get("group") == "tensor") throw Error("qat: group=tensor is not supported; use channel or 32/64/128");
+      st.ptq = given;
+      st.format = quant::int_format_of_spec(given);
     }
-    if (given.get("group") == "tensor") throw Error("qat: group=tensor is not supported; use channel or 32/64/128");
-    st.ptq = given;
-    st.format = quant::int_format_of_spec(given);
     if (st.steps <= 0 || st.batch <= 0 || st.seq_len < 0) {
       throw Error("qat: --steps and --batch must be positive, --seq-len >= 0");
     }

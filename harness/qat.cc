@@ -1,5 +1,6 @@
 #include "harness/qat.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -110,6 +111,7 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
   train::check_train_config(m.config);
   QatOutcome res;
   quant::Recipe recipe = quant::make_recipe(st.ptq.to_string());
+  recipe.pure = st.q4_0;  // every tensor in Q4_0, not llama.cpp's Q4_0 mix (q6_K output)
   res.model = quant::quantize_model(m, recipe, &res.ptq, calib, o.stop);
   const Model& ptq = res.model;
   say("quantized with " + st.ptq.to_string() + " in " + std::to_string(res.ptq.seconds) + " s");
@@ -127,18 +129,27 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
   cfg.adamw.weight_decay = 0.0;
   cfg.seed = st.seed;
   train::Trainer tr(cfg);
-  // Weights: RTN's forward is the same from the FP weights (kept as masters: they carry what
+  // Weights: RTN's (and Q4_0's) forward is the same from the FP weights (kept as masters: they carry what
   // lies between the grid points); GPTQ's and AWQ's codes (and AWQ's folded norms) only from
   // their own dequantized output.
-  train::import_params(tr.params(), method == "rtn" ? m : ptq, m.path);
+  const bool from_rtn = method == "rtn" || method == "q4_0";
+  train::import_params(tr.params(), from_rtn ? m : ptq, m.path);
+  if (st.q4_0) {
+    // The token embedding is not trained; a pure Q4_0 file stores it in Q4_0 too, so the student
+    // reads it (and a tied output) as served.
+    train::TrainParams stored(m.config, m.tied_output);
+    train::import_params(stored, ptq, m.path);
+    const int e = stored.tok_embd();
+    std::copy(stored.data(e), stored.data(e) + stored.tensor(e).size(), tr.params().data(e));
+  }
   train::TrainParams teacher(m.config, m.tied_output);
   train::import_params(teacher, m, m.path);
   train::QatConfig qc;
-  qc.format = st.format;
+  qc.target = st.q4_0 ? train::QatTarget::ggml_q4_0() : train::QatTarget(st.format);
   qc.scale_lr_ratio = st.scale_lr_ratio;
   qc.adam = cfg.adamw;
   train::FakeQuantLinear fq(tr.params(), qc);
-  const TensorType type = int_format_type(st.format);
+  const TensorType type = qc.target.type();
   for (int s = 0; s < int(tr.params().tensors().size()); ++s) {
     if (!fq.quantized(s)) continue;
     const std::string& name = tr.params().tensor(s).name;
@@ -147,7 +158,9 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
       throw Error("qat: " + name + " was not quantized to " + std::string(type_traits(type).name) +
                   " by " + st.ptq.to_string() + " (a fallback?); QAT needs every linear weight in the one format");
     }
-    fq.set_from_packed(s, w->data);
+    // GPTQ's and AWQ's scales; RTN's are the fake quantizer's own min/max start (Q4_0's, ggml's
+    // unrounded scale, which the stored fp16 one would not reproduce the codes of).
+    if (!from_rtn) fq.set_from_packed(s, w->data);
     // Start where PTQ ends: the fake quantizer packs the same bytes.
     if (fq.pack(s, tr.params().data(s)) != std::vector<uint8_t>(w->data, w->data + w->bytes())) {
       throw Error("qat: internal error: the fake quantizer does not reproduce the PTQ bytes of " + name);

@@ -27,9 +27,19 @@ bool is_qat(const SchemeSpec& spec) { return spec.method == "qat"; }
 QatSettings qat_settings(const SchemeSpec& spec) {
   QB_ASSERT(is_qat(spec));
   QatSettings s;
-  s.ptq = parse_scheme(spec.get("init") + ":int" + spec.get("bits") + ",group=" + spec.get("group") +
-                       ",sym=" + spec.get("sym"));
-  s.format = int_format_of_spec(s.ptq);
+  if (spec.get("target") == "q4_0") {
+    if (spec.get("bits") != "4" || spec.get("group") != "32" || spec.get("sym") != "true" || spec.get("init") != "rtn") {
+      throw Error("scheme 'qat': target=q4_0 is ggml's 4-bit blocks of 32 from its own rounding: give int4,group=32 "
+                  "(symmetric, init=rtn), e.g. qat:int4,group=32,target=q4_0");
+    }
+    s.ptq = parse_scheme("q4_0");
+    s.format = IntFormat{4, true, 32};
+    s.q4_0 = true;
+  } else {
+    s.ptq = parse_scheme(spec.get("init") + ":int" + spec.get("bits") + ",group=" + spec.get("group") +
+                         ",sym=" + spec.get("sym"));
+    s.format = int_format_of_spec(s.ptq);
+  }
   s.steps = spec.get_int("steps");
   s.lr = spec.get_double("lr");
   s.kd_weight = spec.get_double("kd");
@@ -45,17 +55,18 @@ QatSettings qat_settings(const SchemeSpec& spec) {
 SchemeSpec qat_spec(const QatSettings& s) {
   return parse_scheme("qat:int" + std::to_string(s.format.bits) + ",group=" +
                       (s.format.per_row() ? std::string("channel") : std::to_string(s.format.group)) +
-                      ",sym=" + (s.format.sym ? "true" : "false") + ",init=" + s.ptq.method +
+                      ",sym=" + (s.format.sym ? "true" : "false") + ",init=" + (s.q4_0 ? "rtn" : s.ptq.method) +
                       ",steps=" + std::to_string(s.steps) + ",lr=" + number(s.lr) + ",kd=" + number(s.kd_weight) +
                       ",ce=" + number(s.ce_weight) + ",batch=" + std::to_string(s.batch) +
                       ",seq=" + std::to_string(s.seq_len) + ",seed=" + std::to_string(s.seed) +
-                      ",scale_lr=" + number(s.scale_lr_ratio));
+                      ",scale_lr=" + number(s.scale_lr_ratio) + ",target=" + (s.q4_0 ? "q4_0" : "int"));
 }
 
 void register_qat(Registry& r) {
   Method qat{
       "qat",
-      "quantization-aware training (LSQ scales, STE, distillation from the FP model) into rtn's integer formats, "
+      "quantization-aware training (LSQ scales, STE, distillation from the FP model) into rtn's integer formats "
+      "or ggml's q4_0, "
       "starting from rtn/gptq/awq; whole-model: qbench qat or qbench run",
       {
           {"bits", "4", "bits per code", {}, 2, 8},
@@ -71,6 +82,8 @@ void register_qat(Registry& r) {
           {"seq", "0", "tokens per sequence (0: the model's context, at most 128)", {}, 0, 1000000},
           {"seed", "1", "data order seed", {}, 0, 2147483647},
           {"scale_lr", "1", "learning rate of the scales and zero points, as a ratio of lr", {}, 0, 1000, true},
+          {"target", "int", "the packed format: qbench's integer format of bits/group/sym, or ggml's q4_0 "
+           "(with int4,group=32: llama.cpp serves it)", {"int", "q4_0"}},
       },
       "bits",
       "int",

@@ -24,6 +24,15 @@
 //   The scale and zero-point gradients are then multiplied by LSQ's gradient scale
 //   1 / sqrt(G * Qp), Qp = Q (sym) or 2^N - 1 (asym).
 //
+// ggml's Q4_0 (llama.cpp's 4-bit blocks of 32, engine/formats/legacy_quants.h) is the other
+// target, so that a QAT model is served by llama.cpp: per block a signed scale d (the value of
+// largest magnitude / -8 at the start, llama.cpp's rule), then
+//   forward   q = clamp(floor(w / d + 8.5), 0, 15)  (codes from the float scale, as ggml's
+//             w^ = fp16(d) * (q - 8)                 quantize_row_q4_0_ref: at the start these are
+//                                                    exactly llama-quantize's bytes)
+//   backward  as the symmetric formats with off = 8 and the codes 0..15 "inside"; the learned
+//             scale keeps its sign (it never crosses zero); LSQ's Qp = 8.
+//
 // FakeQuantLinear is the trainer's LinearWeight seam (engine/train/model_step.h): it
 // fake-quantizes every ParamKind::Linear tensor (the token embedding, and a tied output, stay
 // float, as post-training quantization keeps them) and owns the scales and zero points, which
@@ -32,6 +41,8 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/formats/int_quants.h"
@@ -41,18 +52,29 @@
 
 namespace qbench::train {
 
+// The packed format QAT trains into: one of qbench's integer formats, or ggml's Q4_0.
+struct QatTarget {
+  IntFormat format;    // for Q4_0: {4 bits, symmetric, groups of 32}
+  bool q4_0 = false;
+  QatTarget() = default;
+  QatTarget(const IntFormat& f) : format(f) {}  // NOLINT: an integer format is a target
+  static QatTarget ggml_q4_0();
+  TensorType type() const;
+  std::string name() const;  // "int4_sym_g128", "q4_0"
+};
+
 // One group: w^ into y[0..n) (y may not alias w).
-void fake_quant_group(const IntFormat& f, const float* w, int64_t n, float d, float z, float* y);
+void fake_quant_group(const QatTarget& t, const float* w, int64_t n, float d, float z, float* y);
 // One group's straight-through gradients at (w, d, z): on entry dy = dL/dw^; writes
 // dx[i] = dL/dw_i (dx may equal dy) and returns dL/dd and dL/dz (unscaled: without LSQ's
 // gradient scale) in *dd and *dz.
-void fake_quant_group_backward(const IntFormat& f, const float* w, int64_t n, float d, float z, const float* dy,
+void fake_quant_group_backward(const QatTarget& t, const float* w, int64_t n, float d, float z, const float* dy,
                                float* dx, double* dd, double* dz);
-// LSQ's gradient scale of format `f` on groups of `n` values.
-double lsq_grad_scale(const IntFormat& f, int64_t n);
+// LSQ's gradient scale of target `t` on groups of `n` values.
+double lsq_grad_scale(const QatTarget& t, int64_t n);
 
 struct QatConfig {
-  IntFormat format;
+  QatTarget target;
   double scale_lr_ratio = 1.0;  // the scales' learning rate = ratio * the weights' learning rate
   AdamWConfig adam;             // betas and eps; weight decay is never applied to scales
 };
@@ -98,12 +120,13 @@ class FakeQuantLinear final : public LinearWeight {
   struct SlotInfo {
     int64_t rows = 0, cols = 0, group = 0, n_groups = 0;  // n_groups = rows * groups per row
   };
-  IntParams group_params(int slot, int64_t g) const;
+  std::pair<float, float> group_params(int slot, int64_t g) const;  // learned (d, z)
 
   QatConfig config_;
   std::vector<int64_t> base_;  // per slot: offset of its scales in values_, or -1
   std::vector<SlotInfo> info_;
   std::vector<float> values_, grad_, m_, v_;
+  std::vector<float> signs_;  // Q4_0: the scales before a step (their signs are kept)
   int64_t t_ = 0;
   std::vector<std::vector<float>> eff_;  // per slot: the fake-quantized weight of this step
 };

@@ -154,7 +154,8 @@ std::string uncalibrated_equivalent(const std::string& scheme) {
   if (recipe.ftype) return scheme;  // llama.cpp mixes: an importance matrix is optional
   const quant::SchemeSpec& s = recipe.scheme;
   if (s.method == "qat") {
-    // Trained into rtn's formats (harness/qat.h): random weights have no teacher to learn from.
+    // Trained into rtn's formats or q4_0 (harness/qat.h): random weights have no teacher to learn from.
+    if (s.get("target") == "q4_0") return "q4_0";
     return "rtn:int" + s.get("bits") + ",group=" + s.get("group") + ",sym=" + s.get("sym");
   }
   if (!quant::registry().method(s).needs_calibration_text()) return scheme;

@@ -28,39 +28,49 @@ std::vector<IntFormat> formats() {
   return {{2, true, 32}, {2, false, 32}, {3, true, 32}, {3, false, 128}, {4, true, 128}, {4, false, 0},
           {8, true, 0},  {8, false, 32}};
 }
-QatConfig qat(const IntFormat& f) {
+QatConfig qat(const QatTarget& t) {
   QatConfig c;
-  c.format = f;
+  c.target = t;
   return c;
 }
-std::string name(const IntFormat& f) {
-  return "int" + std::to_string(f.bits) + (f.sym ? "" : "_asym") + "_g" + std::to_string(f.group);
+// The integer formats and ggml's Q4_0.
+std::vector<QatTarget> targets() {
+  const std::vector<IntFormat> f = formats();
+  std::vector<QatTarget> t(f.begin(), f.end());
+  t.push_back(QatTarget::ggml_q4_0());
+  return t;
 }
+std::string name(const QatTarget& t) { return t.name(); }
 
 // ---- One group against the surrogate ------------------------------------------------------------
 
 // The frozen-code surrogate of fake_quant.h, written from its formula: codes u0 and the inside
-// mask are those of (w0, d0, z0) (round half to even of w0/d0, clamped), then
+// mask are those of (w0, d0, z0) (round half to even of w0/d0, clamped; Q4_0: ggml's
+// floor(w0/d0 + 8.5) in [0, 15]), then
 //   w~_i(w, d, z) = d * (u0_i + in_i * ((w_i/d + z) - (w0_i/d0 + z0)) - z_off),
-// z_off = z (asymmetric) or 2^(N-1) (symmetric). Returns sum_i dy_i * w~_i, in double.
+// z_off = z (asymmetric), 2^(N-1) (symmetric) or 8 (Q4_0). Returns sum_i dy_i * w~_i, in double.
 struct Surrogate {
-  IntFormat f;
+  QatTarget t;
   std::vector<double> w0, dy;
   double d0, z0;
   std::vector<int> u0;
   std::vector<bool> in;
 
-  Surrogate(const IntFormat& fmt, std::vector<double> w, std::vector<double> g, double d, double z)
-      : f(fmt), w0(std::move(w)), dy(std::move(g)), d0(d), z0(z) {
+  Surrogate(const QatTarget& target, std::vector<double> w, std::vector<double> g, double d, double z)
+      : t(target), w0(std::move(w)), dy(std::move(g)), d0(d), z0(z) {
+    const IntFormat& f = t.format;
     const int off = f.sym ? 1 << (f.bits - 1) : int(z0);
-    const int lo = f.sym ? 1 : 0, hi = (1 << f.bits) - 1;
+    const int lo = f.sym && !t.q4_0 ? 1 : 0, hi = (1 << f.bits) - 1;
     for (double x : w0) {
-      const double v = double(float(x) * (1.0f / float(d0))) + off;
-      u0.push_back(std::clamp(int(std::nearbyint(v - off)) + off, lo, hi));
+      const float q = float(x) * (1.0f / float(d0));
+      const double v = double(q) + off;
+      u0.push_back(t.q4_0 ? std::clamp(int(std::floor(q + 8.5f)), 0, 15)
+                          : std::clamp(int(std::nearbyint(v - off)) + off, lo, hi));
       in.push_back(v >= lo && v <= hi);
     }
   }
   double operator()(const std::vector<double>& w, double d, double z) const {
+    const IntFormat& f = t.format;
     const double z_off = f.sym ? double(1 << (f.bits - 1)) : z;
     const double zz = f.sym ? 0.0 : z, zz0 = f.sym ? 0.0 : z0;
     double s = 0.0;
@@ -74,7 +84,8 @@ struct Surrogate {
 
 TEST(FakeQuant, GroupGradientsAreTheSurrogateDerivatives) {
   Rng rng(3);
-  for (const IntFormat& f : formats()) {
+  for (const QatTarget& t : targets()) {
+    const IntFormat& f = t.format;
     const int n = 32;
     std::vector<float> w(n), dy(n);
     for (int i = 0; i < n; ++i) {
@@ -82,34 +93,34 @@ TEST(FakeQuant, GroupGradientsAreTheSurrogateDerivatives) {
       dy[size_t(i)] = float(rng.normal());
     }
     // A scale 30% under the min/max rule's, so the extremes clip; fp16-exact, as the forward
-    // rounds it to fp16. The zero point an integer code.
+    // rounds it to fp16. The zero point an integer code. Q4_0's scale negative, as ggml's often is.
     const IntParams p = int_params_minmax(f, w.data(), n);
-    const float d = fp16_to_fp32(fp32_to_fp16(fp16_to_fp32(p.d) * 0.7f));
+    const float d = fp16_to_fp32(fp32_to_fp16(fp16_to_fp32(p.d) * (t.q4_0 ? -0.7f : 0.7f)));
     const float z = float(p.zero);
     std::vector<float> dx(n);
     double dd = 0.0, dz = 0.0;
-    fake_quant_group_backward(f, w.data(), n, d, z, dy.data(), dx.data(), &dd, &dz);
+    fake_quant_group_backward(t, w.data(), n, d, z, dy.data(), dx.data(), &dd, &dz);
 
     const std::vector<double> w0(w.begin(), w.end()), g(dy.begin(), dy.end());
-    const Surrogate S(f, w0, g, d, z);
+    const Surrogate S(t, w0, g, d, z);
     int clipped = 0;
     for (bool b : S.in) clipped += b ? 0 : 1;
-    EXPECT_GT(clipped, 0) << name(f) << ": the case must clip some values";
-    EXPECT_LT(clipped, n) << name(f);
+    EXPECT_GT(clipped, 0) << name(t) << ": the case must clip some values";
+    EXPECT_LT(clipped, n) << name(t);
     // The surrogate at the base point is the fake-quantized forward itself.
     std::vector<float> y(n);
-    fake_quant_group(f, w.data(), n, d, z, y.data());
+    fake_quant_group(t, w.data(), n, d, z, y.data());
     double dot = 0.0;
     for (int i = 0; i < n; ++i) dot += double(dy[size_t(i)]) * double(y[size_t(i)]);
-    EXPECT_NEAR(S(w0, d, z), dot, 1e-9) << name(f);
+    EXPECT_NEAR(S(w0, d, z), dot, 1e-9) << name(t);
 
     const double hd = 1e-4 * d;
     const double num_d = (S(w0, d + hd, z) - S(w0, d - hd, z)) / (2 * hd);
-    EXPECT_NEAR(dd, num_d, 1e-6 * (1.0 + std::abs(num_d))) << name(f);
+    EXPECT_NEAR(dd, num_d, 1e-6 * (1.0 + std::abs(num_d))) << name(t);
     if (!f.sym) {
       const double num_z = (S(w0, d, z + 1e-3) - S(w0, d, z - 1e-3)) / 2e-3;
-      EXPECT_NEAR(dz, num_z, 1e-6 * (1.0 + std::abs(num_z))) << name(f);
-      EXPECT_NE(dz, 0.0) << name(f);
+      EXPECT_NEAR(dz, num_z, 1e-6 * (1.0 + std::abs(num_z))) << name(t);
+      EXPECT_NE(dz, 0.0) << name(t);
     } else {
       EXPECT_EQ(dz, 0.0);
     }
@@ -118,14 +129,15 @@ TEST(FakeQuant, GroupGradientsAreTheSurrogateDerivatives) {
       a[size_t(i)] += 1e-5;
       b[size_t(i)] -= 1e-5;
       const double num = (S(a, d, z) - S(b, d, z)) / 2e-5;
-      EXPECT_NEAR(dx[size_t(i)], num, 1e-6 * (1.0 + std::abs(num))) << name(f) << " w[" << i << "]";
+      EXPECT_NEAR(dx[size_t(i)], num, 1e-6 * (1.0 + std::abs(num))) << name(t) << " w[" << i << "]";
     }
   }
 }
 
 TEST(FakeQuant, LsqGradientScale) {
-  EXPECT_DOUBLE_EQ(lsq_grad_scale({4, true, 128}, 128), 1.0 / std::sqrt(128.0 * 7));
-  EXPECT_DOUBLE_EQ(lsq_grad_scale({2, false, 32}, 32), 1.0 / std::sqrt(32.0 * 3));
+  EXPECT_DOUBLE_EQ(lsq_grad_scale(IntFormat{4, true, 128}, 128), 1.0 / std::sqrt(128.0 * 7));
+  EXPECT_DOUBLE_EQ(lsq_grad_scale(IntFormat{2, false, 32}, 32), 1.0 / std::sqrt(32.0 * 3));
+  EXPECT_DOUBLE_EQ(lsq_grad_scale(QatTarget::ggml_q4_0(), 32), 1.0 / std::sqrt(32.0 * 8));
 }
 
 // ---- The seam on a model --------------------------------------------------------------------------
@@ -138,9 +150,9 @@ TEST(FakeQuant, StartsAtRtnAndServesWhatItTrains) {
   for (bool tied : {true, false}) {
     TrainParams params(qat_config(), tied);
     init_params(params, 5, 0.1);
-    for (const IntFormat& f : formats()) {
+    for (const QatTarget& f : targets()) {
       FakeQuantLinear fq(params, qat(f));
-      const TypeTraits& tr = type_traits(int_format_type(f));
+      const TypeTraits& tr = type_traits(f.type());
       int n_quantized = 0;
       for (int s = 0; s < int(params.tensors().size()); ++s) {
         const ParamTensor& t = params.tensor(s);
@@ -152,7 +164,8 @@ TEST(FakeQuant, StartsAtRtnAndServesWhatItTrains) {
           continue;
         }
         ++n_quantized;
-        // Initialised from the min/max rule: the bytes RTN's reference quantizer writes.
+        // Initialised from the min/max rule: the bytes RTN's reference quantizer writes (Q4_0:
+        // ggml's quantize_row_q4_0_ref).
         std::vector<uint8_t> rtn(row_bytes(tr, t.cols) * size_t(t.rows));
         for (int64_t r = 0; r < t.rows; ++r) tr.quantize_row(w + r * t.cols, rtn.data() + size_t(r) * row_bytes(tr, t.cols), t.cols);
         ASSERT_EQ(fq.pack(s, w), rtn) << name(f) << " " << t.name;
@@ -160,7 +173,7 @@ TEST(FakeQuant, StartsAtRtnAndServesWhatItTrains) {
         // packed tensor's dequantization, bit for bit.
         Rng rng(uint64_t(s) + 11);
         for (float& d : fq.scales(s)) d *= float(0.8 + 0.4 * rng.uniform());
-        for (float& z : fq.zeros(s)) z = std::clamp(z + float(rng.normal()), 0.0f, float(f.levels() - 1));
+        for (float& z : fq.zeros(s)) z = std::clamp(z + float(rng.normal()), 0.0f, float(f.format.levels() - 1));
         y = fq.forward(s, w, t.rows, t.cols);
         const std::vector<uint8_t> packed = fq.pack(s, w);
         std::vector<float> deq(size_t(t.cols));
@@ -169,7 +182,9 @@ TEST(FakeQuant, StartsAtRtnAndServesWhatItTrains) {
           ASSERT_EQ(0, std::memcmp(deq.data(), y + r * t.cols, deq.size() * sizeof(float)))
               << name(f) << " " << t.name << " row " << r;
         }
-        // And a tensor written by another quantizer hands its scales over.
+        // And a tensor written by another quantizer hands its scales over. (Not Q4_0's: its codes
+        // come from the float scale, which the stored fp16 one does not always reproduce.)
+        if (f.q4_0) continue;
         FakeQuantLinear other(params, qat(f));
         other.set_from_packed(s, packed.data());
         EXPECT_EQ(other.pack(s, w), packed) << name(f) << " " << t.name;
@@ -184,9 +199,9 @@ TEST(FakeQuant, GroupSizeMustDivideTheRows) {
   c.n_ff = 96;  // w_down rows of 96 values
   TrainParams params(c, true);
   init_params(params, 5, 0.1);
-  EXPECT_NO_THROW(FakeQuantLinear(params, qat({4, true, 32})));
+  EXPECT_NO_THROW(FakeQuantLinear(params, qat(IntFormat{4, true, 32})));
   try {
-    FakeQuantLinear fq(params, qat({4, true, 64}));
+    FakeQuantLinear fq(params, qat(IntFormat{4, true, 64}));
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("blk.0.ffn_down.weight has rows of 96 values"), std::string::npos) << e.what();
@@ -200,7 +215,7 @@ TEST(FakeQuant, GroupSizeMustDivideTheRows) {
 class SurrogateSeam final : public LinearWeight {
  public:
   SurrogateSeam(FakeQuantLinear& fq, const TrainParams& params) : fq_(fq), eff_(params.tensors().size()) {
-    const IntFormat& f = fq.config().format;
+    const IntFormat& f = fq.config().target.format;
     for (int s = 0; s < int(params.tensors().size()); ++s) {
       if (!fq.quantized(s)) continue;
       const ParamTensor& t = params.tensor(s);
@@ -223,7 +238,7 @@ class SurrogateSeam final : public LinearWeight {
   const float* forward(int slot, const float* master, int64_t rows, int64_t cols) override {
     if (!fq_.quantized(slot)) return master;
     const Frozen& fr = frozen_.at(slot);
-    const IntFormat& f = fq_.config().format;
+    const IntFormat& f = fq_.config().target.format;
     const auto d = fq_.scales(slot);
     const auto z = fq_.zeros(slot);
     const int64_t n = rows * cols, group = n / int64_t(d.size());
@@ -341,7 +356,7 @@ TEST(FakeQuant, TrainerStepsAreDeterministicAndLearn) {
     cfg.total_steps = 30;
     cfg.init_std = 0.1;
     Trainer trainer(cfg);
-    FakeQuantLinear fq(trainer.params(), qat({2, true, 32}));
+    FakeQuantLinear fq(trainer.params(), qat(IntFormat{2, true, 32}));
     const std::vector<float> start = fq.values();
     trainer.set_linear(&fq);
     Rng rng(6);

@@ -298,7 +298,8 @@ TEST(Cli, QatTrainsResumesBitExactlyAndRefusesOtherSchemes) {
   const auto ja = nlohmann::json::parse(a.out);
   EXPECT_EQ(ja["step"], 4);
   EXPECT_TRUE(ja["finished"].get<bool>());
-  EXPECT_EQ(ja["scheme"], "qat:int3,group=32,sym=false,init=rtn,steps=4,lr=0.0001,kd=1,ce=0,batch=2,seq=16,seed=1,scale_lr=1");
+  EXPECT_EQ(ja["scheme"],
+            "qat:int3,group=32,sym=false,init=rtn,steps=4,lr=0.0001,kd=1,ce=0,batch=2,seq=16,seed=1,scale_lr=1,target=int");
   EXPECT_EQ(ja["train_tokens"], 4 * 2 * 16);
   const Model q = load_model(dir + "/a.gguf");
   EXPECT_EQ(q.layers[0].wq.type, int_format_type({3, false, 32}));
@@ -317,8 +318,29 @@ TEST(Cli, QatTrainsResumesBitExactlyAndRefusesOtherSchemes) {
   EXPECT_EQ(nlohmann::json::parse(b2.out)["step"], 4);
   EXPECT_EQ(test::read_file(dir + "/a.gguf"), test::read_file(dir + "/b.gguf"));
 
+  // Into ggml's Q4_0: every linear weight packed as Q4_0, which dequantizes to a trained model
+  // (unlike the start's: the weights moved).
+  const std::string q4 = "qat --model " + model + " --scheme q4_0 --data " + dir +
+                         "/data.txt --steps 3 --batch 2 --seq-len 16 --quiet -t 2 --json";
+  const auto c = run(q4 + " --out " + dir + "/c.gguf");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(nlohmann::json::parse(c.out)["scheme"],
+            "qat:int4,group=32,sym=true,init=rtn,steps=3,lr=0.0001,kd=1,ce=0,batch=2,seq=16,seed=1,scale_lr=1,target=q4_0");
+  const Model q40 = load_model(dir + "/c.gguf");
+  const Model fp = load_model(model);
+  const auto q40_linears = q40.linear_weights(), fp_linears = fp.linear_weights();
+  ASSERT_EQ(q40_linears.size(), fp_linears.size());
+  for (size_t i = 0; i < q40_linears.size(); ++i) EXPECT_EQ(q40_linears[i].second->type, TensorType::Q4_0) << q40_linears[i].first;
+  const auto start = run("quantize --model " + model + " --scheme q4_0 --out " + dir + "/start.gguf");
+  ASSERT_EQ(start.exit_code, 0) << start.err;
+  const Model rtn = load_model(dir + "/start.gguf");
+  const Matrix& trained = *q40.linear_weights()[0].second;
+  EXPECT_NE(std::string(reinterpret_cast<const char*>(trained.data), trained.bytes()),
+            std::string(reinterpret_cast<const char*>(rtn.linear_weights()[0].second->data), trained.bytes()));
+
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
-           {"--scheme q4_0 --out " + dir + "/x.gguf", "--scheme must be rtn, gptq or awq"},
+           {"--scheme q8_0 --out " + dir + "/x.gguf", "--scheme must be rtn, gptq or awq"},
+           {"--scheme qat:int4,group=64,target=q4_0 --out " + dir + "/x.gguf", "target=q4_0 is ggml's 4-bit blocks of 32"},
            {"--scheme rtn:int4,group=tensor --out " + dir + "/x.gguf", "group=tensor is not supported"},
            {"--scheme rtn:int4,group=64 --out " + dir + "/x.gguf", "group size 64 does not divide the row length 32"},
            {"--steps 0 --out " + dir + "/x.gguf", "must be positive"},
