@@ -63,14 +63,20 @@ void load_qat_state(const std::string& path, train::FakeQuantLinear& fq, int64_t
   fq.adam_steps() = adam_steps;
 }
 
-// Windows of a text file's tokens at random offsets, every position scored.
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot read --data");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Windows of a text's tokens at random offsets, every position scored.
 class TextWindows {
  public:
-  TextWindows(const std::string& path, const Tokenizer& tok) : tokens_(tok.encode(read_text(path), true)) {}
+  TextWindows(const std::string& text, const Tokenizer& tok) : tokens_(tok.encode(text, true)) {}
   void fill(train::Rng& rng, train::Batch& b) const {
     const int64_t T = b.seq_len;
     if (int64_t(tokens_.size()) < T + 1) {
-      throw Error("qat: --data has " + std::to_string(tokens_.size()) + " tokens, fewer than one window of " +
+      throw Error("qat: the training text has " + std::to_string(tokens_.size()) + " tokens, fewer than one window of " +
                   std::to_string(T + 1));
     }
     for (int64_t s = 0; s < b.n_seq; ++s) {
@@ -81,11 +87,6 @@ class TextWindows {
   }
 
  private:
-  static std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot read --data");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
   std::vector<int32_t> tokens_;
 };
 
@@ -99,6 +100,7 @@ const Matrix* find_matrix(const Model& m, const std::string& name) {
 }  // namespace
 
 std::string qat_data_sha256(const QatRunOptions& o) {
+  if (!o.data_text.empty()) return sha256_hex(o.data_text);
   return sha256_hex(read_file(o.data_path.empty() ? o.recipe_path : o.data_path));
 }
 
@@ -186,10 +188,12 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
 
   std::optional<TrainingData> gen;
   std::optional<TextWindows> text;
-  if (o.data_path.empty()) {
-    gen.emplace(load_recipe(o.recipe_path), m.require_tokenizer(), say);
+  if (!o.data_text.empty()) {
+    text.emplace(o.data_text, m.require_tokenizer());
+  } else if (!o.data_path.empty()) {
+    text.emplace(read_text(o.data_path), m.require_tokenizer());
   } else {
-    text.emplace(o.data_path, m.require_tokenizer());
+    gen.emplace(load_recipe(o.recipe_path), m.require_tokenizer(), say);
   }
   train::TrainModel teacher_model;
   auto source = [&](int64_t, train::Rng& rng, train::Batch& b) {

@@ -19,7 +19,8 @@
 namespace qbench {
 
 struct QatRunOptions {
-  std::string data_path;  // a text to take windows of; empty: the recipe's generators
+  std::string data_text;  // a text to take windows of; empty: data_path
+  std::string data_path;  // a file of such a text; empty: the recipe's generators
   std::string recipe_path = QBENCH_SOURCE_DIR "/models/default.json";
   std::string checkpoint;       // empty: no checkpoints (and no resume)
   int64_t checkpoint_every = 100;
@@ -46,7 +47,7 @@ struct QatOutcome {
 QatOutcome run_qat(const Model& m, const quant::QatSettings& s, const QatRunOptions& o,
                    const quant::Calibration* calib = nullptr);
 
-// The hash of what a run of run_qat with these options trains on (the recipe file or the text),
+// The hash of what a run of run_qat with these options trains on (the text, or the recipe file),
 // for results keys.
 std::string qat_data_sha256(const QatRunOptions& o);
 

@@ -145,6 +145,7 @@ void validate_config(const ExperimentConfig& c, const std::string& where) {
   if (c.ppl_items < 1) bad("ppl_items", "must be >= 1, got " + std::to_string(c.ppl_items));
   if (c.calib_text.empty()) bad("calib_text", "must name a file or generated:GEN,...");
   if (c.calib_items < 1) bad("calib_items", "must be >= 1, got " + std::to_string(c.calib_items));
+  if (c.qat_items < 1) bad("qat_items", "must be >= 1, got " + std::to_string(c.qat_items));
   if (c.calib_samples < 1) bad("calib_samples", "must be >= 1, got " + std::to_string(c.calib_samples));
   if (c.calib_ctx < 8) bad("calib_ctx", "must be >= 8, got " + std::to_string(c.calib_ctx));
   if (c.ppl_ctx < 8) bad("ppl_ctx", "must be >= 8, got " + std::to_string(c.ppl_ctx));

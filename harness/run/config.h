@@ -53,6 +53,10 @@ inline constexpr int kConfigVersion = 1;
   X(int64_t, calib_items, 200, "items per generator of a generated: calibration text")                       \
   X(int64_t, calib_samples, 128, "calibration windows drawn from calib_text")                                \
   X(int64_t, calib_ctx, 128, "tokens per calibration window")                                                \
+  X(std::string, qat_text, "",                                                                                \
+    "training text of qat:... schemes: a file path, or generated:GEN,... (items of the training seed 2000); "  \
+    "empty: the default recipe's generators at its training seed (models/default.json)")                     \
+  X(int64_t, qat_items, 2000, "items per generator of a generated: qat_text")                                \
   X(bool, kl, true, "KL divergence of each scheme against the unquantized model on the perplexity chunks")  \
   X(int64_t, kl_top_k, 64, "reference log-probabilities kept per position (the rest is one tail bin)")       \
   X(bool, speed, true, "measure prefill and decode speed, alone, after the quality work")                    \

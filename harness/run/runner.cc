@@ -332,11 +332,12 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
     ppl_tokens = source.require_tokenizer().encode(text, true);
   }
   // Calibration text, only when some scheme needs one (gptq, awq); its hash joins those schemes' keys.
-  // qat:... schemes train the whole model (harness/qat.h) from the PTQ start they name, on the
-  // default recipe's generated training items; that data's hash joins their keys.
+  // qat:... schemes train the whole model (harness/qat.h) from the PTQ start they name, on
+  // qat_text (default: the recipe's generated training items); that data's hash joins their keys.
   std::vector<bool> calibrated(c.schemes.size(), false);
   std::vector<std::optional<quant::QatSettings>> qat(c.schemes.size());
-  const QatRunOptions qat_options;
+  QatRunOptions qat_options;
+  if (!c.qat_text.empty()) qat_options.data_text = text_source(c.qat_text, "qat_text", c.qat_items, kTrainSeed);
   std::string qat_data;
   for (size_t i = 0; i < c.schemes.size(); ++i) {
     const quant::Recipe r = quant::make_recipe(c.schemes[i]);
@@ -553,6 +554,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
         variants[i] = std::make_unique<Model>(std::move(r.model));
         qat_json = {{"start", qat[i]->ptq.to_string()}, {"steps", r.step}, {"train_tokens", r.train_tokens},
                     {"train_seconds", r.train_seconds}, {"ptq_seconds", r.ptq.seconds}, {"final_loss", r.loss},
+                    {"data", c.qat_text.empty() ? "the recipe's generators (" + qat_options.recipe_path + ")" : c.qat_text},
                     {"data_sha256", qat_data}, {"peak_rss_bytes", peak_rss_bytes()}};
       } else {
         variants[i] = std::make_unique<Model>(quant::quantize_model(

@@ -814,6 +814,41 @@ TEST(Run, CompareFlagsSpeedBeyondTheMeasuredSpread) {
   EXPECT_THROW(run::compare_results(a, f.dir + "/a.json", slow, f.dir + "/slow.json", opt), Error);
 }
 
+// A qat:... scheme in qbench run trains on qat_text: the run records the text's hash and its
+// cost, the unit keys carry the hash, and other text means other units (measured again).
+TEST(Run, QatSchemesTrainOnQatTextAndKeyIt) {
+  const auto f = make_fixture("run-qat-text");
+  {
+    std::ofstream text(f.dir + "/a.txt");
+    for (int i = 0; i < 60; ++i) text << "the cat sat on the mat " << i << " and the dog ran. ";
+  }
+  auto c = test::tiny_config(f.model, {"fp16", "qat:int4,group=32,steps=2,batch=2,seq=16"});
+  c.speed = false;
+  c.qat_text = f.dir + "/a.txt";
+  const std::string out = f.dir + "/res.json";
+  run_quiet(c, out);
+  const json doc = test::read_json(out);
+  ASSERT_EQ(doc["status"], "complete") << doc.dump(1);
+  const json& q = doc["runs"][1]["quantization"]["qat"];
+  EXPECT_EQ(q["data_sha256"], sha256_hex(test::read_file(f.dir + "/a.txt")));
+  EXPECT_EQ(q["data"], c.qat_text);
+  EXPECT_EQ(q["steps"], 2);
+  EXPECT_EQ(q["train_tokens"], 2 * 2 * 16);
+  EXPECT_EQ(doc["runs"][1]["units"]["kl"]["status"], "ok");
+  // Generated text instead: the qat run's units are new (replacing them needs --force), fp16's
+  // are reused.
+  c.qat_text = "generated:story";
+  c.qat_items = 20;
+  EXPECT_THROW(run_quiet(c, out), Error);
+  run_quiet(c, out, /*force=*/true);
+  const json doc2 = test::read_json(out);
+  EXPECT_NE(doc2["runs"][1]["quantization"]["qat"]["data_sha256"], q["data_sha256"]);
+  EXPECT_NE(doc2["runs"][1]["units"]["kl"]["key"], doc["runs"][1]["units"]["kl"]["key"]);
+  EXPECT_EQ(doc2["runs"][0]["units"]["kl"]["key"], doc["runs"][0]["units"]["kl"]["key"]);
+  c.qat_items = 0;
+  EXPECT_THROW(run_quiet(c, f.dir + "/bad.json"), Error);
+}
+
 // Relative quality carries the error of the paired difference: zero for a run against itself,
 // and the ratio estimator's error (computed here by hand) for a real change.
 TEST(Run, RelativeQualityErrorsArePaired) {
