@@ -111,6 +111,10 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
   };
   const std::string& method = st.ptq.method;
   train::check_train_config(m.config);
+  if (st.q4_0 && calib != nullptr) {
+    throw Error("qat: the q4_0 target starts from ggml's plain rounding; an importance matrix (--calib, --imatrix) "
+                "would give other bytes: leave it out");
+  }
   QatOutcome res;
   quant::Recipe recipe = quant::make_recipe(st.ptq.to_string());
   recipe.pure = st.q4_0;  // every tensor in Q4_0, not llama.cpp's Q4_0 mix (q6_K output)
@@ -160,9 +164,10 @@ QatOutcome run_qat(const Model& m, const quant::QatSettings& st, const QatRunOpt
       throw Error("qat: " + name + " was not quantized to " + std::string(type_traits(type).name) +
                   " by " + st.ptq.to_string() + " (a fallback?); QAT needs every linear weight in the one format");
     }
-    // GPTQ's and AWQ's scales; RTN's are the fake quantizer's own min/max start (Q4_0's, ggml's
-    // unrounded scale, which the stored fp16 one would not reproduce the codes of).
-    if (!from_rtn) fq.set_from_packed(s, w->data);
+    // The PTQ's scales (and zero points), e.g. GPTQ's or RTN's with clip=mse; not Q4_0's: its
+    // start is the fake quantizer's own (ggml's unrounded scale, whose stored fp16 value would
+    // not reproduce the codes).
+    if (!st.q4_0) fq.set_from_packed(s, w->data);
     // Start where PTQ ends: the fake quantizer packs the same bytes.
     if (fq.pack(s, tr.params().data(s)) != std::vector<uint8_t>(w->data, w->data + w->bytes())) {
       throw Error("qat: internal error: the fake quantizer does not reproduce the PTQ bytes of " + name);

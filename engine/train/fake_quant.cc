@@ -129,7 +129,7 @@ FakeQuantLinear::FakeQuantLinear(const TrainParams& params, const QatConfig& con
         continue;
       }
       const IntParams p = int_params_minmax(f, w + g * group, group);
-      d[g] = std::max(fp16_to_fp32(p.d), kMinScale);
+      d[g] = fp16_to_fp32(p.d);  // 0 for a group of zeros, as RTN stores it
       if (!f.sym) z[g] = float(p.zero);
     }
   }
@@ -207,9 +207,9 @@ void FakeQuantLinear::backward(int slot, const float* master, int64_t rows, int6
 void FakeQuantLinear::after_step(double lr) {
   ++t_;
   const QatTarget& target = config_.target;
-  // Q4_0's scales are signed: each keeps the side of zero it starts on (a zero scale, of a block
-  // of zeros, has no gradient and stays).
-  if (target.q4_0) signs_.assign(values_.begin(), values_.end());
+  // Each scale keeps the side of zero it is on (Q4_0's are signed) and never rounds to a zero
+  // scale; a zero scale (of a group of zeros) has no gradient and stays zero.
+  signs_.assign(values_.begin(), values_.end());
   AdamUpdate(config_.adam, t_, lr * config_.scale_lr_ratio)
       .apply(values_.data(), m_.data(), v_.data(), grad_.data(), 0, int64_t(values_.size()));
   // Scales stay away from zero, zero points within the codes.
@@ -218,15 +218,11 @@ void FakeQuantLinear::after_step(double lr) {
     if (base_[s] < 0) continue;
     const int64_t n = info_[s].n_groups;
     float* d = values_.data() + base_[s];
-    if (target.q4_0) {
-      const float* before = signs_.data() + base_[s];
-      for (int64_t k = 0; k < n; ++k) {
-        if (before[k] > 0.0f) d[k] = std::max(d[k], kMinScale);
-        if (before[k] < 0.0f) d[k] = std::min(d[k], -kMinScale);
-      }
-      continue;
+    const float* before = signs_.data() + base_[s];
+    for (int64_t k = 0; k < n; ++k) {
+      if (before[k] > 0.0f) d[k] = std::max(d[k], kMinScale);
+      if (before[k] < 0.0f) d[k] = std::min(d[k], -kMinScale);
     }
-    for (int64_t k = 0; k < n; ++k) d[k] = std::max(d[k], kMinScale);
     if (!target.format.sym) {
       for (int64_t k = n; k < 2 * n; ++k) d[k] = std::clamp(d[k], 0.0f, zmax);
     }
@@ -275,7 +271,7 @@ void FakeQuantLinear::set_from_packed(int slot, const uint8_t* packed) {
     const uint8_t* src = packed + size_t(g / per_row) * row + size_t(g % per_row) * block;
     uint16_t dh;
     std::memcpy(&dh, src, 2);  // Q4_0 and the integer formats both begin with the fp16 scale
-    d[g] = config_.target.q4_0 ? fp16_to_fp32(dh) : std::max(fp16_to_fp32(dh), kMinScale);
+    d[g] = fp16_to_fp32(dh);
     if (!f.sym) d[in.n_groups + g] = float(src[2]);
   }
 }

@@ -126,7 +126,7 @@ class FakeQuantLinear final : public LinearWeight {
   std::vector<int64_t> base_;  // per slot: offset of its scales in values_, or -1
   std::vector<SlotInfo> info_;
   std::vector<float> values_, grad_, m_, v_;
-  std::vector<float> signs_;  // Q4_0: the scales before a step (their signs are kept)
+  std::vector<float> signs_;  // the scales before a step (their signs are kept)
   int64_t t_ = 0;
   std::vector<std::vector<float>> eff_;  // per slot: the fake-quantized weight of this step
 };

@@ -338,13 +338,14 @@ std::optional<std::pair<double, double>> paired_kld_diff(const std::vector<json>
   for (size_t i = 0; i < base->size(); ++i) {
     const json& b = (*base)[i];
     const json& s = (*cand)[i];
-    if (!b.contains("kld_sum") || !s.contains("kld_sum") || b.value("chunk", -1) != s.value("chunk", -2) ||
-        b.value("count", -1.0) != s.value("count", -2.0)) {
+    auto number = [](const json& r, const char* k) { return r.contains(k) && r[k].is_number(); };
+    if (!number(b, "kld_sum") || !number(s, "kld_sum") || !number(b, "count") || !number(s, "count") ||
+        b.value("chunk", -1) != s.value("chunk", -2) || b["count"].get<double>() != s["count"].get<double>()) {
       return std::nullopt;
     }
     d.push_back(s["kld_sum"].get<double>() - b["kld_sum"].get<double>());
     sum += d.back();
-    count += b.value("count", 0.0);
+    count += b["count"].get<double>();
   }
   const auto se_sum = sum_of_differences_se(d);
   if (!se_sum || count <= 0) return std::nullopt;

@@ -155,7 +155,7 @@ std::string uncalibrated_equivalent(const std::string& scheme) {
   const quant::SchemeSpec& s = recipe.scheme;
   if (s.method == "qat") {
     // Trained into rtn's formats or q4_0 (harness/qat.h): random weights have no teacher to learn from.
-    if (s.get("target") == "q4_0") return "q4_0";
+    if (s.get("target") == "q4_0") return "q4_0:";  // every tensor in Q4_0 (plain "q4_0" is llama.cpp's mix)
     return "rtn:int" + s.get("bits") + ",group=" + s.get("group") + ",sym=" + s.get("sym");
   }
   if (!quant::registry().method(s).needs_calibration_text()) return scheme;

@@ -338,8 +338,14 @@ TEST(Cli, QatTrainsResumesBitExactlyAndRefusesOtherSchemes) {
   EXPECT_NE(std::string(reinterpret_cast<const char*>(trained.data), trained.bytes()),
             std::string(reinterpret_cast<const char*>(rtn.linear_weights()[0].second->data), trained.bytes()));
 
+  // RTN with clipping searched by MSE starts from its own scales (read back from the bytes).
+  const auto clipped = run("qat --model " + model + " --scheme rtn:int4,group=32,clip=mse --data " + dir +
+                           "/data.txt --steps 1 --batch 2 --seq-len 16 --quiet -t 2 --out " + dir + "/mse.gguf");
+  EXPECT_EQ(clipped.exit_code, 0) << clipped.err;
+
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
            {"--scheme q8_0 --out " + dir + "/x.gguf", "--scheme must be rtn, gptq or awq"},
+           {"--scheme q4_0 --calib " + dir + "/data.txt --out " + dir + "/x.gguf", "the q4_0 target starts from ggml's plain rounding"},
            {"--scheme qat:int4,group=64,target=q4_0 --out " + dir + "/x.gguf", "target=q4_0 is ggml's 4-bit blocks of 32"},
            {"--scheme rtn:int4,group=tensor --out " + dir + "/x.gguf", "group=tensor is not supported"},
            {"--scheme rtn:int4,group=64 --out " + dir + "/x.gguf", "group size 64 does not divide the row length 32"},

@@ -61,7 +61,7 @@ TEST(RunConfig, DefaultFileIsTheBuiltInDefault) {
 }
 
 TEST(RunConfig, ShippedExperimentsParseAndAllSchemesCoversTheRegistry) {
-  for (const char* name : {"default", "seed-table", "all-schemes", "qat", "hqq"}) {
+  for (const char* name : {"default", "seed-table", "all-schemes", "qat", "qat-budget", "hqq"}) {
     EXPECT_NO_THROW(run::load_config(std::string(QBENCH_SOURCE_DIR "/experiments/") + name + ".json")) << name;
   }
   const auto all = run::load_config(QBENCH_SOURCE_DIR "/experiments/all-schemes.json");
@@ -259,7 +259,7 @@ TEST(RunShapes, CalibratedSchemesAreMeasuredAsTheSameFormatWithoutCalibration) {
   EXPECT_EQ(run::uncalibrated_equivalent("smoothquant"), "w8a8");
   // QAT trains into rtn's formats: its speed is theirs.
   EXPECT_EQ(run::uncalibrated_equivalent("qat:int2,group=32,init=gptq,steps=5"), "rtn:int2,group=32,sym=true");
-  EXPECT_EQ(run::uncalibrated_equivalent("qat:int4,group=32,target=q4_0"), "q4_0");
+  EXPECT_EQ(run::uncalibrated_equivalent("qat:int4,group=32,target=q4_0"), "q4_0:");
   for (const char* same : {"fp16", "int8", "q4_K", "rtn:int4,group=128", "nf4", "Q4_K_M"}) {
     EXPECT_EQ(run::uncalibrated_equivalent(same), same);
   }
