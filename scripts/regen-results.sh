@@ -8,7 +8,8 @@
 # Run it on an idle machine: the speed columns are measured. Takes about 3 minutes on 2 cores.
 #
 #   scripts/regen-results.sh [NAME...]   only these experiments (default: default all-schemes);
-#       `scripts/regen-results.sh qat` regenerates results/qat/ (QAT beside PTQ, about 25 minutes)
+#       `scripts/regen-results.sh qat` regenerates results/qat/ (QAT beside PTQ, about 30 minutes),
+#       `qat-budget` results/qat-budget/ (QAT's steps curve, about 16 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 qbench=build/harness/qbench
