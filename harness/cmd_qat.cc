@@ -32,7 +32,7 @@ int cmd_qat(const std::vector<std::string>& args) {
        "rtn:int2,group=32 (the default) or gptq:int3,group=32 (needs --calib); q4_0 (ggml's, so llama.cpp serves "
        "the result); or a whole qat:... spec "
        "(qbench schemes), which then also gives the training settings below")
-      ("out,o", po::value(&out)->value_name("F.gguf"), "the trained model, packed like the scheme's PTQ output (required)")
+      ("out,o", po::value(&out)->value_name("F.gguf"), "the trained model, packed like the PTQ start (required)")
       ("steps", po::value(&st.steps)->value_name("N"), "optimizer steps (default 300)")
       ("lr", po::value(&st.lr)->value_name("X"), "peak learning rate of the weights (default 1e-4; 10% warm-up, cosine to 10%)")
       ("scale-lr-ratio", po::value(&st.scale_lr_ratio)->value_name("X"), "scales' and zero points' learning rate / lr (default 1)")
@@ -58,8 +58,9 @@ int cmd_qat(const std::vector<std::string>& args) {
              "usage: qbench qat --out F.gguf [--model M] [--scheme SPEC] [--steps N] [--lr X] [--resume]\n\n"
              "Quantization-aware training (docs/schemes.md, \"QAT\"): quantizes the model with the scheme, then trains\n"
              "its weights, norms and the format's scales and zero points (LSQ) through the fake-quantized forward,\n"
-             "distilling the FP model's next-token distribution. The token embedding stays as it is. Writes the\n"
-             "same packed format as the PTQ scheme, so speed and memory are the PTQ row's; checkpoints let a run\n"
+             "distilling the FP model's next-token distribution. The token embedding stays as the PTQ stores it.\n"
+             "Writes the same packed format as the PTQ start (for q4_0 every tensor in Q4_0, as the scheme q4_0:\n"
+             "and llama-quantize --pure), so speed and memory are the PTQ row's; checkpoints let a run\n"
              "stop (Ctrl-C, --minutes) and continue with --resume bit-exactly for the same thread count.",
              vm)) {
     return 0;
