@@ -9,7 +9,7 @@
 #
 #   scripts/regen-results.sh [NAME...]   only these experiments (default: default all-schemes);
 #       `scripts/regen-results.sh qat` regenerates results/qat/ (QAT beside PTQ, about 30 minutes),
-#       `qat-budget` results/qat-budget/ (QAT's steps curve, about 16 minutes)
+#       `qat-budget` results/qat-budget/ (QAT's steps curve, about 50 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 qbench=build/harness/qbench
