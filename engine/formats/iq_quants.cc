@@ -179,14 +179,23 @@ void quantize_row_iq4_nl_weighted(const float* x, void* y, int64_t n, const floa
   quantize_blocks<BlockIq4nl>(x, y, n, qw);
 }
 
+namespace {
+
+// 32 values of 16 nibble bytes (value j in the low nibble of qs[j], value j + 16 in the high one)
+// through the IQ4_NL code book, times `d`.
+void dequantize_iq4_32(const uint8_t* qs, float d, float* out) {
+  for (int j = 0; j < 16; ++j) {
+    out[j] = d * float(kIq4nlValues[qs[j] & 0xf]);
+    out[j + 16] = d * float(kIq4nlValues[qs[j] >> 4]);
+  }
+}
+
+}  // namespace
+
 void dequantize_row_iq4_nl(const uint8_t* src, float* y, int64_t n) {
   for (int64_t b = 0; b < n / 32; ++b) {
     const auto blk = load_block<BlockIq4nl>(src, b);
-    const float d = fp16_to_fp32(blk.d);
-    for (int j = 0; j < 16; ++j) {
-      y[32 * b + j] = d * float(kIq4nlValues[blk.qs[j] & 0xf]);
-      y[32 * b + j + 16] = d * float(kIq4nlValues[blk.qs[j] >> 4]);
-    }
+    dequantize_iq4_32(blk.qs, fp16_to_fp32(blk.d), y + 32 * b);
   }
 }
 
@@ -201,13 +210,7 @@ void dequantize_row_iq4_xs(const uint8_t* src, float* y, int64_t n) {
     const float d = fp16_to_fp32(blk.d);
     for (int ib = 0; ib < 8; ++ib) {
       const int ls = ((blk.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((blk.scales_h >> 2 * ib) & 3) << 4);
-      const float dl = d * float(ls - 32);
-      const uint8_t* qs = blk.qs + 16 * ib;
-      float* out = y + 256 * b + 32 * ib;
-      for (int j = 0; j < 16; ++j) {
-        out[j] = dl * float(kIq4nlValues[qs[j] & 0xf]);
-        out[j + 16] = dl * float(kIq4nlValues[qs[j] >> 4]);
-      }
+      dequantize_iq4_32(blk.qs + 16 * ib, d * float(ls - 32), y + 256 * b + 32 * ib);
     }
   }
 }
