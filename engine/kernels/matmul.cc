@@ -195,7 +195,9 @@ void matmul(const Matrix& w, const float* x, int64_t n_tokens, float* y, std::sp
   // The kernels' contract (quant_dot.h): whole blocks of weights and of activations.
   QB_ASSERT(cols % w.traits().block_size == 0);
   if (k->activation_type == TensorType::F32) {
-    matmul_kernel(w, reinterpret_cast<const uint8_t*>(x), size_t(cols) * sizeof(float), n_tokens, y, *k);
+    // One token on AVX-512: f16 / bf16 chunks of kGemmMaxRows rows on their gemv (same bits).
+    const GemvFn gemv = n_tokens == 1 && !gemm_disabled() ? find_float_gemv(w.type, chosen_isa(opt)) : nullptr;
+    matmul_kernel(w, reinterpret_cast<const uint8_t*>(x), size_t(cols) * sizeof(float), n_tokens, y, *k, gemv);
     return;
   }
   const size_t a_row = activation_row_bytes(k->activation_type, cols);

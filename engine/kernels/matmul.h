@@ -17,7 +17,8 @@
 //       rows are rearranged into tiles of 16 tokens and a GEMM kernel (quant_gemm.h) multiplies
 //       chunks of up to 16 rows with each tile; tasks as above.
 //     - f16 / bf16 with at most kFloatKernelMaxTokens tokens (decode): the float kernels read
-//       the stored weights directly, widening in registers.
+//       the stored weights directly, widening in registers; one token on AVX-512 takes whole
+//       chunks of 16 rows through the f16 / bf16 gemv of quant_gemm.h (the same bits).
 //  2. f16 / bf16 with at least kGemmMinTokens tokens on AVX-512 (path == Kernels): the float GEMM
 //     of quant_gemm.h (activations in tiles of 16 tokens, each chunk of 16 rows widened once).
 //  3. Otherwise (f32 always, f16/bf16 prefill without AVX-512, formats without a kernel, path == Dequantize): chunks of

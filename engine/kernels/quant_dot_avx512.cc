@@ -33,6 +33,12 @@ FloatGemmFn avx512_float_gemm(TensorType type) {
   return nullptr;
 }
 
+GemvFn avx512_float_gemv(TensorType type) {
+  if (type == TensorType::F16) return quant_dot_detail::avx512::gemv16_float<quant_dot_detail::avx512::FloatF16>;
+  if (type == TensorType::BF16) return quant_dot_detail::avx512::gemv16_float<quant_dot_detail::avx512::FloatBF16>;
+  return nullptr;
+}
+
 const QuantGemmKernel* avx512_gemm(TensorType type) {
   for (const QuantGemmKernel& k : quant_dot_detail::avx512::kLegacyGemms) {
     if (k.weight_type == type) return &k;

@@ -22,6 +22,11 @@ FloatGemmFn find_float_gemm(TensorType type, CpuIsa isa) {
   return quant_gemm_detail::avx512_float_gemm(type);
 }
 
+GemvFn find_float_gemv(TensorType type, CpuIsa isa) {
+  if (isa != CpuIsa::Avx512 || !isa_available(isa)) return nullptr;
+  return quant_gemm_detail::avx512_float_gemv(type);
+}
+
 size_t float_gemm_tiles_bytes(int64_t n_tokens, int64_t n) {
   const int64_t tiles = (n_tokens + kGemmTokens - 1) / kGemmTokens;
   return size_t(tiles) * size_t(n) * kGemmTokens * sizeof(float);

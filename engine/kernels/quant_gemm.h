@@ -21,11 +21,12 @@
 // operations whatever the other lanes hold, so a token's result does not depend on the tile or
 // on the number of tokens; it differs from the row kernels' only in the order of float additions.
 //
-// Decode (one token) of q4_0 has its own kernel (gemv): 16 rows per call, two rows' blocks per
-// register against the token's block, the 8 row pairs' integer sums added down to one lane per
-// row, then one float update per block for all 16 rows. It reads 16 rows as 16 streams and
-// prefetches the next 16 rows into L2 itself. q8_0 decodes on the row kernel: a gemv of the same
-// design was slower there (20.4 against 21.4 t/s on one thread, bandwidth-bound either way).
+// Decode (one token) of q4_0 and the symmetric int4 formats has its own kernel (gemv): 16 rows
+// per call, two rows' blocks per register against the token's block, the 8 row pairs' integer
+// sums added down to one lane per row, then one float update per block for all 16 rows. It reads
+// 16 rows as 16 streams and prefetches the next 16 rows into L2 itself. f16 / bf16 decode has a
+// gemv too (find_float_gemv: row pairs, the same prefetch). q8_0 decodes on the row kernel: a
+// gemv of the q4_0 design was slower there (20.4 against 21.4 t/s on one thread).
 #pragma once
 
 #include <cstddef>
@@ -94,10 +95,16 @@ size_t float_gemm_tiles_bytes(int64_t n_tokens, int64_t n);
 // Rearranges n_tokens FP32 rows of n values (x, row-major) into tiles at dst.
 void pack_float_gemm_tiles(const float* x, int64_t n_tokens, int64_t n, float* dst);
 
+// f16 / bf16 decode (AVX-512): a GemvFn whose activation row is the token's FP32 values, 16 rows
+// per call read as 4 groups of 4 side-by-side streams with the next rows prefetched into L2.
+// Each row's sum is the row kernel's (quant_dot.h) bit for bit. nullptr for other types / ISAs.
+GemvFn find_float_gemv(TensorType type, CpuIsa isa);
+
 namespace quant_gemm_detail {
 // Defined in quant_dot_avx512.cc (kernels in quant_gemm_avx512-inl.h).
 const QuantGemmKernel* avx512_gemm(TensorType type);
 FloatGemmFn avx512_float_gemm(TensorType type);
+GemvFn avx512_float_gemv(TensorType type);
 }
 
 }  // namespace qbench

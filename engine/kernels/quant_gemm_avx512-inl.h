@@ -1,5 +1,5 @@
 // AVX-512 VNNI kernels of quant_gemm.h: the GEMMs of q4_0, q8_0, q4_K, the integer formats and
-// f16/bf16/nf4/fp8, and the decode kernels (gemv) of q4_0 and symmetric int4. Included once, by quant_dot_avx512.cc after
+// f16/bf16/nf4/fp8, and the decode kernels (gemv) of q4_0, symmetric int4 and f16/bf16. Included once, by quant_dot_avx512.cc after
 // quant_dot_simd-inl.h (whose primitives and integer-code unpacking it uses), inside that
 // translation unit's flags and namespace. No include guard on purpose.
 #if !QBENCH_SIMD_AVX512
@@ -80,7 +80,7 @@ void rows_q8_0(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* tile, flo
 // a v16-31], built once per block for the 16 rows). The 8 row pairs' vpdpbusd results (8 lanes
 // per row) are added together in integers down to one lane per row (a fixed tree, 21 operations
 // for 16 rows), minus 8 sum q_a (the nibbles are unsigned), then scaled once per block by the 16
-// rows' d_w (one gather) times d_a. Rows end up in the order kRowOfLane.
+// rows' d_w (row_scales) times d_a. Rows end up in the order kRowOfLane.
 constexpr int kRowOfLane[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
 // Adds 8 registers of row-pair partial sums down to one lane per row, in the order kRowOfLane.
@@ -103,20 +103,77 @@ inline __m512i sum_row_pairs(const __m512i (&r)[8]) {
                           _mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0xDD)));
 }
 
-// d of block b of the 16 rows (fp16 at the start of each block), in the order kRowOfLane.
-inline __m512 row_scales(__m512i row_offsets, const uint8_t* wb) {
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(row_offsets, wb, 1)));
+// d of block b of the 16 rows (fp16 at wb + row * ws), in the order kRowOfLane: 16 scalar loads
+// inserted into one register. A vpgatherdd here stalled the kernel (the instruction after it
+// held 23% of its samples); with the loads, 26.2 against 23.0 t/s on one thread (TinyLlama-shaped
+// q4_0 file).
+inline __m512 row_scales(const uint8_t* wb, size_t ws) {
+  auto h = [&](int l) {
+    uint16_t v;
+    std::memcpy(&v, wb + size_t(kRowOfLane[l]) * ws, 2);
+    return short(v);
+  };
+  return _mm512_cvtph_ps(_mm256_set_epi16(h(15), h(14), h(13), h(12), h(11), h(10), h(9), h(8), h(7), h(6), h(5), h(4),
+                                          h(3), h(2), h(1), h(0)));
 }
 
-// Prefetches into L2, over a call's nb blocks, the 16 rows after the current ones (the next 16 ws
-// bytes): the 16 rows are read as 16 slow streams, which the hardware prefetchers follow badly
-// (without it this kernel decoded TinyLlama-shaped q4_0 at 14 t/s on one thread, the row kernel
-// at 21; with it, 26). Into L1 it would evict the rows in use.
-inline void prefetch_next_rows(const uint8_t* w, size_t ws, int64_t b, int64_t nb) {
-  const uint8_t* next = w + 16 * ws;
-  const size_t lines = 16 * ws / 64;
-  for (size_t line = size_t(b) * lines / size_t(nb); line < size_t(b + 1) * lines / size_t(nb); ++line) {
-    _mm_prefetch(reinterpret_cast<const char*>(next + 64 * line), _MM_HINT_T1);
+// Prefetches into L2, over a call's steps, the 16 rows after the current ones (the next 16 ws
+// bytes), an equal share of their cache lines at each step (no division per step). The 16 rows are read as 16 slow
+// streams, which the hardware prefetchers follow badly (without it the q4_0 decode kernel ran at
+// 14 t/s on one thread, the row kernel at 21; with it, 26). Into L1 it would evict the rows in use.
+class NextRowsPrefetcher {
+ public:
+  NextRowsPrefetcher(const uint8_t* w, size_t ws, int64_t steps)
+      : line_(w + 16 * ws), per_step_(16 * ws / 64 / size_t(steps)), extra_(16 * ws / 64 % size_t(steps)),
+        steps_(size_t(steps)) {}
+  void step() {
+    size_t n = per_step_;
+    if ((err_ += extra_) >= steps_) {
+      err_ -= steps_;
+      ++n;
+    }
+    for (size_t i = 0; i < n; ++i, line_ += 64) _mm_prefetch(reinterpret_cast<const char*>(line_), _MM_HINT_T1);
+  }
+
+ private:
+  const uint8_t* line_;
+  size_t per_step_, extra_, steps_, err_ = 0;
+};
+
+// Float weights (f16, bf16) against one FP32 activation row (decode). The 16 rows in 8 pairs:
+// a pair's two rows are read side by side (one activation load per 2 FMAs), two accumulators
+// per row, and the next 16 rows are prefetched into L2 over the call (NextRowsPrefetcher). The
+// prefetch is what pays: on a TinyLlama-shaped f16 file, one thread, the row kernel decoded 7.4
+// t/s; pairs with the prefetch 10.2-11.3, 4 rows at a time 9.2-10.0, 8 at a time 7.9-8.0, pairs
+// without the prefetch 4.9-5.5, and the prefetch into L1 instead of L2 7.0-7.5.
+// y[r] = sum_i W_r[i] x[i], summed exactly as the row kernel dot_float sums one token (lanes i
+// mod 32 in two accumulators, their sum reduced, then the tail): the same bits.
+template <typename F>
+void gemv16_float(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
+  const float* x = reinterpret_cast<const float*>(a);
+  constexpr int64_t kStep = 32;
+  constexpr int kRows = 2;
+  const int64_t steps = n / kStep;
+  NextRowsPrefetcher prefetch(w, ws, std::max<int64_t>(1, (16 / kRows) * steps));
+  for (int g = 0; g < 16 / kRows; ++g) {
+    const uint8_t* wr[kRows];
+    for (int r = 0; r < kRows; ++r) wr[r] = w + size_t(kRows * g + r) * ws;
+    __m512 acc0[kRows], acc1[kRows];
+    for (int r = 0; r < kRows; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t i = s * kStep;
+      prefetch.step();
+      const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+      for (int r = 0; r < kRows; ++r) {
+        acc0[r] = _mm512_fmadd_ps(F::load16(wr[r], i), x0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(F::load16(wr[r], i + 16), x1, acc1[r]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      float tail = 0;
+      for (int64_t j = steps * kStep; j < n; ++j) tail += F::scalar(wr[r], j) * x[j];
+      y[kRows * g + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r])) + tail;
+    }
   }
 }
 
@@ -150,10 +207,8 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
   const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
                                             0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   const __m256i bias = _mm256_set1_epi8(char(0x80));
-  alignas(64) int32_t offs[16];
-  for (int l = 0; l < 16; ++l) offs[l] = int32_t(size_t(kRowOfLane[l]) * ws);
-  const __m512i row_offsets = _mm512_load_si512(offs);
   __m512 acc = _mm512_setzero_ps();
+  NextRowsPrefetcher prefetch(w, ws, nb);
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * b));
     const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, bias), _mm256_setzero_si256());
@@ -164,7 +219,7 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
     }
     const __m512i av = _mm512_permutexvar_epi64(dup, _mm512_castsi256_si512(q));
     const uint8_t* wc = w + layout.codes(b);
-    prefetch_next_rows(w, ws, b, nb);
+    prefetch.step();
     __m512i r[8];
     for (int p = 0; p < 8; ++p) {
       const uint8_t* w0 = wc + size_t(2 * p) * ws;
@@ -178,7 +233,7 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
     // Row 2p: lanes 0-3 and 8-11 of r[p]; row 2p + 1: lanes 4-7 and 12-15.
     __m512i v = sum_row_pairs(r);
     v = _mm512_sub_epi32(v, _mm512_set1_epi32(8 * sum_a));
-    const __m512 dw = row_scales(row_offsets, w + layout.scale(b));
+    const __m512 dw = row_scales(w + layout.scale(b), ws);
     // The row's fp32 d copies are only 2-byte aligned when nb is odd (quant_dot.h): scale_at.
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(scale_at(da + b))), acc);
   }

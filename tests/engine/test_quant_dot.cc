@@ -398,6 +398,45 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
   }
 }
 
+// The f16 / bf16 decode kernel (find_float_gemv): called directly on 16-row chunks and through
+// matmul() with one token (whole chunks on it, the rest of the rows on the row kernel), it gives
+// the row kernel's bits, on row lengths with and without a tail past the last 32 values.
+TEST(KernelsGemm, FloatGemvSameBitsAsRowKernel) {
+  int checked = 0;
+  for (TensorType type : {TensorType::F16, TensorType::BF16}) {
+    SCOPED_TRACE(std::string(type_traits(type).name));
+    for (CpuIsa isa : kAllIsas) {
+      const GemvFn gemv = find_float_gemv(type, isa);
+      if (gemv == nullptr) {
+        EXPECT_FALSE(isa == CpuIsa::Avx512 && isa_available(isa));
+        continue;
+      }
+      const QuantDotKernel* k = find_quant_dot(type, isa);
+      ASSERT_NE(k, nullptr);
+      MatmulOptions opt;
+      opt.isa = isa;
+      uint32_t seed = 970;
+      for (const Shape& s : std::vector<Shape>{{16, 7, 1}, {16, 32, 1}, {37, 70, 1}, {70, 2048, 1}, {33, 1000, 1}}) {
+        SCOPED_TRACE("rows " + std::to_string(s.rows) + " cols " + std::to_string(s.cols));
+        const Problem p = make_problem(type, s.rows, s.cols, 1, seed++);
+        const std::vector<float> y_row = run_kernel(p, *k);
+        std::vector<float> y(size_t(s.rows), NAN);
+        for (int64_t r0 = 0; r0 + kGemmMaxRows <= s.rows; r0 += kGemmMaxRows) {
+          gemv(s.cols, p.w.row(r0), p.w.row_bytes(), reinterpret_cast<const uint8_t*>(p.x.data()), y.data() + r0);
+        }
+        const int64_t whole = s.rows / kGemmMaxRows * kGemmMaxRows;
+        ASSERT_GT(whole, 0);
+        for (int64_t r = 0; r < whole; ++r) ASSERT_EQ(y[size_t(r)], y_row[size_t(r)]) << "gemv, row " << r;
+        EXPECT_EQ(run_matmul(p, 1, opt), y_row) << "matmul, one token";
+        ++checked;
+      }
+    }
+  }
+  if (isa_available(CpuIsa::Avx512)) {
+    EXPECT_EQ(checked, 2 * 5);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, KernelsTest, ::testing::ValuesIn(quant_dot_weight_types()),
                          [](const auto& info) { return std::string(type_traits(info.param).name); });
 
