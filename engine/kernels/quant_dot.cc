@@ -121,17 +121,9 @@ CpuIsa parse_forced_isa(const char* value) {
   throw Error("QBENCH_FORCE_ISA=" + v + ": unknown path (expected scalar, avx2 or avx512)");
 }
 
-constexpr std::array kKernelTypes = {
-    TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
-    TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
-    TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::NF4, TensorType::FP8_E4M3,
-    TensorType::W8A8_INT8,
-};
-// Followed by qbench's integer formats, INT_FIRST .. INT_LAST (quant_dot_weight_types).
-consteval std::array<TensorType, kKernelTypes.size() + kIntFormatCount> all_kernel_types() {
-  std::array<TensorType, kKernelTypes.size() + kIntFormatCount> out{};
-  for (size_t i = 0; i < kKernelTypes.size(); ++i) out[i] = kKernelTypes[i];
-  for (int i = 0; i < kIntFormatCount; ++i) out[kKernelTypes.size() + size_t(i)] = TensorType(uint32_t(TensorType::INT_FIRST) + uint32_t(i));
+consteval std::array<TensorType, kKernelFormatCount> all_kernel_types() {
+  std::array<TensorType, kKernelFormatCount> out{};
+  for (size_t i = 0; i < kKernelFormatCount; ++i) out[i] = kernel_format_at(i).weight;
   return out;
 }
 constexpr auto kAllKernelTypes = all_kernel_types();
@@ -186,10 +178,10 @@ const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa) {
     case CpuIsa::Avx2: table = quant_dot_detail::avx2_kernels(); break;
     case CpuIsa::Avx512: table = quant_dot_detail::avx512_kernels(); break;
   }
-  for (const QuantDotKernel& k : table) {
-    if (k.weight_type == type) return &k;
-  }
-  return nullptr;
+  const int i = kernel_format_index(type);
+  if (i < 0) return nullptr;
+  QB_ASSERT(table.size() == kKernelFormatCount && table[size_t(i)].weight_type == type);
+  return &table[size_t(i)];
 }
 
 std::span<const TensorType> quant_dot_weight_types() { return kAllKernelTypes; }

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <string_view>
 
 #include "engine/formats/types.h"
@@ -65,17 +66,60 @@ const QuantDotKernel* find_quant_dot(TensorType type, CpuIsa isa);
 // Weight types with a kernel (the same on every path).
 std::span<const TensorType> quant_dot_weight_types();
 
-namespace quant_dot_detail {
-// Concatenates two kernel tables at compile time (each path's table is its hand-written kernels
-// followed by generated ones). Only ever evaluated as a constant.
-template <size_t A, size_t B>
-consteval std::array<QuantDotKernel, A + B> join_tables(const std::array<QuantDotKernel, A>& a,
-                                                        const std::array<QuantDotKernel, B>& b) {
-  std::array<QuantDotKernel, A + B> out{};
-  for (size_t i = 0; i < A; ++i) out[i] = a[i];
-  for (size_t i = 0; i < B; ++i) out[A + i] = b[i];
-  return out;
+// The formats with a kernel, each with its activation format: the one list from which every
+// path's table is generated (kernel_table below), entry i of every table being format i. The
+// hand-listed formats, then qbench's integer formats INT_FIRST .. INT_LAST (all on Q8_0).
+struct KernelFormat {
+  TensorType weight;
+  TensorType activation;
+};
+inline constexpr std::array kListedKernelFormats = {
+    KernelFormat{TensorType::F32, TensorType::F32},        KernelFormat{TensorType::F16, TensorType::F32},
+    KernelFormat{TensorType::Q4_0, TensorType::Q8_0},      KernelFormat{TensorType::Q4_1, TensorType::Q8_1},
+    KernelFormat{TensorType::Q5_0, TensorType::Q8_0},      KernelFormat{TensorType::Q5_1, TensorType::Q8_1},
+    KernelFormat{TensorType::Q8_0, TensorType::Q8_0},      KernelFormat{TensorType::Q2_K, TensorType::Q8_K},
+    KernelFormat{TensorType::Q3_K, TensorType::Q8_K},      KernelFormat{TensorType::Q4_K, TensorType::Q8_K},
+    KernelFormat{TensorType::Q5_K, TensorType::Q8_K},      KernelFormat{TensorType::Q6_K, TensorType::Q8_K},
+    KernelFormat{TensorType::BF16, TensorType::F32},       KernelFormat{TensorType::NF4, TensorType::F32},
+    KernelFormat{TensorType::FP8_E4M3, TensorType::F32},   KernelFormat{TensorType::W8A8_INT8, TensorType::Q8_T},
+};
+inline constexpr size_t kKernelFormatCount =
+    kListedKernelFormats.size() + size_t(uint32_t(TensorType::INT_LAST) - uint32_t(TensorType::INT_FIRST) + 1);
+constexpr bool is_int_kernel_format(TensorType t) { return t >= TensorType::INT_FIRST && t <= TensorType::INT_LAST; }
+consteval KernelFormat kernel_format_at(size_t i) {
+  if (i < kListedKernelFormats.size()) return kListedKernelFormats[i];
+  return {TensorType(uint32_t(TensorType::INT_FIRST) + uint32_t(i - kListedKernelFormats.size())), TensorType::Q8_0};
 }
+// Position of `type` in the list, or -1.
+constexpr int kernel_format_index(TensorType type) {
+  if (is_int_kernel_format(type)) {
+    return int(kListedKernelFormats.size() + (uint32_t(type) - uint32_t(TensorType::INT_FIRST)));
+  }
+  for (size_t i = 0; i < kListedKernelFormats.size(); ++i) {
+    if (kListedKernelFormats[i].weight == type) return int(i);
+  }
+  return -1;
+}
+
+namespace quant_dot_detail {
+// A path's kernel table, entry i for kernel_format_at(i): `dot_of` is a lambda template
+// []<TensorType T>() -> DotFn naming the path's kernel of format T, so a format of the list
+// without a kernel on some path is a compile error there (its lambda's static_assert), not a
+// gap found at run time. Only ever evaluated as a constant.
+template <typename DotOf, size_t... I>
+consteval std::array<QuantDotKernel, sizeof...(I)> kernel_table(DotOf dot_of, std::index_sequence<I...>) {
+  return {QuantDotKernel{kernel_format_at(I).weight, kernel_format_at(I).activation,
+                         dot_of.template operator()<kernel_format_at(I).weight>()}...};
+}
+template <typename DotOf>
+consteval std::array<QuantDotKernel, kKernelFormatCount> kernel_table(DotOf dot_of) {
+  return kernel_table(dot_of, std::make_index_sequence<kKernelFormatCount>());
+}
+// For the static_assert of a lambda's last branch (false, but only once T is known).
+template <TensorType>
+inline constexpr bool kNoKernelFor = false;
+// Index of an integer format in INT_FIRST .. INT_LAST (the template argument of dot_int).
+constexpr uint32_t int_index(TensorType t) { return uint32_t(t) - uint32_t(TensorType::INT_FIRST); }
 }  // namespace quant_dot_detail
 
 // One dot product: sum_{i<n} W[i] * A[i].
@@ -114,7 +158,8 @@ struct BlockQ8_1 {
 };
 static_assert(sizeof(BlockQ8_1) == 4 + 32);
 
-// Per-ISA tables, defined in their own translation units (same order of weight types).
+// Per-ISA tables (kernel_table), defined in their own translation units: entry i of each is
+// kernel_format_at(i).
 namespace quant_dot_detail {
 std::span<const QuantDotKernel> scalar_kernels();
 std::span<const QuantDotKernel> avx2_kernels();

@@ -284,11 +284,6 @@ void dot_int(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
   }
 }
 
-template <size_t... I>
-constexpr std::array<QuantDotKernel, sizeof...(I)> int_kernels(std::index_sequence<I...>) {
-  return {QuantDotKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), TensorType::Q8_0, dot_int<I>}...};
-}
-
 // The SIMD paths re-derive the parameters of entry I (quant_dot_simd-inl.h); they must agree.
 consteval bool int_table_layout_as_simd_assumes() {
   for (uint32_t i = 0; i < uint32_t(kIntFormatCount); ++i) {
@@ -350,25 +345,26 @@ void dot_w8a8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, 
   }
 }
 
-constexpr std::array kScalarBase = {
-    QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<widen_f32>},
-    QuantDotKernel{TensorType::F16, TensorType::F32, dot_float<widen_f16>},
-    QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, dot_q4_0},
-    QuantDotKernel{TensorType::Q4_1, TensorType::Q8_1, dot_q4_1},
-    QuantDotKernel{TensorType::Q5_0, TensorType::Q8_0, dot_q5_0},
-    QuantDotKernel{TensorType::Q5_1, TensorType::Q8_1, dot_q5_1},
-    QuantDotKernel{TensorType::Q8_0, TensorType::Q8_0, dot_q8_0},
-    QuantDotKernel{TensorType::Q2_K, TensorType::Q8_K, dot_k<BlockQ2_K>},
-    QuantDotKernel{TensorType::Q3_K, TensorType::Q8_K, dot_k<BlockQ3_K>},
-    QuantDotKernel{TensorType::Q4_K, TensorType::Q8_K, dot_k<BlockQ4_K>},
-    QuantDotKernel{TensorType::Q5_K, TensorType::Q8_K, dot_k<BlockQ5_K>},
-    QuantDotKernel{TensorType::Q6_K, TensorType::Q8_K, dot_k<BlockQ6_K>},
-    QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<widen_bf16>},
-    QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
-    QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
-    QuantDotKernel{TensorType::W8A8_INT8, TensorType::Q8_T, dot_w8a8},
-};
-constexpr auto kScalar = join_tables(kScalarBase, int_kernels(std::make_index_sequence<kIntFormatCount>()));
+constexpr auto kScalar = kernel_table([]<TensorType T>() -> DotFn {
+  if constexpr (T == TensorType::F32) return dot_float<widen_f32>;
+  else if constexpr (T == TensorType::F16) return dot_float<widen_f16>;
+  else if constexpr (T == TensorType::BF16) return dot_float<widen_bf16>;
+  else if constexpr (T == TensorType::Q4_0) return dot_q4_0;
+  else if constexpr (T == TensorType::Q4_1) return dot_q4_1;
+  else if constexpr (T == TensorType::Q5_0) return dot_q5_0;
+  else if constexpr (T == TensorType::Q5_1) return dot_q5_1;
+  else if constexpr (T == TensorType::Q8_0) return dot_q8_0;
+  else if constexpr (T == TensorType::Q2_K) return dot_k<BlockQ2_K>;
+  else if constexpr (T == TensorType::Q3_K) return dot_k<BlockQ3_K>;
+  else if constexpr (T == TensorType::Q4_K) return dot_k<BlockQ4_K>;
+  else if constexpr (T == TensorType::Q5_K) return dot_k<BlockQ5_K>;
+  else if constexpr (T == TensorType::Q6_K) return dot_k<BlockQ6_K>;
+  else if constexpr (T == TensorType::NF4) return dot_nf4;
+  else if constexpr (T == TensorType::FP8_E4M3) return dot_fp8;
+  else if constexpr (T == TensorType::W8A8_INT8) return dot_w8a8;
+  else if constexpr (is_int_kernel_format(T)) return dot_int<int_index(T)>;
+  else static_assert(kNoKernelFor<T>, "a format of kListedKernelFormats has no scalar kernel");
+});
 
 }  // namespace
 

@@ -763,11 +763,6 @@ void dot_int(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, f
 }
 
 
-template <size_t... I>
-constexpr std::array<QuantDotKernel, sizeof...(I)> int_kernels(std::index_sequence<I...>) {
-  return {QuantDotKernel{TensorType(uint32_t(TensorType::INT_FIRST) + I), TensorType::Q8_0, dot_int<I>}...};
-}
-
 // NF4 (float_codes.h) times FP32 activations, for decode: blocks of 64 codes, value 2k in the
 // high nibble of byte k; 8 codes at a time become code-book floats by a register table lookup
 // (two vpermps and a blend on AVX2, one vpermt2ps with AVX-512), then FMA; x absmax per block.
@@ -922,28 +917,26 @@ void dot_w8a8(int64_t n, const uint8_t* w, const uint8_t* a, size_t as, int nt, 
   with_token_count(nt, [&]<int NT>() { dot_w8a8_tiled<NT>(n, w, a, as, y, ys); });
 }
 
-// Same order of weight types as the scalar table.
-constexpr std::array kBaseKernels = {
-    QuantDotKernel{TensorType::F32, TensorType::F32, dot_float<FloatF32>},
-    QuantDotKernel{TensorType::F16, TensorType::F32, dot_float<FloatF16>},
-    QuantDotKernel{TensorType::Q4_0, TensorType::Q8_0, dot_legacy<FmtQ4_0>},
-    QuantDotKernel{TensorType::Q4_1, TensorType::Q8_1, dot_legacy<FmtQ4_1>},
-    QuantDotKernel{TensorType::Q5_0, TensorType::Q8_0, dot_legacy<FmtQ5_0>},
-    QuantDotKernel{TensorType::Q5_1, TensorType::Q8_1, dot_legacy<FmtQ5_1>},
-    QuantDotKernel{TensorType::Q8_0, TensorType::Q8_0, dot_legacy<FmtQ8_0>},
-    QuantDotKernel{TensorType::Q2_K, TensorType::Q8_K, dot_k<FmtQ2_K>},
-    QuantDotKernel{TensorType::Q3_K, TensorType::Q8_K, dot_k<FmtQ3_K>},
-    QuantDotKernel{TensorType::Q4_K, TensorType::Q8_K, dot_k<FmtQ4_K>},
-    QuantDotKernel{TensorType::Q5_K, TensorType::Q8_K, dot_k<FmtQ5_K>},
-    QuantDotKernel{TensorType::Q6_K, TensorType::Q8_K, dot_k<FmtQ6_K>},
-    QuantDotKernel{TensorType::BF16, TensorType::F32, dot_float<FloatBF16>},
-    QuantDotKernel{TensorType::NF4, TensorType::F32, dot_nf4},
-    QuantDotKernel{TensorType::FP8_E4M3, TensorType::F32, dot_fp8},
-    QuantDotKernel{TensorType::W8A8_INT8, TensorType::Q8_T, dot_w8a8},
-};
-constexpr auto kIntKernels = int_kernels(std::make_index_sequence<uint32_t(TensorType::INT_LAST) -
-                                                                   uint32_t(TensorType::INT_FIRST) + 1>());
-constexpr auto kKernels = join_tables(kBaseKernels, kIntKernels);
+constexpr auto kKernels = kernel_table([]<TensorType T>() -> DotFn {
+  if constexpr (T == TensorType::F32) return dot_float<FloatF32>;
+  else if constexpr (T == TensorType::F16) return dot_float<FloatF16>;
+  else if constexpr (T == TensorType::BF16) return dot_float<FloatBF16>;
+  else if constexpr (T == TensorType::Q4_0) return dot_legacy<FmtQ4_0>;
+  else if constexpr (T == TensorType::Q4_1) return dot_legacy<FmtQ4_1>;
+  else if constexpr (T == TensorType::Q5_0) return dot_legacy<FmtQ5_0>;
+  else if constexpr (T == TensorType::Q5_1) return dot_legacy<FmtQ5_1>;
+  else if constexpr (T == TensorType::Q8_0) return dot_legacy<FmtQ8_0>;
+  else if constexpr (T == TensorType::Q2_K) return dot_k<FmtQ2_K>;
+  else if constexpr (T == TensorType::Q3_K) return dot_k<FmtQ3_K>;
+  else if constexpr (T == TensorType::Q4_K) return dot_k<FmtQ4_K>;
+  else if constexpr (T == TensorType::Q5_K) return dot_k<FmtQ5_K>;
+  else if constexpr (T == TensorType::Q6_K) return dot_k<FmtQ6_K>;
+  else if constexpr (T == TensorType::NF4) return dot_nf4;
+  else if constexpr (T == TensorType::FP8_E4M3) return dot_fp8;
+  else if constexpr (T == TensorType::W8A8_INT8) return dot_w8a8;
+  else if constexpr (is_int_kernel_format(T)) return dot_int<int_index(T)>;
+  else static_assert(kNoKernelFor<T>, "a format of kListedKernelFormats has no SIMD kernel");
+});
 
 }  // namespace
 }  // namespace qbench::quant_dot_detail::QBENCH_SIMD_NS
