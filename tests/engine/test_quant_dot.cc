@@ -360,8 +360,9 @@ TEST(KernelsGemm, MatchesOracleAndScalarReferenceForAnyTokenCount) {
   }
 }
 
-// The f16 / bf16 / nf4 / fp8 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle, and a
-// token's result the same bits whatever the number of tokens.
+// The f16 / bf16 / nf4 / fp8 prefill GEMM (quant_gemm.h) through matmul(): against the float oracle,
+// the same bits as one FMA per column over the reference dequantizer's weights, and a token's
+// result the same bits whatever the number of tokens.
 TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
   int checked = 0;
   for (TensorType type : {TensorType::F16, TensorType::BF16, TensorType::NF4, TensorType::FP8_E4M3}) {
@@ -387,6 +388,17 @@ TEST(KernelsGemm, FloatGemmMatchesOracleForAnyTokenCount) {
         const std::vector<float> y = run(s.n_tokens);
         const double eps = rounding_bound(type, s.cols);
         for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], exact[i], eps * mag[i] + 1e-30) << "output " << i;
+        // Bit for bit: one FMA per column in column order over the reference dequantizer's
+        // weights (the kernel decodes nf4 / fp8 in registers; the values must be the same).
+        std::vector<float> wrow(size_t(s.cols));
+        for (int64_t r = 0; r < s.rows; ++r) {
+          p.w.traits().dequantize_row(p.w.row(r), wrow.data(), s.cols);
+          for (int64_t t = 0; t < s.n_tokens; ++t) {
+            float acc = 0.0f;
+            for (int64_t k = 0; k < s.cols; ++k) acc = std::fma(wrow[size_t(k)], p.x[size_t(t * s.cols + k)], acc);
+            ASSERT_EQ(y[size_t(t * s.rows + r)], acc) << "token " << t << " row " << r;
+          }
+        }
         const std::vector<float> head = run(kGemmMinTokens);
         EXPECT_TRUE(std::equal(head.begin(), head.end(), y.begin())) << "first tokens alone";
         ++checked;
