@@ -184,6 +184,7 @@ struct NibblesQ4_0 {
   static constexpr bool kInterleaved = false;
   int64_t codes(int64_t b) const { return 18 * b + 2; }
   int64_t scale(int64_t b) const { return 18 * b; }
+  static bool new_scale(int64_t) { return true; }
 };
 template <int64_t G>  // qbench's symmetric int4, groups of G values (0: one per row of n)
 struct NibblesInt4 {
@@ -192,6 +193,8 @@ struct NibblesInt4 {
   explicit NibblesInt4(int64_t n) : group(G == 0 ? n : G), group_bytes(2 + (group / 32) * 16) {}
   int64_t codes(int64_t b) const { return (32 * b / group) * group_bytes + 2 + (32 * b % group / 32) * 16; }
   int64_t scale(int64_t b) const { return (32 * b / group) * group_bytes; }
+  // Whether chunk b starts a group (the 16 rows' scales are loaded once per group).
+  bool new_scale(int64_t b) const { return 32 * b % group == 0; }
 };
 
 template <typename L>
@@ -209,6 +212,7 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
   const __m256i bias = _mm256_set1_epi8(char(0x80));
   __m512 acc = _mm512_setzero_ps();
   NextRowsPrefetcher prefetch(w, ws, nb);
+  __m512 dw = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 32 * b));
     const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, bias), _mm256_setzero_si256());
@@ -233,7 +237,7 @@ void gemv16_nibbles(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, fl
     // Row 2p: lanes 0-3 and 8-11 of r[p]; row 2p + 1: lanes 4-7 and 12-15.
     __m512i v = sum_row_pairs(r);
     v = _mm512_sub_epi32(v, _mm512_set1_epi32(8 * sum_a));
-    const __m512 dw = row_scales(w + layout.scale(b), ws);
+    if (layout.new_scale(b)) dw = row_scales(w + layout.scale(b), ws);
     // The row's fp32 d copies are only 2-byte aligned when nb is odd (quant_dot.h): scale_at.
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw, _mm512_set1_ps(scale_at(da + b))), acc);
   }
