@@ -147,6 +147,19 @@ nlohmann::json apply_activations(Model& m, const std::string& mode, int64_t pref
   return {{"activations", mode.empty() ? "kernel" : mode}, {"prefill_tokens", prefill_tokens}, {"paths", paths}};
 }
 
+void add_kv_cache_option(po::options_description& desc, std::string& types) {
+  desc.add_options()("kv-cache", po::value(&types)->value_name("TYPE[/TYPE_V]"),
+                     "KV cache storage, as llama.cpp's -ctk/-ctv: f32 (default), f16, bf16, q8_0, q4_0, q4_1, q5_0, "
+                     "q5_1, iq4_nl; TYPE_K/TYPE_V for different key and value types. Keys and values are quantized "
+                     "per head as they are appended and attention reads them as stored (quantized types need a head "
+                     "size that is a multiple of 32)");
+}
+
+std::string apply_kv_cache(Model& m, const std::string& types) {
+  m.kv_cache = types.empty() ? KvCacheTypes{} : parse_kv_cache(types);
+  return kv_cache_name(m.kv_cache);
+}
+
 std::string activations_summary(const nlohmann::json& matmul) {
   std::string out = "activations (" + matmul.value("activations", std::string("kernel")) + "):";
   bool first = true;

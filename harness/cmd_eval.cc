@@ -86,7 +86,7 @@ int cmd_tasks(const std::vector<std::string>& args) {
 
 int cmd_eval(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string suites = "math_reasoning,chat", task_list, items_out, scheme, activations = "kernel", chat_template;
+  std::string suites = "math_reasoning,chat", task_list, items_out, scheme, activations = "kernel", chat_template, kv_types;
   int64_t limit = 0, n_ctx = 0;
   bool serial = false;
   po::options_description desc("qbench eval options");
@@ -101,6 +101,7 @@ int cmd_eval(const std::vector<std::string>& args) {
       ("serial", po::bool_switch(&serial), "run tasks and items one at a time (same numbers, slower)");
   add_model_options(desc, o);
   add_activation_option(desc, activations);
+  add_kv_cache_option(desc, kv_types);
   po::variables_map vm;
   if (!parse(args, desc,
              "usage: qbench eval [--model FILE] [--scheme S] [--suite math_reasoning,chat | --tasks X,Y] [--limit N]\n"
@@ -136,6 +137,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   quant::QuantizeReport qreport;
   Model m = scheme.empty() ? source : quant::quantize_model(source, quant::make_recipe(scheme), &qreport);
   const nlohmann::json matmul = apply_activations(m, activations, 128);
+  const std::string kv_cache = apply_kv_cache(m, kv_types);
   const LanguageModel lm(m, n_ctx);
   std::vector<std::vector<Example>> items(chosen.size());
   for (size_t i = 0; i < chosen.size(); ++i) items[i] = task_items(chosen[i], limit);
@@ -178,13 +180,14 @@ int cmd_eval(const std::vector<std::string>& args) {
                                                     {"source", chat_template_source_name(chat->source)},
                                                     {"description", chat->describe()}}
                                    : nlohmann::json(nullptr);
-    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"limit", limit},
+    print_json({{"command", "eval"}, {"model", model_json(m)}, {"quantization", q}, {"matmul", matmul}, {"kv_cache", kv_cache}, {"limit", limit},
                 {"ctx", lm.n_ctx()}, {"threads", thread_count()}, {"chat_template", ct},
                 {"seconds", seconds}, {"tasks", tr}, {"items_file", items_out}});
     return 0;
   }
   if (!scheme.empty()) std::printf("scheme %s: %.3f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   std::printf("%s\n", activations_summary(matmul).c_str());
+  if (kv_cache != "f32") std::printf("KV cache: %s\n", kv_cache.c_str());
   if (chat) std::printf("chat template: %s\n", chat->describe().c_str());
   std::printf("%-16s %-18s %10s %10s %7s\n", "task", "metric", "value", "stderr", "items");
   for (const auto& r : results) {

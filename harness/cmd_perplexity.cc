@@ -18,7 +18,7 @@ namespace qbench::cli {
 
 int cmd_perplexity(const std::vector<std::string>& args) {
   ModelOptions o;
-  std::string text_path, scheme, activations = "kernel";
+  std::string text_path, scheme, activations = "kernel", kv_types;
   PerplexityOptions popt;
   bool kl = false, pure = false;
   int64_t kl_top_k = 64;
@@ -43,6 +43,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   add_calib_options(desc, calib_opts);
   add_model_options(desc, o);
   add_activation_option(desc, activations);
+  add_kv_cache_option(desc, kv_types);
   po::variables_map vm;
   if (!parse(args, desc,
              "usage: qbench perplexity [--model FILE] --text FILE [--ctx N] [--chunks K] [--json]\n\n"
@@ -53,7 +54,9 @@ int cmd_perplexity(const std::vector<std::string>& args) {
     return 0;
   }
   set_threads(o.threads);
-  if (kl && scheme.empty()) throw Error("--kl needs --scheme (the reference is the unquantized model)");
+  if (kl && scheme.empty() && kv_types.empty()) {
+    throw Error("--kl needs --scheme or --kv-cache (the reference is the unquantized model with an f32 KV cache)");
+  }
   const Model source = load_model_from(o);
   const int64_t n_ctx_train = source.config.n_ctx_train;
   if (n_ctx_train > 0 && popt.n_ctx > n_ctx_train) {
@@ -78,6 +81,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   }
   Model m = scheme.empty() ? source : quant::quantize_model(source, recipe, &qreport, calib ? &*calib : nullptr);
   const nlohmann::json matmul = apply_activations(m, activations, popt.n_ctx);
+  const std::string kv_cache = apply_kv_cache(m, kv_types);
   const Tokenizer& tok = m.require_tokenizer();
   const std::string text = read_text_file(text_path);
   const auto t0 = std::chrono::steady_clock::now();
@@ -126,6 +130,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
         {"quantization", jq},
         {"kl_divergence", jkl},
         {"matmul", matmul},
+        {"kv_cache", kv_cache},
         {"rolling", jroll},
         {"command", "perplexity"},
         {"model", model_json(m)},
@@ -151,6 +156,7 @@ int cmd_perplexity(const std::vector<std::string>& args) {
   if (!scheme.empty()) std::printf("scheme %s: %.4f bits per weight\n", scheme.c_str(), qreport.bits_per_weight);
   if (!qreport.imatrix.empty()) std::printf("imatrix: %s\n", qreport.imatrix.c_str());
   std::printf("%s\n", activations_summary(matmul).c_str());
+  if (kv_cache != "f32") std::printf("KV cache: %s\n", kv_cache.c_str());
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
   if (popt.rolling) {
     std::printf("word perplexity %.4f, byte perplexity %.5f, bits per byte %.5f (%lld tokens, %lld bytes, %lld words)\n",

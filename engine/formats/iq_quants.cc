@@ -52,9 +52,10 @@ int best_index(float x) {
 
 // One block (iq4_nl: super = block = 32) or super-block (iq4_xs: super = 256, block = 32) of x.
 // Writes d, the indices L[super] and, for iq4_xs, the packed 6-bit sub-block scales.
+// ntry: 7 trial scales either side (llama-quantize's quantize_iq4_nl / quantize_iq4_xs), or -1
+// (ggml's quantize_row_iq4_nl_ref: the first scale's sign flipped, no trials, no re-rounding).
 void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
-                  const float* qw) {
-  constexpr int kTrials = 7;
+                  const float* qw, int ntry = 7) {
   float scales[256 / 32];
   float weight[32];
   uint8_t L[256];
@@ -87,7 +88,7 @@ void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q
       scales[ib] = 0;
       continue;
     }
-    float d = -max / float(kIq4nlValues[0]);
+    float d = ntry > 0 ? -max / float(kIq4nlValues[0]) : max / float(kIq4nlValues[0]);
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < block; ++j) {
@@ -100,7 +101,7 @@ void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q
     }
     d = sumqx / sumq2;
     float best = d * sumqx;
-    for (int itry = -kTrials; itry <= kTrials; ++itry) {
+    for (int itry = -ntry; itry <= ntry; ++itry) {
       id = float(itry + kIq4nlValues[0]) / max;
       sumqx = sumq2 = 0;
       for (int j = 0; j < block; ++j) {
@@ -145,8 +146,10 @@ void quantize_iq4(int super, int block, const float* x, uint16_t* dh, uint8_t* q
     }
   } else {
     *dh = fp32_to_fp16(scales[0]);
-    const float id = scales[0] != 0 ? 1 / scales[0] : 0.f;
-    for (int j = 0; j < super; ++j) L[j] = uint8_t(best_index(id * x[j]));
+    if (ntry > 0) {
+      const float id = scales[0] != 0 ? 1 / scales[0] : 0.f;
+      for (int j = 0; j < super; ++j) L[j] = uint8_t(best_index(id * x[j]));
+    }
   }
   for (int i = 0; i < super / 32; ++i) {
     for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
@@ -175,6 +178,14 @@ void quantize_blocks(const float* x, void* y, int64_t n, const float* qw) {
 }  // namespace
 
 void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n) { quantize_blocks<BlockIq4nl>(x, y, n, nullptr); }
+void quantize_row_iq4_nl_from_float(const float* x, void* y, int64_t n) {
+  QB_ASSERT(n % 32 == 0);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    BlockIq4nl blk{};
+    quantize_iq4(32, 32, x + 32 * b, &blk.d, blk.qs, nullptr, nullptr, nullptr, -1);
+    store_block(y, b, blk);
+  }
+}
 void quantize_row_iq4_nl_weighted(const float* x, void* y, int64_t n, const float* qw) {
   quantize_blocks<BlockIq4nl>(x, y, n, qw);
 }

@@ -24,6 +24,10 @@ namespace qbench {
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
+// What ggml's CPU backend writes when it converts FP32 to iq4_nl at run time (its from_float,
+// quantize_row_iq4_nl_ref: no trial scales, the first scale's sign flipped), e.g. into an iq4_nl
+// KV cache. Not llama-quantize's bytes (quantize_row_iq4_nl_ref above is those).
+void quantize_row_iq4_nl_from_float(const float* x, void* y, int64_t n);
 void quantize_row_iq4_nl_weighted(const float* x, void* y, int64_t n, const float* qw);
 void dequantize_row_iq4_nl(const uint8_t* src, float* y, int64_t n);
 

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "engine/core/error.h"
+#include "engine/formats/iq_quants.h"
 #include "engine/kernels/matmul.h"
 
 namespace qbench {
@@ -17,6 +20,24 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
   const float scale = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+// One head's row of n values into the KV cache in `type`, as llama.cpp's CPU backend writes its
+// cache (ggml's from_float): q8_0 by ggml's x86 rule (the activation quantizer), iq4_nl by ggml's
+// quantize_row_iq4_nl_ref (no trial scales), the other types by their reference quantizers.
+void store_kv_row(TensorType type, const float* src, uint8_t* dst, int64_t n) {
+  if (type == TensorType::F32) {
+    std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else if (type == TensorType::Q8_0) {
+    thread_local std::vector<uint8_t> tmp;
+    tmp.resize(activation_row_bytes(TensorType::Q8_0, n));
+    quantize_activation_row(TensorType::Q8_0, src, tmp.data(), n);
+    std::memcpy(dst, tmp.data(), row_bytes(type_traits(type), n));  // the ggml blocks come first
+  } else if (type == TensorType::IQ4_NL) {
+    quantize_row_iq4_nl_from_float(src, dst, n);
+  } else {
+    type_traits(type).quantize_row(src, dst, n);
+  }
 }
 
 void add_bias(float* y, const std::vector<float>& b, int64_t n_tokens) {
@@ -32,9 +53,24 @@ void add_bias(float* y, const std::vector<float>& b, int64_t n_tokens) {
 Forward::Forward(const Model& model, int64_t n_ctx) : model_(model), n_ctx_(n_ctx) {
   const ModelConfig& c = model.config;
   if (n_ctx <= 0) throw Error("context size must be positive, got " + std::to_string(n_ctx));
-  const size_t kv = size_t(c.n_layer) * size_t(n_ctx) * size_t(c.n_embd_kv());
-  k_cache_.assign(kv, 0.0f);
-  v_cache_.assign(kv, 0.0f);
+  const KvCacheTypes& kv = model.kv_cache;
+  const int64_t hd = c.head_dim();
+  for (const auto& [t, what] : {std::pair{kv.k, "key"}, std::pair{kv.v, "value"}}) {
+    if (!kv_cache_type_allowed(t)) {
+      throw Error("KV cache " + std::string(what) + " type " + std::string(type_traits(t).name) +
+                  " is not one llama.cpp's -ctk / -ctv accept (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)");
+    }
+    if (hd % type_traits(t).block_size != 0) {
+      throw Error("KV cache " + std::string(what) + " type " + std::string(type_traits(t).name) + ": the head size " +
+                  std::to_string(hd) + " is not a multiple of its block size " +
+                  std::to_string(type_traits(t).block_size) + " (llama.cpp refuses this model with it too)");
+    }
+  }
+  k_row_ = row_bytes(type_traits(kv.k), hd);
+  v_row_ = row_bytes(type_traits(kv.v), hd);
+  const size_t rows = size_t(c.n_layer) * size_t(n_ctx) * size_t(c.n_head_kv);
+  k_cache_.assign(rows * k_row_, 0);
+  v_cache_.assign(rows * v_row_, 0);
   const int64_t half = c.n_rot / 2;
   rope_cos_.resize(size_t(n_ctx * half));
   rope_sin_.resize(size_t(n_ctx * half));
@@ -133,6 +169,39 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
       find_quant_dot(TensorType::F32, model_.matmul.isa ? *model_.matmul.isa : default_isa());
   QB_ASSERT(qk_kernel != nullptr);
   const QuantDotKernel& qk = *qk_kernel;
+  const KvCacheTypes& kv = model_.kv_cache;
+  // Scores of a query against n_keys stored keys of a low-precision cache (rows `stride` bytes
+  // apart from `k0`), as llama.cpp's CPU flash attention computes them: the query in the key
+  // type's dot-product partner format, then that format's kernel per key.
+  const QuantDotKernel* k_kernel =
+      kv.k == TensorType::F32 ? nullptr : find_quant_dot(kv.k, model_.matmul.isa ? *model_.matmul.isa : default_isa());
+  auto key_scores = [&](const float* q, const uint8_t* k0, size_t stride, int64_t n_keys, float* out) {
+    const TensorType act = k_kernel != nullptr ? k_kernel->activation_type : TensorType::Q8_0;
+    std::vector<uint8_t> qa(activation_row_bytes(act, hd));
+    std::vector<float> qf(static_cast<size_t>(hd));
+    if (act == TensorType::F32) {
+      // f16 / bf16 keys: llama.cpp converts the query to the key type first.
+      std::vector<uint8_t> qh(row_bytes(type_traits(kv.k), hd));
+      type_traits(kv.k).quantize_row(q, qh.data(), hd);
+      type_traits(kv.k).dequantize_row(qh.data(), qf.data(), hd);
+      std::memcpy(qa.data(), qf.data(), qa.size());
+    } else {
+      quantize_activation_row(act, q, qa.data(), hd);
+    }
+    if (k_kernel != nullptr) {
+      for (int64_t j = 0; j < n_keys; ++j) k_kernel->dot(hd, k0 + size_t(j) * stride, qa.data(), 0, 1, out + j, 1);
+      return;
+    }
+    // No kernel for the key type (iq4_nl): its dequantized keys against the query's Q8_0 values.
+    dequantize_activation_row(act, qa.data(), qf.data(), hd);
+    std::vector<float> krow(static_cast<size_t>(hd));
+    for (int64_t j = 0; j < n_keys; ++j) {
+      type_traits(kv.k).dequantize_row(k0 + size_t(j) * stride, krow.data(), hd);
+      float s = 0;
+      for (int64_t i = 0; i < hd; ++i) s += qf[size_t(i)] * krow[size_t(i)];
+      out[j] = s;
+    }
+  };
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layers[size_t(l)];
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, L.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
@@ -145,10 +214,17 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
     add_bias(v_.data(), L.bv, n);
     rope(q_.data(), n_head, d);
     rope(k_.data(), c.n_head_kv, dkv);
-    float* kc = k_cache_.data() + size_t(l) * size_t(n_ctx_ * dkv);
-    float* vc = v_cache_.data() + size_t(l) * size_t(n_ctx_ * dkv);
-    std::copy(k_.begin(), k_.begin() + n * dkv, kc + p0 * dkv);
-    std::copy(v_.begin(), v_.begin() + n * dkv, vc + p0 * dkv);
+    const int64_t n_kv = c.n_head_kv;
+    uint8_t* kc = k_cache_.data() + size_t(l) * size_t(n_ctx_ * n_kv) * k_row_;
+    uint8_t* vc = v_cache_.data() + size_t(l) * size_t(n_ctx_ * n_kv) * v_row_;
+    tbb::parallel_for(int64_t(0), n * n_kv, [&](int64_t job) {
+      const int64_t t = job / n_kv, h = job % n_kv;
+      const size_t row = size_t((p0 + t) * n_kv + h);
+      store_kv_row(kv.k, k_.data() + t * dkv + h * hd, kc + row * k_row_, hd);
+      store_kv_row(kv.v, v_.data() + t * dkv + h * hd, vc + row * v_row_, hd);
+    });
+    const float* kcf = reinterpret_cast<const float*>(kc);  // F32 caches: [pos][n_embd_kv]
+    const float* vcf = reinterpret_cast<const float*>(vc);
 
     // Causal attention, one (token, head) pair per task; each output is computed by one task
     // in a fixed order, so the result does not depend on the thread count.
@@ -158,13 +234,17 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
       const float* q = q_.data() + t * d + h * hd;
       std::vector<float> scores(static_cast<size_t>(n_keys));
       float mx = -INFINITY;
-      // q . k for up to kMaxTokenTile keys per call of the f32 dot kernel of the model's ISA
-      // (the scalar one sums in order; a key's value does not depend on the tile).
-      for (int64_t j0 = 0; j0 < n_keys; j0 += kMaxTokenTile) {
-        const int nk = int(std::min<int64_t>(kMaxTokenTile, n_keys - j0));
-        const float* k = kc + j0 * dkv + kvh * hd;
-        qk.dot(hd, reinterpret_cast<const uint8_t*>(q), reinterpret_cast<const uint8_t*>(k), size_t(dkv) * sizeof(float),
-               nk, scores.data() + j0, 1);
+      if (kv.k == TensorType::F32) {
+        // q . k for up to kMaxTokenTile keys per call of the f32 dot kernel of the model's ISA
+        // (the scalar one sums in order; a key's value does not depend on the tile).
+        for (int64_t j0 = 0; j0 < n_keys; j0 += kMaxTokenTile) {
+          const int nk = int(std::min<int64_t>(kMaxTokenTile, n_keys - j0));
+          const float* k = kcf + j0 * dkv + kvh * hd;
+          qk.dot(hd, reinterpret_cast<const uint8_t*>(q), reinterpret_cast<const uint8_t*>(k),
+                 size_t(dkv) * sizeof(float), nk, scores.data() + j0, 1);
+        }
+      } else {
+        key_scores(q, kc + size_t(kvh) * k_row_, size_t(n_kv) * k_row_, n_keys, scores.data());
       }
       for (auto& s : scores) {
         s *= kq_scale;
@@ -178,8 +258,13 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
       const float inv = float(1.0 / sum);
       float* out = attn_.data() + t * d + h * hd;
       std::fill(out, out + hd, 0.0f);
+      std::vector<float> vrow(kv.v == TensorType::F32 ? 0 : size_t(hd));
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* v = vc + j * dkv + kvh * hd;
+        const float* v = vcf + j * dkv + kvh * hd;
+        if (kv.v != TensorType::F32) {
+          type_traits(kv.v).dequantize_row(vc + size_t(j * n_kv + kvh) * v_row_, vrow.data(), hd);
+          v = vrow.data();
+        }
         const float p = scores[size_t(j)] * inv;
         for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];
       }

@@ -5,6 +5,15 @@
 // decode when n == 1) with matrix-matrix products, appends their keys and values to the cache,
 // and returns logits. Prefill of n tokens and n single-token decodes give the same logits up to
 // float rounding (tested to 1e-4 relative).
+//
+// KV cache in low precision (Model::kv_cache, llama.cpp's -ctk / -ctv): each head's key and value
+// rows are stored in the type as they are appended (q8_0 by ggml's x86 rule, as llama.cpp's CPU
+// backend writes its cache; the other types by their reference quantizers), and attention reads
+// the stored form as llama.cpp's flash attention does on the CPU: the query is converted to the
+// key type's dot-product partner (Q8_0 / Q8_1 for the legacy types, f16 / bf16 rounding for f16 /
+// bf16) and q.k is that format's kernel (iq4_nl, which has none: its dequantized keys against the
+// query's Q8_0 values); value rows are dequantized to FP32 and accumulated. Quantized types need
+// a head size that is a multiple of their block size (32), as llama.cpp requires.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +59,8 @@ class Forward {
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
-  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  // Bytes of the KV cache as allocated (n_ctx positions, every layer), in its storage types.
+  size_t kv_cache_bytes() const { return k_cache_.size() + v_cache_.size(); }
   const Model& model() const { return model_; }
 
  private:
@@ -60,7 +70,10 @@ class Forward {
   int64_t n_ctx_;
   int64_t n_past_ = 0;
   ActivationObserver observer_;
-  std::vector<float> k_cache_, v_cache_;  // [layer][pos][n_embd_kv]
+  // [layer][pos][kv head] rows of head_dim values in model_.kv_cache.k / .v (F32: plain floats,
+  // so [layer][pos][n_embd_kv]); k_row_ / v_row_ bytes per row.
+  std::vector<uint8_t> k_cache_, v_cache_;
+  size_t k_row_ = 0, v_row_ = 0;
   std::vector<float> rope_cos_, rope_sin_;  // [pos][n_rot/2]
   // Scratch, sized for the largest batch seen.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_;

@@ -1,6 +1,9 @@
 #include "engine/model/model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
 
 #include <cstring>
 
@@ -350,6 +353,40 @@ size_t Model::weight_bytes() const {
     n += vector_weights(L) * sizeof(float);
   }
   return n;
+}
+
+namespace {
+constexpr TensorType kKvCacheTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                                        TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1,
+                                        TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL};
+}  // namespace
+
+bool kv_cache_type_allowed(TensorType t) {
+  return std::find(std::begin(kKvCacheTypes), std::end(kKvCacheTypes), t) != std::end(kKvCacheTypes);
+}
+
+std::string kv_cache_name(const KvCacheTypes& kv) {
+  const std::string k(type_traits(kv.k).name);
+  return kv.k == kv.v ? k : k + "/" + std::string(type_traits(kv.v).name);
+}
+
+KvCacheTypes parse_kv_cache(std::string_view text) {
+  auto one = [&](std::string_view name) {
+    const std::optional<TensorType> t = parse_type_name(name);
+    if (!t || !kv_cache_type_allowed(*t)) {
+      std::string allowed;
+      for (TensorType a : kKvCacheTypes) allowed += (allowed.empty() ? "" : ", ") + std::string(type_traits(a).name);
+      throw Error("KV cache type '" + std::string(name) + "' in '" + std::string(text) + "': expected one of " + allowed +
+                  " (or TYPE_K/TYPE_V)");
+    }
+    return *t;
+  };
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    const TensorType t = one(text);
+    return {t, t};
+  }
+  return {one(text.substr(0, slash)), one(text.substr(slash + 1))};
 }
 
 const Tokenizer& Model::require_tokenizer() const {

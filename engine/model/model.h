@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/formats/types.h"
@@ -40,6 +41,23 @@ struct LayerWeights {
   Matrix w_gate, w_up, w_down;   // [n_ff x n_embd] x2, [n_embd x n_ff]
 };
 
+// The KV cache's storage types, as llama.cpp's -ctk / -ctv: f32 (the default), f16, bf16, q8_0,
+// q4_0, q4_1, q5_0, q5_1, iq4_nl (kv_cache_type_allowed). Keys and values are quantized per head
+// as they are appended; attention reads the stored form (engine/model/forward.h).
+struct KvCacheTypes {
+  TensorType k = TensorType::F32;
+  TensorType v = TensorType::F32;
+  bool is_f32() const { return k == TensorType::F32 && v == TensorType::F32; }
+  bool operator==(const KvCacheTypes&) const = default;
+};
+// Whether `t` may store a KV cache (the types llama.cpp's -ctk / -ctv accept on the CPU).
+bool kv_cache_type_allowed(TensorType t);
+// "q8_0" (both the same) or "q8_0/q4_0" (keys/values).
+std::string kv_cache_name(const KvCacheTypes& kv);
+// Parses "TYPE" or "TYPE_K/TYPE_V" (type names as ggml prints them); throws qbench::Error with a
+// one-line message naming the allowed types otherwise.
+KvCacheTypes parse_kv_cache(std::string_view text);
+
 struct Model {
   ModelConfig config;
   Matrix tok_embd;  // [n_vocab x n_embd]; rows are looked up, not multiplied
@@ -58,6 +76,8 @@ struct Model {
   // How the forward pass multiplies by the matrices (engine/kernels/matmul.h): the packed-format
   // kernels by default; a copy of the model may choose the dequantize reference path or an ISA.
   MatmulOptions matmul;
+  // How the KV cache stores keys and values (engine/model/forward.h): F32 by default.
+  KvCacheTypes kv_cache;
 
   // Every linear weight of the model with its GGUF tensor name, in file order (layers first).
   std::vector<std::pair<std::string, const Matrix*>> linear_weights() const;

@@ -22,6 +22,17 @@ float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return diff / std::max(scale, 1e-30f);
 }
 
+// The message of the qbench::Error that f throws, or "" when it throws none.
+template <typename F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::vector<int32_t> some_tokens(int64_t n, int64_t vocab) {
   std::vector<int32_t> t(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) t[size_t(i)] = int32_t((i * 37 + 11) % vocab);
@@ -125,6 +136,70 @@ TEST(Forward, RejectsTokensOutsideTheVocabularyAndContextOverflow) {
   EXPECT_THROW(f.eval(bad, logits, 0), Error);
   const std::vector<int32_t> five = {1, 2, 3, 4, 5};
   EXPECT_THROW(f.eval(five, logits, 0), Error);
+}
+
+// A low-precision KV cache (llama.cpp's -ctk / -ctv types) on a tiny model with 32-wide heads:
+// the cache holds each type's bytes (n_layer x n_ctx x n_head_kv rows of row_bytes(type, 32)),
+// prefill and single-token decodes agree (both attend over the stored keys and values; see the
+// tolerance below), and the
+// logits move away from the f32 cache's by an amount that grows as the type gets coarser. The
+// values themselves are checked against llama.cpp's (HfCli.KvCacheTypesAgreeWithLlamaPerplexity).
+TEST(Forward, LowPrecisionKvCache) {
+  const std::string dir = test::temp_dir("forward-kv");
+  test::TinySpec s;
+  s.n_embd = 64;
+  s.n_head = 2;
+  s.n_head_kv = 1;  // head size 32, grouped-query attention
+  Model m = load_model(test::write_tiny_model(dir + "/m.gguf", s));
+  const int64_t n = 40;
+  const auto toks = some_tokens(n, m.config.n_vocab);
+  std::vector<float> ref;
+  Forward(m, n).eval(toks, ref, 0);
+  float q8_diff = 0, q4_diff = 0;
+  for (const char* name : {"f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q8_0/q4_0", "f32/q4_0"}) {
+    SCOPED_TRACE(name);
+    m.kv_cache = parse_kv_cache(name);
+    Forward f(m, n);
+    const size_t rows = size_t(s.n_layer * n * s.n_head_kv);
+    EXPECT_EQ(f.kv_cache_bytes(), rows * (row_bytes(type_traits(m.kv_cache.k), 32) + row_bytes(type_traits(m.kv_cache.v), 32)));
+    std::vector<float> all, one, stepwise;
+    f.eval(toks, all, 0);
+    Forward g(m, n);
+    for (int64_t i = 0; i < n; ++i) {
+      g.eval(std::span<const int32_t>(&toks[size_t(i)], 1), one, 0);
+      stepwise.insert(stepwise.end(), one.begin(), one.end());
+    }
+    // The keys and values of prefill (a GEMM) and of decode (a GEMV) differ in the last bits,
+    // which can round to another 4- or 5-bit code of the stored key: up to 1.8% of the largest
+    // logit on this model (q4_0). 8 and 16 bits keep the float tolerance.
+    const bool coarse = type_traits(m.kv_cache.k).block_size == 32 && m.kv_cache.k != TensorType::Q8_0;
+    EXPECT_LT(max_rel_diff(all, stepwise), coarse ? 3e-2f : 1e-3f);
+    const float diff = max_rel_diff(all, ref);
+    EXPECT_GT(diff, 0.0f) << "the cache type changed nothing";
+    if (std::string(name) == "q8_0") q8_diff = diff;
+    if (std::string(name) == "q4_0") q4_diff = diff;
+  }
+  EXPECT_LT(q8_diff, q4_diff);
+  EXPECT_EQ(kv_cache_name(parse_kv_cache("q8_0/q4_0")), "q8_0/q4_0");
+  EXPECT_EQ(kv_cache_name(parse_kv_cache("q5_1")), "q5_1");
+}
+
+TEST(Forward, KvCacheTypesAreCheckedAsLlamaCppChecksThem) {
+  const std::string dir = test::temp_dir("forward-kv-errors");
+  Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));  // head size 8
+  m.kv_cache = parse_kv_cache("f16");
+  EXPECT_NO_THROW(Forward(m, 4));
+  m.kv_cache = parse_kv_cache("f32/q8_0");
+  EXPECT_EQ(message_of([&] { Forward(m, 4); }),
+            "KV cache value type q8_0: the head size 8 is not a multiple of its block size 32 (llama.cpp refuses this "
+            "model with it too)");
+  for (const char* bad : {"q4_K", "q9_0", "", "q8_0/", "f16/q2_K"}) {
+    SCOPED_TRACE(bad);
+    const std::string e = message_of([&] { parse_kv_cache(bad); });
+    EXPECT_NE(e.find("expected one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl"), std::string::npos) << e;
+  }
+  m.kv_cache = {TensorType::Q4_K, TensorType::F32};
+  EXPECT_NE(message_of([&] { Forward(m, 4); }).find("is not one llama.cpp's -ctk / -ctv accept"), std::string::npos);
 }
 
 }  // namespace
