@@ -156,7 +156,12 @@ void add_kv_cache_option(po::options_description& desc, std::string& types) {
 }
 
 std::string apply_kv_cache(Model& m, const std::string& types) {
-  m.kv_cache = types.empty() ? KvCacheTypes{} : parse_kv_cache(types);
+  if (!types.empty()) {
+    if (!m.kv_cache.is_f32()) {
+      throw Error("--kv-cache " + types + " and the scheme's +kv=" + kv_cache_name(m.kv_cache) + ": give the KV cache once");
+    }
+    m.kv_cache = parse_kv_cache(types);
+  }
   return kv_cache_name(m.kv_cache);
 }
 

@@ -66,8 +66,9 @@ void add_activation_option(po::options_description& desc, std::string& mode);
 // "matrices", "decode": {"path", "activations"}, "prefill": {...}}]} (engine/kernels/matmul.h).
 nlohmann::json apply_activations(Model& m, const std::string& mode, int64_t prefill_tokens);
 // --kv-cache TYPE or TYPE_K/TYPE_V: the KV cache's storage types (llama.cpp's -ctk / -ctv; default
-// f32), set on m by apply_kv_cache (throws qbench::Error naming the allowed types otherwise).
-// Returns the name recorded in JSON results ("f32", "q8_0", "q8_0/q4_0").
+// f32, or what the scheme's "+kv=" suffix set), set on m by apply_kv_cache (throws qbench::Error
+// naming the allowed types otherwise, or when the scheme set one too). Returns the name recorded
+// in JSON results ("f32", "q8_0", "q8_0/q4_0").
 void add_kv_cache_option(po::options_description& desc, std::string& types);
 std::string apply_kv_cache(Model& m, const std::string& types);
 // One line for humans: "activations: int8 per 32 values (q8_0) for q4_0 (x29, avx512); f32 for f32 (x1)".

@@ -43,6 +43,10 @@ int cmd_quantize(const std::vector<std::string>& args) {
   }
   set_threads(o.threads);
   quant::Recipe recipe = quant::make_recipe(scheme);
+  if (recipe.kv_cache) {
+    throw Error("scheme " + scheme + ": the KV cache (+kv=) is chosen when the model runs, not stored in a GGUF; "
+                "quantize without it and give --kv-cache to perplexity/eval (or +kv= in qbench run/bench)");
+  }
   recipe.pure = pure;
   for (const auto& t : tensor_types) recipe.rules.push_back(quant::parse_rule(t));
   if (!output_type.empty()) recipe.output = quant::parse_scheme(output_type);

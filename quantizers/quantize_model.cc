@@ -47,6 +47,13 @@ SchemeSpec spec_for_type(TensorType t) {
 }
 
 Recipe make_recipe(std::string_view text) {
+  if (const size_t plus = text.rfind("+kv="); plus != std::string_view::npos) {
+    if (plus == 0) throw Error("scheme '" + std::string(text) + "': weights' scheme missing before +kv= (e.g. f16+kv=q8_0)");
+    Recipe r = make_recipe(text.substr(0, plus));
+    r.name = std::string(text);
+    r.kv_cache = parse_kv_cache(text.substr(plus + 4));
+    return r;
+  }
   Recipe r;
   r.name = std::string(text);
   const bool plain = text.find_first_of(",:{") == std::string_view::npos;
@@ -389,6 +396,7 @@ Model quantize_model(const Model& m, const Recipe& r, QuantizeReport* report, co
   rep.seconds = seconds_since(t_all);
   rep.bits_per_weight = rep.n_weights ? 8.0 * double(rep.bytes) / double(rep.n_weights) : 0.0;
   if (report) *report = std::move(rep);
+  out.kv_cache = r.kv_cache.value_or(KvCacheTypes{});
   return out;
 }
 

@@ -33,10 +33,15 @@ struct Recipe {
   std::vector<TensorRule> rules;      // first match wins
   std::optional<SchemeSpec> output;       // --output-tensor-type
   std::optional<SchemeSpec> token_embd;   // --token-embedding-type
+  // "+kv=TYPE[/TYPE_V]" at the end of the scheme text: the quantized model's KV cache types
+  // (engine/model/model.h, KvCacheTypes); a run-time setting of the model, not part of any file.
+  std::optional<KvCacheTypes> kv_cache;
 };
 
 // "Q4_K_M", "q4_0" (llama.cpp file types, with their mixes), any scheme spec ("rtn:int4,...",
-// "nf4"), or a JSON object spec. Throws qbench::Error on an unknown or malformed scheme.
+// "nf4"), or a JSON object spec, optionally followed by "+kv=TYPE" or "+kv=TYPE_K/TYPE_V" (the KV
+// cache in llama.cpp's -ctk / -ctv types: "q4_K+kv=q8_0", "f16+kv=q4_0"). Throws qbench::Error
+// on an unknown or malformed scheme.
 Recipe make_recipe(std::string_view text);
 // "PATTERN=SCHEME" (e.g. "ffn_down=f16", "attn_v=rtn:int6"); throws on a bad regex or scheme.
 TensorRule parse_rule(std::string_view text);

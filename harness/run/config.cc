@@ -47,7 +47,8 @@ bool read_value(const nlohmann::json& v, StringList& out) {
 
 std::string scheme_canonical(const std::string& scheme) {
   const quant::Recipe r = quant::make_recipe(scheme);
-  return r.ftype ? std::string(quant::ftype_info(*r.ftype).name) : r.scheme.to_string();
+  const std::string kv = r.kv_cache ? "+kv=" + kv_cache_name(*r.kv_cache) : "";
+  return (r.ftype ? std::string(quant::ftype_info(*r.ftype).name) : r.scheme.to_string()) + kv;
 }
 
 std::string expand_path(const std::string& value, const std::string& field) {

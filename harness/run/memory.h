@@ -10,8 +10,10 @@
 
 namespace qbench::run {
 
-// Bytes of the F32 KV cache of one sequence of n_ctx tokens (keys and values, all layers).
-size_t kv_cache_bytes(const ModelConfig& c, int64_t n_ctx);
+// Bytes of the KV cache of one sequence of n_ctx tokens (keys and values, all layers) in `kv`'s
+// types (engine/model/forward.h: per head, row_bytes of the head size). Throws qbench::Error,
+// as Forward does, when a type's block does not divide the head size.
+size_t kv_cache_bytes(const ModelConfig& c, int64_t n_ctx, const KvCacheTypes& kv = {});
 
 // 8 * bytes / weights over the multiplied matrices, scales and zero points included. The token
 // embedding is a lookup table (non-GGUF schemes keep it F32), so it counts only when the output

@@ -171,6 +171,14 @@ std::vector<Table> report_tables(const json& results) {
   if (!speed_shape.empty()) summary.title += "; speed measured at " + speed_shape + " shape, random weights";
   if (any_fraction) summary.header.push_back("decode % bw");
   summary.header.insert(summary.header.end(), {"memory x", "activations"});
+  // The KV cache column appears when some scheme stores it in another type than f32 (+kv=).
+  auto kv_of = [](const json& run) {
+    return run.contains("memory") && run["memory"].is_object() ? run["memory"].value("kv_cache", std::string("f32"))
+                                                               : std::string("f32");
+  };
+  bool any_kv = false;
+  for (const auto& run : results["runs"]) any_kv = any_kv || kv_of(run) != "f32";
+  if (any_kv) summary.header.push_back("KV cache");
   bool any_unpaired = false;
   for (size_t ri = 0; ri < rel["rows"].size(); ++ri) {
     const json& row = rel["rows"][ri];
@@ -227,6 +235,12 @@ std::vector<Table> report_tables(const json& results) {
     }
     cells.push_back(times(row["memory_x"]));
     cells.push_back(activations_cell(run));
+    if (any_kv) {
+      const json& m = run["memory"];
+      cells.push_back(kv_of(run) + (m.is_object() && m.contains("kv_bytes_per_token")
+                                        ? " (" + m["kv_bytes_per_token"].dump() + " B/token)"
+                                        : std::string()));
+    }
     summary.rows.push_back(cells);
   }
   summary.footnotes.insert(summary.footnotes.begin(),

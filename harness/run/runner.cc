@@ -560,6 +560,7 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
         variants[i] = std::make_unique<Model>(quant::quantize_model(
             source, quant::make_recipe(c.schemes[i]), &rep, calibrated[i] ? &*calibration : nullptr, o.stop));
       }
+      variants[i]->kv_cache = quant::make_recipe(c.schemes[i]).kv_cache.value_or(KvCacheTypes{});  // qat's too
       const json matmul = cli::apply_activations(*variants[i], c.activations, c.speed_prefill);
       const double linear_bpw = linear_bits_per_weight(rep, source.tied_output);
       const int64_t kv_ctx = c.perplexity ? c.ppl_ctx : (c.ctx > 0 ? c.ctx : source.config.n_ctx_train);
@@ -572,7 +573,9 @@ RunOutcome run_experiment(const ExperimentConfig& c, const RunOptions& o) {
                                {"qat", qat_json}};
         run["memory"] = {{"weight_bytes", variants[i]->weight_bytes()}, {"linear_weight_bytes", rep.bytes},
                          {"bits_per_weight", linear_bpw}, {"all_weights_bits_per_weight", rep.bits_per_weight},
-                         {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx)},
+                         {"kv_cache_bytes", kv_cache_bytes(source.config, kv_ctx, variants[i]->kv_cache)},
+                         {"kv_cache", kv_cache_name(variants[i]->kv_cache)},
+                         {"kv_bytes_per_token", kv_cache_bytes(source.config, 1, variants[i]->kv_cache)},
                          {"kv_ctx", kv_ctx}, {"peak_rss_bytes", peak_rss_bytes()}};
         run["matmul"] = matmul;
         json notes = json::array();

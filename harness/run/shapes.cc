@@ -142,7 +142,7 @@ Model quantized_random_model(const ModelShape& shape, const std::string& scheme,
                 shape.name + " do not come with; " + same_format + " writes the same packed format (the same speed)");
   }
   // F32 kept as it is (f32, keep) cannot share one layer's buffers: each layer must own its bytes.
-  const std::string canonical = scheme_canonical(scheme);
+  const std::string canonical = scheme_canonical(scheme.substr(0, scheme.rfind("+kv=")));
   const bool keeps_f32 = canonical == "f32" || canonical == "keep";
   // The source lives only in this scope: the variant holds what it shares with it.
   const Model source = build_random_model(shape, 1, !keeps_f32);
@@ -150,6 +150,10 @@ Model quantized_random_model(const ModelShape& shape, const std::string& scheme,
 }
 
 std::string uncalibrated_equivalent(const std::string& scheme) {
+  // The KV cache setting ("+kv=...") is kept as it is: it does not depend on calibration.
+  if (const size_t plus = scheme.rfind("+kv="); plus != std::string::npos) {
+    return uncalibrated_equivalent(scheme.substr(0, plus)) + scheme.substr(plus);
+  }
   const quant::Recipe recipe = quant::make_recipe(scheme);
   if (recipe.ftype) return scheme;  // llama.cpp mixes: an importance matrix is optional
   const quant::SchemeSpec& s = recipe.scheme;

@@ -64,6 +64,42 @@ int count_status(const json& doc, const std::string& status) {
   return n;
 }
 
+// A scheme may carry the KV cache ("+kv=TYPE[/TYPE_V]"): its units run with that cache, the
+// memory record states it with its bytes (per token: 2 layers x 2 KV heads x the two rows of a
+// 32-value head), and the row keeps the suffix in its name.
+TEST(Run, KvCacheSchemesRunAndRecordTheirBytes) {
+  const auto f = make_fixture("run-kv");
+  const auto c = test::tiny_config(f.model, {"fp16", "fp16+kv=q8_0", "q8_0+kv=q4_0/q8_0"});
+  const std::string out = f.dir + "/res.json";
+  const auto r = run_quiet(c, out);
+  EXPECT_EQ(r.failed_units, 0);
+  const json doc = test::read_json(out);
+  EXPECT_EQ(run::validate_results(doc), std::vector<std::string>{});
+  const json& runs = doc["runs"];
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0]["memory"]["kv_cache"], "f32");
+  EXPECT_EQ(runs[1]["memory"]["kv_cache"], "q8_0");
+  EXPECT_EQ(runs[2]["memory"]["kv_cache"], "q4_0/q8_0");
+  EXPECT_EQ(runs[0]["memory"]["kv_bytes_per_token"], 2 * 2 * (128 + 128));
+  EXPECT_EQ(runs[1]["memory"]["kv_bytes_per_token"], 2 * 2 * (34 + 34));
+  EXPECT_EQ(runs[2]["memory"]["kv_bytes_per_token"], 2 * 2 * (18 + 34));
+  for (const auto& run : runs) {
+    EXPECT_EQ(run["memory"]["kv_cache_bytes"].get<int64_t>(),
+              run["memory"]["kv_bytes_per_token"].get<int64_t>() * run["memory"]["kv_ctx"].get<int64_t>());
+  }
+  EXPECT_EQ(doc["relative"]["rows"][1]["scheme"], "fp16+kv=q8_0");
+  EXPECT_TRUE(doc["relative"]["rows"][2]["scheme_canonical"].get<std::string>().ends_with("+kv=q4_0/q8_0"));
+  // The cache changed the model's output (fp16 weights in both rows), a little.
+  const double kld = doc["relative"]["rows"][1]["quality"]["kld"]["value"].get<double>();
+  EXPECT_GT(kld, doc["relative"]["rows"][0]["quality"]["kld"]["value"].get<double>());
+  EXPECT_LT(kld, 0.01);
+  // qbench report: a "KV cache" column with the types and bytes per token.
+  const std::string table = run::render_tables(run::report_tables(doc), run::ReportFormat::Markdown);
+  EXPECT_NE(table.find("| activations | KV cache |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| q8_0 (272 B/token) |"), std::string::npos) << table;
+  EXPECT_NE(table.find("| f32 (1024 B/token) |"), std::string::npos) << table;
+}
+
 TEST(Run, ResultsFollowTheSchemaAndTheRelativeTable) {
   const auto f = make_fixture("run-schema");
   const auto c = test::tiny_config(f.model, {"fp16", "int8", "q8_0"});
