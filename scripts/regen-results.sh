@@ -9,7 +9,8 @@
 #
 #   scripts/regen-results.sh [NAME...]   only these experiments (default: default all-schemes);
 #       `scripts/regen-results.sh qat` regenerates results/qat/ (QAT beside PTQ, about 30 minutes),
-#       `qat-budget` results/qat-budget/ (QAT's steps curve, about 50 minutes)
+#       `qat-budget` results/qat-budget/ (QAT's steps curve, about 50 minutes), `kv-cache`
+#       results/kv-cache/ (the KV cache in llama.cpp's cache types, about 1 minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 qbench=build/harness/qbench
