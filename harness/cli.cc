@@ -152,7 +152,9 @@ void add_kv_cache_option(po::options_description& desc, std::string& types) {
                      "KV cache storage, as llama.cpp's -ctk/-ctv: f32 (default), f16, bf16, q8_0, q4_0, q4_1, q5_0, "
                      "q5_1, iq4_nl; TYPE_K/TYPE_V for different key and value types. Keys and values are quantized "
                      "per head as they are appended and attention reads them as stored (quantized types need a head "
-                     "size that is a multiple of 32)");
+                     "size that is a multiple of 32). Quantized types are rotated as llama.cpp rotates them by default "
+                     "(a Hadamard transform of Q/K and of V for head sizes that are multiples of 64); append ,rot=off "
+                     "for none (llama.cpp's LLAMA_ATTN_ROT_DISABLE=1)");
 }
 
 std::string apply_kv_cache(Model& m, const std::string& types) {

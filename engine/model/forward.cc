@@ -40,6 +40,28 @@ void store_kv_row(TensorType type, const float* src, uint8_t* dst, int64_t n) {
   }
 }
 
+}  // namespace
+
+void hadamard_blocks(float* x, int64_t len, int64_t n) {
+  QB_ASSERT(n > 0 && (n & (n - 1)) == 0 && len % n == 0);
+  const float scale = 1.0f / std::sqrt(float(n));
+  for (int64_t b = 0; b < len; b += n) {
+    float* y = x + b;
+    for (int64_t j = 0; j < n; ++j) y[j] *= scale;
+    for (int64_t span = 1; span < n; span *= 2) {
+      for (int64_t i = 0; i < n; i += 2 * span) {
+        for (int64_t j = i; j < i + span; ++j) {
+          const float u = y[j], v = y[j + span];
+          y[j] = u + v;
+          y[j + span] = u - v;
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
 void add_bias(float* y, const std::vector<float>& b, int64_t n_tokens) {
   if (b.empty()) return;
   const int64_t n = int64_t(b.size());
@@ -170,6 +192,7 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
   QB_ASSERT(qk_kernel != nullptr);
   const QuantDotKernel& qk = *qk_kernel;
   const KvCacheTypes& kv = model_.kv_cache;
+  const int64_t rot_k = kv_key_rotation(kv, hd), rot_v = kv_value_rotation(kv, hd);
   // Scores of a query against n_keys stored keys of a low-precision cache (rows `stride` bytes
   // apart from `k0`), as llama.cpp's CPU flash attention computes them: the query in the key
   // type's dot-product partner format, then that format's kernel per key.
@@ -214,6 +237,11 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
     add_bias(v_.data(), L.bv, n);
     rope(q_.data(), n_head, d);
     rope(k_.data(), c.n_head_kv, dkv);
+    if (rot_k > 0) {
+      hadamard_blocks(q_.data(), n * d, rot_k);
+      hadamard_blocks(k_.data(), n * dkv, rot_k);
+    }
+    if (rot_v > 0) hadamard_blocks(v_.data(), n * dkv, rot_v);
     const int64_t n_kv = c.n_head_kv;
     uint8_t* kc = k_cache_.data() + size_t(l) * size_t(n_ctx_ * n_kv) * k_row_;
     uint8_t* vc = v_cache_.data() + size_t(l) * size_t(n_ctx_ * n_kv) * v_row_;
@@ -269,6 +297,7 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
         for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];
       }
     });
+    if (rot_v > 0) hadamard_blocks(attn_.data(), n * d, rot_v);  // the values' rotation undone
     observe(l, LinearInput::AttnOut, attn_.data(), n, d);
     linear(L.wo, attn_.data(), n, ffn_.data());
     for (int64_t i = 0; i < n * d; ++i) x_[size_t(i)] += ffn_[size_t(i)];

@@ -80,6 +80,12 @@ class Forward {
   std::vector<uint8_t> matmul_scratch_;  // quantized activation rows (engine/kernels/matmul.h)
 };
 
+// The normalized Walsh-Hadamard transform of every block of n values of x (len a multiple of n,
+// n a power of two), in place: each value scaled by 1/sqrt(n) first, then butterflies of span
+// 1, 2, 4, ... (u, v) -> (u + v, u - v), in FP32, as ggml's fast Walsh-Hadamard routine computes
+// llama.cpp's attention rotation (KvCacheTypes::rotate). Its own inverse up to rounding.
+void hadamard_blocks(float* x, int64_t len, int64_t n);
+
 // Largest number of tokens evaluated in one batch; longer inputs are split.
 inline constexpr int64_t kMaxBatch = 512;
 

@@ -367,10 +367,35 @@ bool kv_cache_type_allowed(TensorType t) {
 
 std::string kv_cache_name(const KvCacheTypes& kv) {
   const std::string k(type_traits(kv.k).name);
-  return kv.k == kv.v ? k : k + "/" + std::string(type_traits(kv.v).name);
+  return (kv.k == kv.v ? k : k + "/" + std::string(type_traits(kv.v).name)) + (kv.rotate ? "" : ",rot=off");
+}
+
+namespace {
+bool is_quantized_type(TensorType t) { return t != TensorType::F32 && t != TensorType::F16 && t != TensorType::BF16; }
+}  // namespace
+
+int64_t kv_key_rotation(const KvCacheTypes& kv, int64_t head_dim) {
+  if (!kv.rotate || !is_quantized_type(kv.k) || head_dim % 64 != 0) return 0;
+  int64_t n = 64;
+  while (head_dim % (2 * n) == 0) n *= 2;
+  return n;
+}
+
+int64_t kv_value_rotation(const KvCacheTypes& kv, int64_t head_dim) {
+  return kv.rotate && is_quantized_type(kv.v) && head_dim % 64 == 0 ? 64 : 0;
 }
 
 KvCacheTypes parse_kv_cache(std::string_view text) {
+  if (const size_t comma = text.find(','); comma != std::string_view::npos) {
+    const std::string_view opt = text.substr(comma + 1);
+    if (opt != "rot=off" && opt != "rot=auto") {
+      throw Error("KV cache '" + std::string(text) + "': unknown option '" + std::string(opt) +
+                  "' (expected rot=off or rot=auto)");
+    }
+    KvCacheTypes kv = parse_kv_cache(text.substr(0, comma));
+    kv.rotate = opt == "rot=auto";
+    return kv;
+  }
   auto one = [&](std::string_view name) {
     const std::optional<TensorType> t = parse_type_name(name);
     if (!t || !kv_cache_type_allowed(*t)) {

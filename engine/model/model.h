@@ -44,18 +44,31 @@ struct LayerWeights {
 // The KV cache's storage types, as llama.cpp's -ctk / -ctv: f32 (the default), f16, bf16, q8_0,
 // q4_0, q4_1, q5_0, q5_1, iq4_nl (kv_cache_type_allowed). Keys and values are quantized per head
 // as they are appended; attention reads the stored form (engine/model/forward.h).
+//
+// Rotation, as llama.cpp does by default (its attention rotation, LLAMA_ATTN_ROT_DISABLE=1 turns
+// it off): when the key type is quantized and the head size is a multiple of 64, queries and keys
+// (after RoPE) pass through a normalized Walsh-Hadamard transform of n values, block by block,
+// n the largest power of two (at least 64) dividing the head size; when the value type is
+// quantized and the head size a multiple of 64, values are rotated in blocks of 64 before they
+// are stored and the attention output is rotated back (the transform is its own inverse). q.k is
+// unchanged in exact arithmetic; the rotation spreads outliers across the block before rounding.
 struct KvCacheTypes {
   TensorType k = TensorType::F32;
   TensorType v = TensorType::F32;
+  bool rotate = true;  // llama.cpp's rule above; false: never (",rot=off")
   bool is_f32() const { return k == TensorType::F32 && v == TensorType::F32; }
   bool operator==(const KvCacheTypes&) const = default;
 };
+// The block sizes of the rotations `kv` implies for head size `head_dim` (0: none).
+int64_t kv_key_rotation(const KvCacheTypes& kv, int64_t head_dim);
+int64_t kv_value_rotation(const KvCacheTypes& kv, int64_t head_dim);
 // Whether `t` may store a KV cache (the types llama.cpp's -ctk / -ctv accept on the CPU).
 bool kv_cache_type_allowed(TensorType t);
-// "q8_0" (both the same) or "q8_0/q4_0" (keys/values).
+// "q8_0" (both the same) or "q8_0/q4_0" (keys/values), then ",rot=off" when the rotation is off.
 std::string kv_cache_name(const KvCacheTypes& kv);
-// Parses "TYPE" or "TYPE_K/TYPE_V" (type names as ggml prints them); throws qbench::Error with a
-// one-line message naming the allowed types otherwise.
+// Parses "TYPE" or "TYPE_K/TYPE_V" (type names as ggml prints them), optionally followed by
+// ",rot=off" (or ",rot=auto", the default); throws qbench::Error with a one-line message naming
+// the allowed types otherwise.
 KvCacheTypes parse_kv_cache(std::string_view text);
 
 struct Model {

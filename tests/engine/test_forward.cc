@@ -184,6 +184,58 @@ TEST(Forward, LowPrecisionKvCache) {
   EXPECT_EQ(kv_cache_name(parse_kv_cache("q5_1")), "q5_1");
 }
 
+// The rotation against an explicit Sylvester Hadamard matrix (H_1 = [1], H_2n = [[H, H], [H, -H]],
+// divided by sqrt(n)) in double: each block of n values is H x; applied twice it gives x back.
+TEST(Forward, HadamardBlocksAreTheNormalizedSylvesterTransform) {
+  for (int64_t n : {1, 2, 64, 128}) {
+    SCOPED_TRACE(n);
+    std::vector<std::vector<double>> h = {{1.0}};
+    while (int64_t(h.size()) < n) {
+      const size_t m = h.size();
+      std::vector<std::vector<double>> g(2 * m, std::vector<double>(2 * m));
+      for (size_t i = 0; i < m; ++i) {
+        for (size_t j = 0; j < m; ++j) {
+          g[i][j] = g[i][j + m] = g[i + m][j] = h[i][j];
+          g[i + m][j + m] = -h[i][j];
+        }
+      }
+      h = std::move(g);
+    }
+    std::vector<float> x(size_t(3 * n));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(0.7 * double(i) + 0.3)) * (i % 5 == 0 ? 8.0f : 1.0f);
+    std::vector<float> y = x;
+    hadamard_blocks(y.data(), int64_t(y.size()), n);
+    for (int64_t b = 0; b < 3; ++b) {
+      for (int64_t i = 0; i < n; ++i) {
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          ref += h[size_t(i)][size_t(j)] * x[size_t(b * n + j)];
+          mag += std::fabs(x[size_t(b * n + j)]);
+        }
+        ref /= std::sqrt(double(n));
+        ASSERT_NEAR(y[size_t(b * n + i)], ref, 1e-6 * mag) << "block " << b << " value " << i;
+      }
+    }
+    hadamard_blocks(y.data(), int64_t(y.size()), n);
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], x[i], 1e-5 * (1 + std::fabs(x[i])));
+  }
+  // llama.cpp's rule for the block sizes: keys the largest power of two >= 64 dividing the head
+  // size, values 64, both only for quantized types and head sizes that are multiples of 64.
+  const KvCacheTypes q4 = parse_kv_cache("q4_0");
+  EXPECT_EQ(kv_key_rotation(q4, 64), 64);
+  EXPECT_EQ(kv_key_rotation(q4, 128), 128);
+  EXPECT_EQ(kv_key_rotation(q4, 192), 64);
+  EXPECT_EQ(kv_key_rotation(q4, 256), 256);
+  EXPECT_EQ(kv_value_rotation(q4, 256), 64);
+  EXPECT_EQ(kv_key_rotation(q4, 32), 0);
+  EXPECT_EQ(kv_key_rotation(parse_kv_cache("f16"), 128), 0);
+  EXPECT_EQ(kv_key_rotation(parse_kv_cache("f32/q8_0"), 128), 0);
+  EXPECT_EQ(kv_value_rotation(parse_kv_cache("f32/q8_0"), 128), 64);
+  EXPECT_EQ(kv_key_rotation(parse_kv_cache("q4_0,rot=off"), 128), 0);
+  EXPECT_EQ(kv_cache_name(parse_kv_cache("q8_0/q4_0,rot=off")), "q8_0/q4_0,rot=off");
+  EXPECT_NE(message_of([] { parse_kv_cache("q4_0,rot=on"); }).find("expected rot=off or rot=auto"), std::string::npos);
+}
+
 TEST(Forward, KvCacheTypesAreCheckedAsLlamaCppChecksThem) {
   const std::string dir = test::temp_dir("forward-kv-errors");
   Model m = load_model(test::write_tiny_model(dir + "/m.gguf"));  // head size 8
