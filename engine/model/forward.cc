@@ -288,10 +288,11 @@ void Forward::eval_batch(std::span<const int32_t> tokens, float* logits, int64_t
       std::fill(out, out + hd, 0.0f);
       std::vector<float> vrow(kv.v == TensorType::F32 ? 0 : size_t(hd));
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* v = vcf + j * dkv + kvh * hd;
-        if (kv.v != TensorType::F32) {
+        const float* v = vrow.data();
+        if (kv.v == TensorType::F32) {
+          v = vcf + j * dkv + kvh * hd;
+        } else {
           type_traits(kv.v).dequantize_row(vc + size_t(j * n_kv + kvh) * v_row_, vrow.data(), hd);
-          v = vrow.data();
         }
         const float p = scores[size_t(j)] * inv;
         for (int64_t i = 0; i < hd; ++i) out[i] += p * v[i];

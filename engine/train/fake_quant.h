@@ -82,7 +82,8 @@ struct QatConfig {
 class FakeQuantLinear final : public LinearWeight {
  public:
   // Scales and zero points of every Linear tensor of `params`, from the min/max rule
-  // (int_params_minmax, i.e. RTN's). Throws qbench::Error when a tensor's row length is not a
+  // (int_params_minmax; for the q4_0 target ggml's max / -8); a PTQ start replaces them with its
+  // own through set_from_packed. Throws qbench::Error when a tensor's row length is not a
   // multiple of the format's group size.
   FakeQuantLinear(const TrainParams& params, const QatConfig& config);
 
@@ -102,7 +103,8 @@ class FakeQuantLinear final : public LinearWeight {
   std::span<float> zeros(int slot);  // empty for symmetric formats
   std::span<const float> scale_grad(int slot) const;
   std::span<const float> zero_grad(int slot) const;
-  // The packed int tensor of `slot` from `master` (rows x cols), as a quantizer writes it:
+  // The packed tensor of `slot` from `master` (rows x cols) in the target's format (qbench's
+  // integer format, or ggml's Q4_0), as a quantizer writes it:
   // dequantizing it gives forward()'s weight bit for bit.
   std::vector<uint8_t> pack(int slot, const float* master) const;
   // Replace the scales and zero points of `slot` with those stored in `packed` (a tensor of
